@@ -1,0 +1,15 @@
+//! # brain-diffuser
+//!
+//! Reconstructs the images a person saw from their fMRI, the Brain-Diffuser method (Ozcelik &
+//! VanRullen, 2023). Three ridge regressions map NSD betas to VDVAE latents, CLIP-Vision and
+//! CLIP-Text embeddings; VDVAE decodes a 64x64 initial guess, which Versatile Diffusion refines under
+//! the predicted embeddings. This crate composes the stage crates (`nsd-io`, `ridge`, `vdvae`,
+//! `clip`, `versatile-diffusion`, `metrics`) through three traits — [`Encoder`], [`Regressor`] and
+//! [`Generator`] — so that any stage can be swapped for another project's.
+
+mod error;
+pub mod runtime;
+mod stage;
+
+pub use error::{PipelineError, StageError};
+pub use stage::{Encoder, Generator, GuidedCondition, LatentCondition, Regressor};
