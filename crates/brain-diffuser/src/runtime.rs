@@ -71,30 +71,3 @@ pub fn loaded_libtorch_paths() -> Vec<String> {
     paths.dedup();
     paths
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_devices_and_rejects_others() {
-        assert_eq!(parse_device("cpu"), Ok(Device::Cpu));
-        assert_eq!(parse_device("cuda"), Ok(Device::Cuda(0)));
-        assert_eq!(parse_device("cuda:3"), Ok(Device::Cuda(3)));
-        assert!(parse_device("gpu").is_err());
-        assert!(parse_device("cuda:x").is_err());
-    }
-
-    #[test]
-    fn the_linked_libtorch_is_the_one_loaded() {
-        let info = LibtorchInfo::query();
-        assert!(info.version.starts_with("2.11.0"), "built against {}", info.version);
-        // Touch libtorch so that it is certainly mapped, then compare folders.
-        let _ = tch::Tensor::from(1.0f32);
-        let loaded = loaded_libtorch_paths();
-        let cpu = loaded.iter().find(|p| p.ends_with("libtorch_cpu.so")).expect("libtorch_cpu.so is mapped");
-        let loaded_dir = std::fs::canonicalize(std::path::Path::new(cpu).parent().unwrap()).unwrap();
-        let linked_dir = std::fs::canonicalize(info.lib_dir).unwrap();
-        assert_eq!(loaded_dir, linked_dir);
-    }
-}
