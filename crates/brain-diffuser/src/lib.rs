@@ -7,9 +7,14 @@
 //! `clip`, `versatile-diffusion`, `metrics`) through three traits — [`Encoder`], [`Regressor`] and
 //! [`Generator`] — so that any stage can be swapped for another project's.
 
+pub mod config;
 mod error;
 pub mod runtime;
+pub mod renormalise;
+pub mod roi;
+pub mod shard;
 mod stage;
 
+pub use config::Config;
 pub use error::{PipelineError, StageError};
 pub use stage::{Encoder, Generator, GuidedCondition, LatentCondition, Regressor};
