@@ -11,6 +11,7 @@ pub mod config;
 mod error;
 pub mod runtime;
 pub mod renormalise;
+pub mod report;
 pub mod roi;
 pub mod shard;
 mod stage;

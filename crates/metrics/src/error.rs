@@ -1,14 +1,20 @@
 /// Everything that can go wrong in the `metrics` crate: image pairs, feature networks and evaluation protocols.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    /// A checkpoint or fixture could not be read or written.
+    /// A checkpoint, image or output file could not be read or written.
     #[error("cannot access {path}: {source}")]
     Io {
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
-    /// A configuration value or an input shape is not what the model accepts.
+    /// An image file could not be decoded.
+    #[error("cannot decode image {path}: {message}")]
+    Image { path: std::path::PathBuf, message: String },
+    /// A checkpoint does not hold what the network needs.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: std::path::PathBuf, message: String },
+    /// A configuration value or an input shape is not what the metric accepts.
     #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },
     /// libtorch reported an error.

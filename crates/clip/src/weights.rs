@@ -1,0 +1,263 @@
+//! Reading Hugging Face checkpoints (`model.safetensors`, `pytorch_model.bin`) into a [`VarStore`],
+//! reporting missing, unexpected and mis-shaped keys by name before any data is copied.
+//!
+//! `.safetensors` files are read one tensor at a time from the file (header parsed with the
+//! `safetensors` crate), so the peak host memory is the model plus its largest tensor, not twice
+//! the model as with `Tensor::read_safetensors`. `.bin` files go through `Tensor::loadz_multi`
+//! (libtorch's own zip reader), which holds the whole state dict once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use tch::{Kind, Tensor, nn::VarStore};
+
+use crate::ClipError;
+
+/// The checkpoint file names looked for in a model folder, in order of preference.
+pub const CHECKPOINT_NAMES: [&str; 2] = ["model.safetensors", "pytorch_model.bin"];
+
+/// Finds the checkpoint of a Hugging Face model folder (`model.safetensors`, else `pytorch_model.bin`).
+pub fn find_checkpoint(dir: &Path) -> Result<PathBuf, ClipError> {
+    CHECKPOINT_NAMES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ClipError::Invalid {
+            what: dir.display().to_string(),
+            message: format!("no checkpoint found (expected one of {CHECKPOINT_NAMES:?})"),
+        })
+}
+
+/// Where a tensor's data is: in a safetensors file at a byte range, or already in memory.
+enum Source {
+    File {
+        dtype: safetensors::Dtype,
+        start: u64,
+        len: usize,
+    },
+    Loaded(Tensor),
+}
+
+struct Entry {
+    shape: Vec<i64>,
+    source: Source,
+}
+
+/// A checkpoint's tensors by name, with their shapes known before their data is read.
+pub struct Checkpoint {
+    path: PathBuf,
+    entries: HashMap<String, Entry>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClipError + '_ {
+    move |source| ClipError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn kind_of(dtype: safetensors::Dtype) -> Option<Kind> {
+    use safetensors::Dtype as D;
+    Some(match dtype {
+        D::F32 => Kind::Float,
+        D::F16 => Kind::Half,
+        D::BF16 => Kind::BFloat16,
+        D::F64 => Kind::Double,
+        D::I64 => Kind::Int64,
+        D::I32 => Kind::Int,
+        D::I16 => Kind::Int16,
+        D::I8 => Kind::Int8,
+        D::U8 => Kind::Uint8,
+        D::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+impl Checkpoint {
+    /// Opens a checkpoint by extension: `.safetensors` (header only, data read later) or a
+    /// `torch.save` zip file (`.bin`, `.pth`, `.pt`, loaded now).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ClipError> {
+        let path = path.as_ref();
+        let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+        let entries = if is_safetensors {
+            Self::safetensors_entries(path)?
+        } else {
+            let tensors = Tensor::loadz_multi(path).map_err(|e| ClipError::Invalid {
+                what: path.display().to_string(),
+                message: format!("cannot read as a torch.save zip state dict: {e}"),
+            })?;
+            tensors
+                .into_iter()
+                .map(|(name, t)| {
+                    let shape = t.size();
+                    (
+                        name,
+                        Entry {
+                            shape,
+                            source: Source::Loaded(t),
+                        },
+                    )
+                })
+                .collect()
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            entries,
+        })
+    }
+
+    fn safetensors_entries(path: &Path) -> Result<HashMap<String, Entry>, ClipError> {
+        let mut file = std::fs::File::open(path).map_err(io_err(path))?;
+        let file_len = file.metadata().map_err(io_err(path))?.len();
+        let bad = |message: String| ClipError::Invalid {
+            what: path.display().to_string(),
+            message,
+        };
+        let mut len_bytes = [0u8; 8];
+        file.read_exact(&mut len_bytes).map_err(io_err(path))?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len + 8 > file_len || header_len > 100_000_000 {
+            return Err(bad(format!(
+                "safetensors header length {header_len} does not fit the file ({file_len} bytes)"
+            )));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header).map_err(io_err(path))?;
+        let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
+            .map_err(|e| bad(format!("invalid safetensors header: {e}")))?;
+        let data_start = 8 + header_len;
+        let mut entries = HashMap::new();
+        for (name, info) in metadata.tensors() {
+            let (begin, end) = info.data_offsets;
+            if data_start + end as u64 > file_len || begin > end {
+                return Err(bad(format!(
+                    "tensor {name}: data range {begin}..{end} lies outside the file"
+                )));
+            }
+            let shape = info.shape.iter().map(|&d| d as i64).collect();
+            entries.insert(
+                name,
+                Entry {
+                    shape,
+                    source: Source::File {
+                        dtype: info.dtype,
+                        start: data_start + begin as u64,
+                        len: end - begin,
+                    },
+                },
+            );
+        }
+        Ok(entries)
+    }
+
+    /// The path the checkpoint was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Names and shapes of every tensor in the checkpoint, sorted by name.
+    pub fn shapes(&self) -> BTreeMap<String, Vec<i64>> {
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.shape.clone()))
+            .collect()
+    }
+
+    fn read(&self, name: &str, file: &mut Option<std::fs::File>) -> Result<Tensor, ClipError> {
+        let entry = &self.entries[name];
+        match &entry.source {
+            Source::Loaded(t) => Ok(t.shallow_clone()),
+            Source::File { dtype, start, len } => {
+                let kind = kind_of(*dtype).ok_or_else(|| ClipError::Invalid {
+                    what: format!("{}: tensor {name}", self.path.display()),
+                    message: format!("unsupported dtype {dtype:?}"),
+                })?;
+                let f = match file {
+                    Some(f) => f,
+                    None => file.insert(std::fs::File::open(&self.path).map_err(io_err(&self.path))?),
+                };
+                let mut bytes = vec![0u8; *len];
+                f.seek(SeekFrom::Start(*start))
+                    .map_err(io_err(&self.path))?;
+                f.read_exact(&mut bytes).map_err(io_err(&self.path))?;
+                Ok(Tensor::f_from_data_size(&bytes, &entry.shape, kind)?)
+            }
+        }
+    }
+
+    /// The value of a 0-dimensional tensor such as `logit_scale`, or `None` when absent.
+    pub fn scalar(&self, name: &str) -> Result<Option<f64>, ClipError> {
+        if !self.entries.contains_key(name) {
+            return Ok(None);
+        }
+        let t = self.read(name, &mut None)?;
+        Ok(Some(t.f_double_value(&[])?))
+    }
+
+    /// Copies the checkpoint into every variable of `vs`, casting to the variable's kind and device.
+    ///
+    /// `ignorable` names checkpoint keys that belong elsewhere (the other tower of a CLIPModel file,
+    /// legacy `position_ids` buffers). Every variable must be present with its exact shape and every
+    /// other key must be ignorable; otherwise nothing is copied and the error lists all offending
+    /// keys by name.
+    pub fn load_into(
+        &self,
+        vs: &VarStore,
+        ignorable: impl Fn(&str) -> bool,
+    ) -> Result<(), ClipError> {
+        let variables = vs.variables();
+        let mut missing = Vec::new();
+        let mut mismatched = Vec::new();
+        for (name, var) in &variables {
+            match self.entries.get(name) {
+                None => missing.push(name.clone()),
+                Some(e) if e.shape != var.size() => mismatched.push(format!(
+                    "{name}: checkpoint {:?}, model {:?}",
+                    e.shape,
+                    var.size()
+                )),
+                Some(_) => {}
+            }
+        }
+        let mut unexpected: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| !variables.contains_key(*k) && !ignorable(k))
+            .cloned()
+            .collect();
+        if !(missing.is_empty() && mismatched.is_empty() && unexpected.is_empty()) {
+            missing.sort();
+            mismatched.sort();
+            unexpected.sort();
+            return Err(ClipError::Checkpoint {
+                path: self.path.clone(),
+                missing,
+                unexpected,
+                mismatched,
+            });
+        }
+        let mut file = None;
+        tch::no_grad(|| -> Result<(), ClipError> {
+            let mut names: Vec<_> = variables.keys().collect();
+            names.sort();
+            for name in names {
+                let mut var = variables[name].shallow_clone();
+                let src = self.read(name, &mut file)?;
+                var.f_copy_(&src)?;
+            }
+            Ok(())
+        })?;
+        tracing::debug!(
+            path = %self.path.display(),
+            tensors = variables.len(),
+            "checkpoint loaded"
+        );
+        Ok(())
+    }
+}
+
+/// True for buffers some exports carry that are not model parameters (`*.position_ids`).
+pub fn is_legacy_buffer(name: &str) -> bool {
+    name.ends_with(".position_ids")
+}

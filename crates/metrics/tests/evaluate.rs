@@ -1,0 +1,168 @@
+//! `evaluate` on 16 image pairs against the reference formulas computed in Python
+//! (tools/metrics/gen_fixtures.py, `gen_evaluate`): Brain-Diffuser's evaluate_reconstruction.py and
+//! MindEye's notebook formulas, torchvision networks with the shared synthetic weights, and a
+//! stand-in for CLIP plugged in through the `FeatureExtractor` trait.
+
+mod common;
+
+use std::path::Path;
+
+use common::{read_json, reconstruction_of, structured_image};
+use metrics::networks::{FeatureExtractor, Normalization};
+use metrics::protocol::slots;
+use metrics::{Extractors, MetricsError, Protocol, TorchvisionExtractor, TorchvisionNetwork, evaluate_folders};
+use ndarray::{Array2, ArrayView4};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+/// The CLIP stand-in of the generator: 4x4 average pooling of the CLIP-normalised input.
+struct PooledPixels;
+
+impl FeatureExtractor for PooledPixels {
+    fn name(&self) -> &str {
+        "pooled-pixels"
+    }
+    fn normalization(&self) -> Normalization {
+        Normalization::CLIP
+    }
+    fn outputs(&self) -> Vec<String> {
+        vec!["final".into()]
+    }
+    fn extract(&self, batch: ArrayView4<f32>) -> Result<Vec<Array2<f32>>, MetricsError> {
+        let shape: Vec<i64> = batch.shape().iter().map(|&s| s as i64).collect();
+        let data = batch.as_standard_layout();
+        let x = Tensor::from_slice(data.as_slice().unwrap()).view(shape.as_slice());
+        let pooled = x.adaptive_avg_pool2d([4, 4]).flatten(1, -1);
+        let values = Vec::<f32>::try_from(pooled.flatten(0, -1))?;
+        Ok(vec![Array2::from_shape_vec((shape[0] as usize, 48), values).unwrap()])
+    }
+}
+
+fn write_pairs(dir: &Path, n: u64, gt_size: u32, rec_size: u32) {
+    std::fs::create_dir_all(dir.join("gt")).unwrap();
+    std::fs::create_dir_all(dir.join("rec")).unwrap();
+    for i in 0..n {
+        let seed = 100 + i;
+        structured_image(seed, gt_size, gt_size).save(dir.join(format!("gt/{i}.png"))).unwrap();
+        let rec_seed = if i % 4 != 0 { seed } else { seed + 1 };
+        let noise = 30 + 5 * i as i64;
+        reconstruction_of(rec_seed, gt_size, gt_size, rec_size, rec_size, noise)
+            .save(dir.join(format!("rec/{i}.png")))
+            .unwrap();
+    }
+}
+
+fn close(actual: f64, expected: &Value, tol: f64, what: &str) {
+    let e = expected.as_f64().unwrap_or_else(|| panic!("{what} missing"));
+    assert!((actual - e).abs() <= tol, "{what}: ours {actual}, reference {e}");
+}
+
+struct Nets {
+    alexnet: TorchvisionExtractor,
+    inception: TorchvisionExtractor,
+    efficientnet: TorchvisionExtractor,
+    resnet: TorchvisionExtractor,
+}
+
+fn nets() -> Nets {
+    let make = |n| TorchvisionExtractor::with_synthetic_weights(n, Device::Cpu).unwrap();
+    Nets {
+        alexnet: make(TorchvisionNetwork::AlexNet),
+        inception: make(TorchvisionNetwork::InceptionV3),
+        efficientnet: make(TorchvisionNetwork::EfficientNetB1),
+        resnet: make(TorchvisionNetwork::SwavResNet50),
+    }
+}
+
+#[test]
+fn evaluate_matches_reference_formulas_under_both_protocols() {
+    let fixture = read_json("evaluate.json");
+    let n = fixture["pairs"].as_u64().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_pairs(dir.path(), n, fixture["gt_size"].as_u64().unwrap() as u32, fixture["rec_size"].as_u64().unwrap() as u32);
+    let nets = nets();
+    let clip = PooledPixels;
+
+    // Brain-Diffuser: all eight columns.
+    let extractors = Extractors::new()
+        .with(slots::ALEXNET, &nets.alexnet)
+        .with(slots::INCEPTION_V3, &nets.inception)
+        .with(slots::EFFICIENTNET_B1, &nets.efficientnet)
+        .with(slots::SWAV_RESNET50, &nets.resnet)
+        .with(slots::CLIP, &clip);
+    let bd = &fixture["brain_diffuser"];
+    let report = evaluate_folders(&dir.path().join("gt"), &dir.path().join("rec"), &Protocol::brain_diffuser(), &extractors, 5)
+        .unwrap();
+    assert_eq!(report.images, n as usize);
+    assert_eq!(report.names[..3], ["0.png".to_owned(), "1.png".into(), "2.png".into()]);
+    let metrics: Vec<&str> = report.rows.iter().map(|r| r.metric.as_str()).collect();
+    assert_eq!(metrics, ["PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "Inception", "CLIP", "EffNet-B", "SwAV"]);
+    for (i, (p, s)) in report.pixcorr_per_image.iter().zip(&report.ssim_per_image).enumerate() {
+        close(*p, &bd["pixcorr_per_image"][i], 1e-6, &format!("PixCorr of pair {i}"));
+        close(*s, &bd["ssim_per_image"][i], 1e-6, &format!("SSIM of pair {i}"));
+    }
+    for metric in ["PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "Inception", "CLIP"] {
+        close(report.value(metric).unwrap(), &bd[metric], 1e-6, metric);
+    }
+    // The reference takes distances with scipy on float32 features (float32 arithmetic).
+    for metric in ["EffNet-B", "SwAV"] {
+        close(report.value(metric).unwrap(), &bd[metric], 2e-6, metric);
+    }
+
+    // MindEye: AlexNet at 256, EffNet at 255, CLIP stand-in at 224, pixels at 425, 2-D SSIM.
+    let extractors = Extractors::new()
+        .with(slots::ALEXNET, &nets.alexnet)
+        .with(slots::EFFICIENTNET_B1, &nets.efficientnet)
+        .with(slots::CLIP, &clip);
+    let me = &fixture["mindeye"];
+    let report =
+        evaluate_folders(&dir.path().join("gt"), &dir.path().join("rec"), &Protocol::mindeye(), &extractors, 16).unwrap();
+    let metrics: Vec<&str> = report.rows.iter().map(|r| r.metric.as_str()).collect();
+    assert_eq!(metrics, ["PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "CLIP", "EffNet-B"]);
+    for metric in ["PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "CLIP"] {
+        close(report.value(metric).unwrap(), &me[metric], 1e-6, metric);
+    }
+    close(report.value("EffNet-B").unwrap(), &me["EffNet-B"], 2e-6, "EffNet-B");
+
+    // Outputs: JSON, CSV and a summary naming the protocol.
+    let out = dir.path().join("out");
+    let (json, csv) = report.write(&out).unwrap();
+    let parsed: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(parsed["protocol"]["name"], "mindeye");
+    let csv = std::fs::read_to_string(csv).unwrap();
+    assert!(csv.starts_with("protocol,images,metric,value,better,features,input_size\nmindeye,16,PixCorr,"));
+    assert_eq!(csv.lines().count(), 7);
+    assert!(report.summary().contains("protocol: mindeye"));
+}
+
+#[test]
+fn bad_folders_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pairs(dir.path(), 3, 24, 32);
+    let (gt, rec) = (dir.path().join("gt"), dir.path().join("rec"));
+    let none = Extractors::new();
+    let bd = Protocol::brain_diffuser();
+    // Pixel metrics only work without any network.
+    let report = evaluate_folders(&gt, &rec, &bd, &none, 4).unwrap();
+    assert_eq!(report.rows.len(), 2);
+
+    // A reconstruction without ground truth.
+    structured_image(1, 32, 32).save(rec.join("extra.png")).unwrap();
+    let msg = evaluate_folders(&gt, &rec, &bd, &none, 4).unwrap_err().to_string();
+    assert!(msg.contains("without ground truth") && msg.contains("extra.png"), "{msg}");
+    std::fs::remove_file(rec.join("extra.png")).unwrap();
+
+    // Reconstructions of different sizes.
+    structured_image(1, 40, 40).save(rec.join("1.png")).unwrap();
+    let msg = evaluate_folders(&gt, &rec, &bd, &none, 4).unwrap_err().to_string();
+    assert!(msg.contains("1.png") && msg.contains("40x40"), "{msg}");
+
+    // An unreadable image.
+    std::fs::write(rec.join("1.png"), b"not a png").unwrap();
+    let msg = evaluate_folders(&gt, &rec, &bd, &none, 4).unwrap_err().to_string();
+    assert!(msg.contains("1.png"), "{msg}");
+
+    // A missing folder and an unknown protocol.
+    assert!(matches!(evaluate_folders(&dir.path().join("nope"), &rec, &bd, &none, 4), Err(MetricsError::Io { .. })));
+    assert!(Protocol::by_name("mindeye3").unwrap_err().to_string().contains("mindeye3"));
+}

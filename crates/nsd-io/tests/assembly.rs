@@ -1,0 +1,148 @@
+//! Subject assembly against the reference: the committed mini-NSD (written by our synthetic
+//! writer) was assembled by tools/nsd-io/reference_assembly.py, which follows the reference's
+//! prepare_nsddata.py with nibabel, scipy and numpy. Our assembly must give the same arrays.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2, Axis};
+use ndarray_npy::read_npy;
+use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
+use nsd_io::{AssemblyOptions, BetasFormat, CaptionTable, NsdLayout, SubjectData, assemble_subject};
+
+fn mini() -> (NsdLayout, PathBuf) {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    (NsdLayout::new(fx.join("mini_nsd")), fx.join("mini_nsd_ref"))
+}
+
+fn options() -> AssemblyOptions {
+    SynthConfig::default().assembly_options()
+}
+
+fn ids(path: PathBuf) -> Vec<usize> {
+    let a: Array1<i64> = read_npy(path).unwrap();
+    a.iter().map(|&v| v as usize).collect()
+}
+
+fn assert_same(ours: &Array2<f32>, theirs: &Array2<f64>, what: &str) {
+    assert_eq!(ours.dim(), theirs.dim(), "{what}");
+    for (a, b) in ours.iter().zip(theirs) {
+        assert_eq!(*a as f64, *b, "{what}");
+    }
+}
+
+#[test]
+fn assembly_matches_reference_prepare_script() {
+    let (layout, reference) = mini();
+    let subject = assemble_subject(&layout, 1, &options()).unwrap();
+    assert_eq!(subject.train_ids, ids(reference.join("train_ids.npy")));
+    assert_eq!(subject.test_ids, ids(reference.join("test_ids.npy")));
+    // Averages of f32 repetitions: bit-identical to numpy's mean of the reference's f32 rows.
+    assert_same(&subject.train_fmri, &read_npy(reference.join("train_fmri.npy")).unwrap(), "train fMRI");
+    assert_same(&subject.test_fmri, &read_npy(reference.join("test_fmri.npy")).unwrap(), "test fMRI");
+    assert_eq!(subject.train_captions, CaptionTable::read_npy(&reference.join("train_cap.npy")).unwrap());
+    assert_eq!(subject.test_captions, CaptionTable::read_npy(&reference.join("test_cap.npy")).unwrap());
+    // The test set really has repetitions to average, and some images have fewer than 3.
+    assert!(subject.test_fmri.nrows() < 60 && subject.train_fmri.nrows() > 20);
+}
+
+#[test]
+fn scaling_and_zscoring_match_the_regression_scripts() {
+    let (layout, reference) = mini();
+    let mut subject = assemble_subject(&layout, 1, &AssemblyOptions { with_captions: false, ..options() }).unwrap();
+    subject.divide(300.0);
+    let stats = subject.zscore_with_train_stats().unwrap();
+    let want_train: Array2<f64> = read_npy(reference.join("train_fmri_z.npy")).unwrap();
+    let want_test: Array2<f64> = read_npy(reference.join("test_fmri_z.npy")).unwrap();
+    for (ours, theirs) in [(&subject.train_fmri, &want_train), (&subject.test_fmri, &want_test)] {
+        let worst = ours.iter().zip(theirs).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 2e-6, "z-scored values differ by {worst}");
+    }
+    // Train columns are standardised: mean 0, std 1 (ddof 1).
+    let m = subject.train_fmri.mean_axis(Axis(0)).unwrap();
+    assert!(m.iter().all(|v| v.abs() < 1e-5));
+    assert_eq!(stats.mean.len(), subject.n_voxels());
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn hdf5_betas_and_stimuli_give_the_same_subject() {
+    let (layout, reference) = mini();
+    let nifti = assemble_subject(&layout, 1, &AssemblyOptions { with_captions: false, ..options() }).unwrap();
+    let hdf5 = assemble_subject(&layout, 1, &AssemblyOptions { with_captions: false, betas_format: BetasFormat::Hdf5, ..options() }).unwrap();
+    assert_eq!(nifti, hdf5);
+    let brick = nsd_io::hdf5::StimulusBrick::open(&layout.stimuli()).unwrap();
+    let stim = brick.read(&nifti.test_ids).unwrap();
+    let want: ndarray::Array4<u8> = read_npy(reference.join("test_stim.npy")).unwrap();
+    assert_eq!(stim, want);
+}
+
+#[test]
+fn cache_round_trips_through_npy() {
+    let (layout, _) = mini();
+    let subject = assemble_subject(&layout, 1, &options()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    subject.save(dir.path()).unwrap();
+    assert_eq!(SubjectData::load(dir.path(), 1).unwrap(), subject);
+    // numpy-readable: the fMRI file is a plain little-endian f32 npy.
+    let raw = std::fs::read(&SubjectData::cache_paths(dir.path(), 1)[0]).unwrap();
+    assert!(raw.starts_with(b"\x93NUMPY") && String::from_utf8_lossy(&raw[..128]).contains("'<f4'"));
+}
+
+#[test]
+fn regenerating_the_mini_nsd_reproduces_the_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let nsd = write_synthetic_nsd(dir.path(), &SynthConfig::default()).unwrap();
+    let (layout, _) = mini();
+    let again = assemble_subject(&nsd.layout, 1, &nsd.config.assembly_options()).unwrap();
+    let committed = assemble_subject(&layout, 1, &options()).unwrap();
+    assert_eq!(again, committed, "same seed, same data");
+    let truth: Array2<f32> = read_npy(layout.root.join("truth_features.npy")).unwrap();
+    assert_eq!(nsd.truth.features, truth);
+    let other = write_synthetic_nsd(&dir.path().join("seed1"), &SynthConfig { seed: 1, ..SynthConfig::default() }).unwrap();
+    assert_ne!(other.truth.features, nsd.truth.features);
+}
+
+/// Pearson correlation of two rows.
+fn corr(a: ndarray::ArrayView1<f32>, b: ndarray::ArrayView1<f32>) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.sum() as f64 / n, b.sum() as f64 / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64 - ma, y as f64 - mb);
+        sab += x * y;
+        saa += x * x;
+        sbb += y * y;
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+#[test]
+fn ground_truth_encoding_model_identifies_the_test_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SynthConfig { noise_sd: 0.5, ..SynthConfig::default() };
+    let nsd = write_synthetic_nsd(dir.path(), &config).unwrap();
+    let mut subject = assemble_subject(&nsd.layout, 1, &config.assembly_options()).unwrap();
+    subject.divide(config.beta_scale as f64);
+    let truth = nsd.truth.subject(1).unwrap();
+    assert_eq!(truth.n_voxels(), subject.n_voxels());
+    let features = nsd.truth.features.select(Axis(0), &subject.test_ids);
+    let predicted = truth.response(features.view());
+    // Measured responses correlate with the truth's prediction for their own image far more than
+    // with other images' (two-way identification near 100%).
+    let n = subject.test_ids.len();
+    let (mut wins, mut trials) = (0, 0);
+    for i in 0..n {
+        let own = corr(subject.test_fmri.row(i), predicted.row(i));
+        assert!(own > 0.7, "image {i}: correlation {own}");
+        for j in (0..n).filter(|&j| j != i) {
+            wins += (own > corr(subject.test_fmri.row(i), predicted.row(j))) as usize;
+            trials += 1;
+        }
+    }
+    assert!(wins as f64 / trials as f64 > 0.95, "identification {wins}/{trials}");
+    // Images are rendered from the features and differ between stimuli.
+    let a = nsd.truth.image(subject.test_ids[0]).unwrap();
+    let b = nsd.truth.image(subject.test_ids[1]).unwrap();
+    assert_eq!(a.dim(), (32, 32, 3));
+    assert_ne!(a, b);
+}

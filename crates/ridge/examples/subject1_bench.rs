@@ -1,0 +1,167 @@
+//! Our side of the subject-1 ridge benchmark (driven by `tools/ridge/bench_subject1.py`, which
+//! writes the synthetic inputs, runs the scikit-learn and himalaya references and prints the
+//! comparison table).
+//!
+//! Reads from `--workdir`: `x_train.npy` (n x p, f32), `x_test.npy` (m x p, f32) and the target
+//! files `y_vdvae.npy`, `y_clipv.npy`, `y_clipt.npy` (n x ..., f32; streamed in column blocks).
+//! Fits the three groups on one shared problem with the reference alphas, writes
+//! `ours_pred_<group>.npy` (m x d, f32) and `ours_timings.json`, and prints a summary.
+//!
+//! ```text
+//! cargo run --release -p ridge --example subject1_bench -- --workdir /tmp/ridge-bench
+//! ```
+
+use ndarray::Array2;
+use ridge::{AlphaPolicy, FitOptions, NpyTargets, ProblemOptions, RidgeProblem, TargetSource};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    workdir: PathBuf,
+    block_cols: usize,
+    groups: Vec<(String, f64)>,
+}
+
+fn parse_args() -> AnyResult<Args> {
+    let mut args = Args {
+        workdir: PathBuf::from("/tmp/ridge-bench"),
+        block_cols: 4096,
+        groups: vec![
+            ("vdvae".into(), 50_000.0),
+            ("clipv".into(), 60_000.0),
+            ("clipt".into(), 100_000.0),
+        ],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--workdir" => args.workdir = PathBuf::from(value),
+            "--block-cols" => args.block_cols = value.parse()?,
+            "--groups" => {
+                // name=alpha,name=alpha
+                args.groups = value
+                    .split(',')
+                    .map(|g| {
+                        let (name, alpha) = g.split_once('=').ok_or("expected name=alpha")?;
+                        Ok((name.to_string(), alpha.parse::<f64>()?))
+                    })
+                    .collect::<AnyResult<_>>()?;
+            }
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    Ok(args)
+}
+
+/// Best-of-three GFLOP/s of a square faer GEMM, the machine's attainable rate for our kernels.
+fn gemm_rate<T: faer::traits::ComplexField + Copy>(size: usize, one: T, zero: T) -> f64 {
+    let a = faer::Mat::<T>::from_fn(size, size, |i, j| if (i + j) % 3 == 0 { one } else { zero });
+    let b = a.clone();
+    let mut c = faer::Mat::<T>::zeros(size, size);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        faer::linalg::matmul::matmul(
+            c.as_mut(),
+            faer::Accum::Replace,
+            a.as_ref(),
+            b.as_ref(),
+            one,
+            faer::Par::rayon(0),
+        );
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (size as f64).powi(3) / best / 1e9
+}
+
+fn peak_rss_gib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0 / 1024.0)
+}
+
+fn write_npy_atomic(path: &Path, a: &Array2<f32>) -> AnyResult<()> {
+    let tmp = path.with_extension("npy.tmp");
+    ndarray_npy::write_npy(&tmp, a)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn main() -> AnyResult<()> {
+    let args = parse_args()?;
+    let dir = &args.workdir;
+    let total = Instant::now();
+    let t = Instant::now();
+    let x_train: Array2<f32> = ndarray_npy::read_npy(dir.join("x_train.npy"))?;
+    let x_test: Array2<f32> = ndarray_npy::read_npy(dir.join("x_test.npy"))?;
+    let load_x = t.elapsed().as_secs_f64();
+    let (n, p) = x_train.dim();
+    let m = x_test.nrows();
+
+    let t = Instant::now();
+    let problem = RidgeProblem::new(x_train.view(), ProblemOptions::default())?;
+    let build = t.elapsed().as_secs_f64();
+    drop(x_train);
+    let t = Instant::now();
+    let test = problem.evaluation_set(x_test.view())?;
+    let eval = t.elapsed().as_secs_f64();
+    let (nf, pf, mf) = (n as f64, p as f64, m as f64);
+    // Flops actually executed: one Gram triangle, the test cross-kernel, per alpha a Cholesky
+    // and two triangular solves with m right-hand sides, then 2 m n per target.
+    let mut flops = nf * nf * pf + 2.0 * mf * pf * nf;
+    let mut groups_json = Vec::new();
+    let mut fit_seconds = 0.0;
+    for (name, alpha) in &args.groups {
+        let path = dir.join(format!("y_{name}.npy"));
+        let mut source = NpyTargets::open(&path)?;
+        let d = source.n_cols();
+        let t = Instant::now();
+        let fit = problem.fit_predict(
+            &mut source,
+            &AlphaPolicy::Fixed(*alpha),
+            &[&test],
+            &FitOptions {
+                block_cols: args.block_cols,
+            },
+        )?;
+        let secs = t.elapsed().as_secs_f64();
+        fit_seconds += secs;
+        flops += nf.powi(3) / 3.0 + 2.0 * mf * nf * nf + 2.0 * mf * nf * d as f64;
+        write_npy_atomic(&dir.join(format!("ours_pred_{name}.npy")), &fit.predictions[0])?;
+        println!("ours: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.2} s");
+        groups_json.push(format!(
+            "\"{name}\": {{\"targets\": {d}, \"alpha\": {alpha}, \"seconds\": {secs:.4}}}"
+        ));
+    }
+    let compute = build + eval + fit_seconds;
+    let total_s = total.elapsed().as_secs_f64();
+    let rss = peak_rss_gib().unwrap_or(f64::NAN);
+    let rate32 = gemm_rate::<f32>(2048, 1.0, 0.0);
+    let rate64 = gemm_rate::<f64>(2048, 1.0, 0.0);
+    let achieved = flops / compute / 1e9;
+    println!(
+        "ours: n {n}, p {p}, m {m}: load X {load_x:.2} s, problem (Gram) {build:.2} s, test kernel {eval:.2} s, \
+         fits {fit_seconds:.2} s, compute {compute:.2} s, total {total_s:.2} s, peak RSS {rss:.2} GiB"
+    );
+    println!(
+        "ours: {:.1} GFLOP executed, {achieved:.1} GFLOP/s; faer GEMM 2048^3: f32 {rate32:.1} GFLOP/s, f64 {rate64:.1} GFLOP/s",
+        flops / 1e9
+    );
+    let json = format!(
+        "{{\"n\": {n}, \"p\": {p}, \"m\": {m}, \"load_x_s\": {load_x:.4}, \"build_s\": {build:.4}, \
+         \"eval_s\": {eval:.4}, \"fit_s\": {fit_seconds:.4}, \"compute_s\": {compute:.4}, \
+         \"total_s\": {total_s:.4}, \"peak_rss_gib\": {rss:.4}, \"gflop\": {:.3}, \
+         \"gflops\": {achieved:.3}, \"gemm_f32_gflops\": {rate32:.3}, \"gemm_f64_gflops\": {rate64:.3}, \
+         \"groups\": {{{}}}}}",
+        flops / 1e9,
+        groups_json.join(", ")
+    );
+    let tmp = dir.join("ours_timings.json.tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, dir.join("ours_timings.json"))?;
+    Ok(())
+}

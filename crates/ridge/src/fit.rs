@@ -1,0 +1,552 @@
+//! Fitting target groups on a [`RidgeProblem`]: block streaming, alpha selection and prediction.
+
+use crate::alpha::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion};
+use crate::error::{Result, RidgeError};
+use crate::linalg;
+use crate::problem::{EvaluationSet, RidgeProblem, Spectrum};
+use crate::source::TargetSource;
+use crate::validate;
+use faer::{Mat, MatRef};
+use ndarray::Array2;
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Tuning of the streaming loop.
+#[derive(Clone, Debug)]
+pub struct FitOptions {
+    /// Targets per block. A block of `n x block_cols` f32 values is the unit of reading and of
+    /// GEMM; 4,096 at `n = 8,859` is 145 MB.
+    pub block_cols: usize,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions { block_cols: 4096 }
+    }
+}
+
+/// The result of [`RidgeProblem::fit_predict`].
+#[derive(Clone, Debug)]
+pub struct RidgeFit {
+    /// The alpha used for each target.
+    pub alphas: Vec<f64>,
+    /// Predictions for each evaluation set passed in (`m x d`, f32), intercept included.
+    pub predictions: Vec<Array2<f32>>,
+    /// Candidate alphas (empty for fixed alphas).
+    pub grid: Vec<f64>,
+    /// Criterion value of every candidate for every target (`grid.len() x d`; lower is better):
+    /// mean squared error for leave-one-out and k-fold, the GCV score for GCV.
+    pub scores: Option<Array2<f64>>,
+}
+
+/// One block of targets (column-major f32) with the column means of the training rows.
+///
+/// The data stay raw until [`TargetBlock::centre_in_place`]: criteria read the block in f64
+/// and centre there, since a leave-one-out residual near interpolation cancels almost all of
+/// the target and would amplify f32 rounding of centred values.
+pub(crate) struct TargetBlock {
+    pub first: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+    pub means: Vec<f64>,
+    centred: bool,
+}
+
+impl TargetBlock {
+    /// The block as a matrix (centred only after `centre_in_place`).
+    pub fn view(&self, n: usize) -> MatRef<'_, f32> {
+        MatRef::from_column_major_slice(&self.data, n, self.cols)
+    }
+
+    /// The centred block in f64 (centred in f64).
+    pub fn centred_f64(&self, n: usize) -> Mat<f64> {
+        let offset = if self.centred { 0.0 } else { 1.0 };
+        Mat::from_fn(n, self.cols, |i, j| {
+            f64::from(self.data[j * n + i]) - offset * self.means[j]
+        })
+    }
+
+    /// Centres the f32 data (for the f32 prediction GEMM).
+    pub fn centre_in_place(&mut self, n: usize) {
+        if self.centred {
+            return;
+        }
+        self.data
+            .par_chunks_mut(n)
+            .zip(self.means.par_iter())
+            .for_each(|(col, &m)| {
+                for v in col.iter_mut() {
+                    *v = (f64::from(*v) - m) as f32;
+                }
+            });
+        self.centred = true;
+    }
+}
+
+/// Reads and checks columns `range` of `targets` and computes their means (zero without
+/// intercept).
+pub(crate) fn read_block(
+    problem: &RidgeProblem,
+    targets: &mut dyn TargetSource,
+    range: Range<usize>,
+) -> Result<TargetBlock> {
+    let n = problem.n_samples();
+    let b = range.len();
+    let mut data = vec![0f32; n * b];
+    targets.read_columns(range.clone(), &mut data)?;
+    validate::finite_block(&format!("targets {}", targets.describe()), &data, n, range.start)?;
+    let mut means = vec![0.0; b];
+    if problem.fit_intercept() {
+        data.par_chunks(n)
+            .zip(means.par_iter_mut())
+            .for_each(|(col, mean)| {
+                *mean = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+            });
+    }
+    Ok(TargetBlock {
+        first: range.start,
+        cols: b,
+        data,
+        means,
+        centred: false,
+    })
+}
+
+pub(crate) fn check_targets(problem: &RidgeProblem, targets: &dyn TargetSource) -> Result<()> {
+    if targets.n_rows() != problem.n_samples() {
+        return Err(RidgeError::Shape {
+            what: format!("rows (samples) of targets {}", targets.describe()),
+            expected: problem.n_samples(),
+            got: targets.n_rows(),
+        });
+    }
+    if targets.n_cols() == 0 {
+        return Err(RidgeError::Empty {
+            what: format!("targets {} (no columns)", targets.describe()),
+        });
+    }
+    Ok(())
+}
+
+/// Groups the columns of a block by the alpha they use (ordered by alpha).
+pub(crate) fn columns_by_alpha(alphas: &[f64]) -> BTreeMap<u64, (f64, Vec<usize>)> {
+    let mut groups: BTreeMap<u64, (f64, Vec<usize>)> = BTreeMap::new();
+    for (j, &a) in alphas.iter().enumerate() {
+        groups.entry(a.to_bits()).or_insert((a, Vec::new())).1.push(j);
+    }
+    groups
+}
+
+/// Copies the listed columns of a column-major matrix into a new column-major buffer.
+fn gather(block: MatRef<'_, f32>, cols: &[usize]) -> Vec<f32> {
+    let n = block.nrows();
+    let mut out = vec![0f32; n * cols.len()];
+    for (k, &j) in cols.iter().enumerate() {
+        for i in 0..n {
+            out[k * n + i] = block[(i, j)];
+        }
+    }
+    out
+}
+
+/// Writes predictions of one block into each evaluation set's output.
+fn predict_block(
+    problem: &RidgeProblem,
+    evals: &[&EvaluationSet],
+    block: &mut TargetBlock,
+    alphas: &[f64],
+    outputs: &mut [Array2<f32>],
+) -> Result<()> {
+    let n = problem.n_samples();
+    if evals.is_empty() {
+        return Ok(());
+    }
+    block.centre_in_place(n);
+    let block = &*block;
+    let view = block.view(n);
+    let groups = columns_by_alpha(alphas);
+    let all_one = groups.len() == 1;
+    for (eval, out) in evals.iter().zip(outputs.iter_mut()) {
+        let m = eval.n_rows();
+        for (alpha, cols) in groups.values() {
+            let s = eval.smoother(problem, *alpha)?;
+            let gathered;
+            let y = if all_one {
+                view
+            } else {
+                gathered = gather(view, cols);
+                MatRef::from_column_major_slice(&gathered[..], n, cols.len())
+            };
+            let mut p = Mat::<f32>::zeros(m, cols.len());
+            linalg::gemm(p.as_mut(), s.as_ref().as_ref(), y, 1.0f32);
+            for (k, &j) in cols.iter().enumerate() {
+                let mean = block.means[j] as f32;
+                let mut col = out.column_mut(block.first + j);
+                for i in 0..m {
+                    col[i] = p[(i, k)] + mean;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One split of k-fold: a problem on the training rows, and the validation rows prepared for it.
+pub(crate) struct Fold {
+    train: Vec<usize>,
+    val: Vec<usize>,
+    problem: RidgeProblem,
+    eval: EvaluationSet,
+}
+
+/// Contiguous folds as scikit-learn's `KFold(k)` without shuffling: the first `n % k` folds
+/// hold one extra sample.
+pub(crate) fn make_folds(problem: &RidgeProblem, k: usize) -> Result<Vec<Fold>> {
+    let n = problem.n_samples();
+    if k < 2 || k > n {
+        return Err(RidgeError::Invalid(format!(
+            "k-fold needs 2 <= folds <= samples ({n}), got {k}"
+        )));
+    }
+    let mut folds = Vec::with_capacity(k);
+    let mut start = 0;
+    for f in 0..k {
+        let size = n / k + usize::from(f < n % k);
+        let val: Vec<usize> = (start..start + size).collect();
+        let train: Vec<usize> = (0..start).chain(start + size..n).collect();
+        start += size;
+        let sub = problem.row_subset(&train);
+        let eval = problem.rows_as_evaluation_for(&val, &sub);
+        folds.push(Fold {
+            train,
+            val,
+            problem: sub,
+            eval,
+        });
+    }
+    Ok(folds)
+}
+
+/// Precomputed pieces a criterion needs across blocks.
+pub(crate) enum Scorer {
+    Gcv(Arc<Spectrum>),
+    LeaveOneOut {
+        spec: Arc<Spectrum>,
+        basis: Mat<f64>,
+        basis_sq: Mat<f64>,
+    },
+    KFold(Vec<Fold>),
+}
+
+impl Scorer {
+    pub(crate) fn new(problem: &RidgeProblem, criterion: Criterion) -> Result<Self> {
+        Ok(match criterion {
+            Criterion::Gcv => Scorer::Gcv(problem.spectrum()?),
+            Criterion::LeaveOneOut => {
+                let spec = problem.spectrum()?;
+                let basis = problem.sample_basis(&spec);
+                let basis_sq = Mat::from_fn(basis.nrows(), basis.ncols(), |i, j| {
+                    basis[(i, j)] * basis[(i, j)]
+                });
+                Scorer::LeaveOneOut {
+                    spec,
+                    basis,
+                    basis_sq,
+                }
+            }
+            Criterion::KFold { folds } => Scorer::KFold(make_folds(problem, folds)?),
+        })
+    }
+
+    /// Scores (`grid.len() x b`, lower is better) for a centred block in f64.
+    pub(crate) fn score(
+        &self,
+        problem: &RidgeProblem,
+        yc: MatRef<'_, f64>,
+        grid: &[f64],
+    ) -> Result<Mat<f64>> {
+        let n = problem.n_samples() as f64;
+        let b = yc.ncols();
+        let intercept = if problem.fit_intercept() { 1.0 } else { 0.0 };
+        match self {
+            Scorer::Gcv(spec) => {
+                let q = problem.project_targets(spec, yc);
+                let g = problem.sample_projection(spec, q);
+                let lam = &spec.values;
+                let dfs: Vec<f64> = grid
+                    .iter()
+                    .map(|&a| intercept + lam.iter().map(|&l| l / (l + a)).sum::<f64>())
+                    .collect();
+                let cols: Vec<Vec<f64>> = (0..b)
+                    .into_par_iter()
+                    .map(|j| {
+                        let total: f64 = yc.col(j).iter().map(|v| v * v).sum();
+                        let proj: f64 = g.col(j).iter().map(|v| v * v).sum();
+                        let perp = (total - proj).max(0.0);
+                        grid.iter()
+                            .zip(&dfs)
+                            .map(|(&a, &df)| {
+                                let ssr = perp
+                                    + g.col(j)
+                                        .iter()
+                                        .zip(lam)
+                                        .map(|(&gk, &l)| {
+                                            let w = a / (l + a);
+                                            w * w * gk * gk
+                                        })
+                                        .sum::<f64>();
+                                let denom = 1.0 - df / n;
+                                (ssr / n) / (denom * denom)
+                            })
+                            .collect()
+                    })
+                    .collect();
+                Ok(Mat::from_fn(grid.len(), b, |a, j| cols[j][a]))
+            }
+            Scorer::LeaveOneOut {
+                spec,
+                basis,
+                basis_sq,
+            } => {
+                let q = problem.project_targets(spec, yc);
+                let g = problem.sample_projection(spec, q);
+                let lam = &spec.values;
+                let r = lam.len();
+                let mut scores = Mat::<f64>::zeros(grid.len(), b);
+                for (ai, &a) in grid.iter().enumerate() {
+                    let shrink: Vec<f64> = lam.iter().map(|&l| l / (l + a)).collect();
+                    let hg = Mat::from_fn(r, b, |k, j| g[(k, j)] * shrink[k]);
+                    let fitted = linalg::mul(basis.as_ref(), hg.as_ref());
+                    let shrink_col = Mat::from_fn(r, 1, |k, _| shrink[k]);
+                    let h = linalg::mul(basis_sq.as_ref(), shrink_col.as_ref());
+                    let lev: Vec<f64> = (0..yc.nrows())
+                        .map(|i| 1.0 - (h[(i, 0)] + intercept / n))
+                        .collect();
+                    let row: Vec<f64> = (0..b)
+                        .into_par_iter()
+                        .map(|j| {
+                            (0..yc.nrows())
+                                .map(|i| {
+                                    let e = (yc[(i, j)] - fitted[(i, j)]) / lev[i];
+                                    e * e
+                                })
+                                .sum::<f64>()
+                                / n
+                        })
+                        .collect();
+                    for (j, v) in row.into_iter().enumerate() {
+                        scores[(ai, j)] = v;
+                    }
+                }
+                Ok(scores)
+            }
+            Scorer::KFold(folds) => {
+                let mut scores = Mat::<f64>::zeros(grid.len(), b);
+                for fold in folds {
+                    let spec = fold.problem.spectrum()?;
+                    let phi = fold.eval.features(&fold.problem, &spec);
+                    let ntr = fold.train.len();
+                    let mut ytr = Mat::from_fn(ntr, b, |i, j| yc[(fold.train[i], j)]);
+                    let mut means = vec![0.0; b];
+                    if problem.fit_intercept() {
+                        for (j, mean) in means.iter_mut().enumerate() {
+                            let m = ytr.col(j).iter().sum::<f64>() / ntr as f64;
+                            for v in ytr.col_mut(j).iter_mut() {
+                                *v -= m;
+                            }
+                            *mean = m;
+                        }
+                    }
+                    let q = fold.problem.project_targets(&spec, ytr.as_ref());
+                    let lam = &spec.values;
+                    let nval = fold.val.len();
+                    for (ai, &a) in grid.iter().enumerate() {
+                        let qa = Mat::from_fn(q.nrows(), b, |k, j| q[(k, j)] / (lam[k] + a));
+                        let pred = linalg::mul(phi.as_ref().as_ref(), qa.as_ref());
+                        for j in 0..b {
+                            let mse = (0..nval)
+                                .map(|i| {
+                                    let e = yc[(fold.val[i], j)] - means[j] - pred[(i, j)];
+                                    e * e
+                                })
+                                .sum::<f64>()
+                                / nval as f64;
+                            scores[(ai, j)] += mse / folds.len() as f64;
+                        }
+                    }
+                }
+                Ok(scores)
+            }
+        }
+    }
+
+    /// himalaya breaks k-fold ties towards larger alphas with a `1e-10 log(alpha)` slope.
+    fn tie_break(&self, alpha: f64) -> f64 {
+        match self {
+            Scorer::KFold(_) => -1e-10 * alpha.ln(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// For each group of `group` consecutive columns of `scores` (`A x b`), the alpha minimising the
+/// mean score; returns one alpha per column.
+fn choose(scorer: &Scorer, grid: &[f64], scores: MatRef<'_, f64>, group: usize) -> Vec<f64> {
+    let b = scores.ncols();
+    let mut chosen = vec![0.0; b];
+    let mut start = 0;
+    while start < b {
+        let end = (start + group).min(b);
+        let mut best = (f64::INFINITY, grid[0]);
+        for (ai, &a) in grid.iter().enumerate() {
+            let mean = (start..end).map(|j| scores[(ai, j)]).sum::<f64>() / (end - start) as f64
+                + scorer.tie_break(a);
+            if mean < best.0 {
+                best = (mean, a);
+            }
+        }
+        chosen[start..end].fill(best.1);
+        start = end;
+    }
+    chosen
+}
+
+impl RidgeProblem {
+    /// Fits every target of `targets` and predicts each evaluation set, streaming the targets
+    /// in column blocks: neither all targets nor any `p x d` weights are ever held.
+    ///
+    /// Fixed alphas cost one `m x n` operator per alpha and evaluation set, then `2 m n` flops
+    /// per target. A grid uses the Gram eigendecomposition (computed once per problem) and
+    /// scores every candidate per target before predicting with the chosen one; when a group
+    /// of targets that shares an alpha spans several blocks, the targets are read twice.
+    pub fn fit_predict(
+        &self,
+        targets: &mut dyn TargetSource,
+        policy: &AlphaPolicy,
+        evals: &[&EvaluationSet],
+        options: &FitOptions,
+    ) -> Result<RidgeFit> {
+        check_targets(self, targets)?;
+        for e in evals {
+            e.check_owner(self)?;
+        }
+        if options.block_cols == 0 {
+            return Err(RidgeError::Invalid("FitOptions::block_cols must be > 0".into()));
+        }
+        let d = targets.n_cols();
+        let mut outputs: Vec<Array2<f32>> = evals
+            .iter()
+            .map(|e| Array2::zeros((e.n_rows(), d)))
+            .collect();
+        let started = Instant::now();
+        let fixed: Option<Vec<f64>> = match policy {
+            AlphaPolicy::Fixed(a) => {
+                validate::alpha("fixed alpha", *a)?;
+                Some(vec![*a; d])
+            }
+            AlphaPolicy::PerTarget(v) => {
+                if v.len() != d {
+                    return Err(RidgeError::Shape {
+                        what: "per-target alphas".into(),
+                        expected: d,
+                        got: v.len(),
+                    });
+                }
+                for (j, &a) in v.iter().enumerate() {
+                    validate::alpha(&format!("alpha of target {j}"), a)?;
+                }
+                Some(v.clone())
+            }
+            AlphaPolicy::Grid(g) => {
+                g.validate()?;
+                None
+            }
+        };
+        if let Some(alphas) = fixed {
+            let mut start = 0;
+            while start < d {
+                let end = (start + options.block_cols).min(d);
+                let mut block = read_block(self, targets, start..end)?;
+                predict_block(self, evals, &mut block, &alphas[start..end], &mut outputs)?;
+                tracing::debug!(done = end, of = d, seconds = started.elapsed().as_secs_f64(), "ridge: block");
+                start = end;
+            }
+            return Ok(RidgeFit {
+                alphas,
+                predictions: outputs,
+                grid: Vec::new(),
+                scores: None,
+            });
+        }
+        let AlphaPolicy::Grid(grid) = policy else {
+            unreachable!("fixed policies returned above")
+        };
+        self.fit_predict_grid(targets, grid, evals, options, outputs)
+    }
+
+    fn fit_predict_grid(
+        &self,
+        targets: &mut dyn TargetSource,
+        grid: &AlphaGrid,
+        evals: &[&EvaluationSet],
+        options: &FitOptions,
+        mut outputs: Vec<Array2<f32>>,
+    ) -> Result<RidgeFit> {
+        let d = targets.n_cols();
+        let n = self.n_samples();
+        let group = grid.scope.group_size(d);
+        let single_pass = group <= options.block_cols;
+        let block_cols = if single_pass {
+            (options.block_cols / group) * group
+        } else {
+            options.block_cols
+        };
+        let scorer = Scorer::new(self, grid.criterion)?;
+        let mut scores = Array2::<f64>::zeros((grid.alphas.len(), d));
+        let mut alphas = vec![0.0; d];
+        let mut start = 0;
+        while start < d {
+            let end = (start + block_cols).min(d);
+            let mut block = read_block(self, targets, start..end)?;
+            let yc = block.centred_f64(n);
+            let s = scorer.score(self, yc.as_ref(), &grid.alphas)?;
+            for a in 0..grid.alphas.len() {
+                for j in 0..block.cols {
+                    scores[[a, start + j]] = s[(a, j)];
+                }
+            }
+            if single_pass {
+                let chosen = choose(&scorer, &grid.alphas, s.as_ref(), group);
+                alphas[start..end].copy_from_slice(&chosen);
+                predict_block(self, evals, &mut block, &chosen, &mut outputs)?;
+            }
+            start = end;
+        }
+        if !single_pass {
+            let table = Mat::from_fn(scores.nrows(), scores.ncols(), |i, j| scores[[i, j]]);
+            let chosen = choose(&scorer, &grid.alphas, table.as_ref(), group);
+            alphas.copy_from_slice(&chosen);
+            if !evals.is_empty() {
+                let mut start = 0;
+                while start < d {
+                    let end = (start + block_cols).min(d);
+                    let mut block = read_block(self, targets, start..end)?;
+                    predict_block(self, evals, &mut block, &alphas[start..end], &mut outputs)?;
+                    start = end;
+                }
+            }
+        }
+        if matches!(grid.scope, AlphaScope::PerGroup) {
+            tracing::info!(alpha = alphas[0], "ridge: alpha chosen for the group");
+        }
+        Ok(RidgeFit {
+            alphas,
+            predictions: outputs,
+            grid: grid.alphas.clone(),
+            scores: Some(scores),
+        })
+    }
+}

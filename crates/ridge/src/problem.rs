@@ -1,0 +1,400 @@
+//! The problem object: the centred design matrix and its Gram matrix, built once and shared by
+//! every target group, every alpha and every evaluation set.
+
+use crate::error::{Result, RidgeError};
+use crate::linalg;
+use crate::validate;
+use faer::{Mat, MatRef};
+use ndarray::ArrayView2;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+static NEXT_PROBLEM_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Which side of the normal equations is factorised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolverForm {
+    /// `n x n` Gram matrix `Xc Xc^T` (dual form): cheap when samples < features, as for fMRI.
+    Kernel,
+    /// `p x p` covariance `Xc^T Xc`: cheap when samples >= features.
+    Primal,
+}
+
+/// How the problem is set up from the design matrix.
+#[derive(Clone, Debug)]
+pub struct ProblemOptions {
+    /// Fit an unpenalised intercept by centring X and every target on the training means,
+    /// exactly as scikit-learn's `Ridge(fit_intercept=True)`. When false, nothing is centred.
+    pub fit_intercept: bool,
+    /// Force a form; `None` picks the kernel form when features > samples (scikit-learn's rule).
+    pub form: Option<SolverForm>,
+}
+
+impl Default for ProblemOptions {
+    fn default() -> Self {
+        ProblemOptions {
+            fit_intercept: true,
+            form: None,
+        }
+    }
+}
+
+/// The eigendecomposition of the Gram matrix, shared by every alpha of a grid.
+pub(crate) struct Spectrum {
+    /// Eigenvalues `lambda` (ascending, clamped at zero).
+    pub values: Vec<f64>,
+    /// Eigenvectors `V` of the Gram matrix (kernel: `n x n`; primal: `p x p`).
+    pub vectors: Mat<f64>,
+    /// Primal form only: `Xc V` (`n x p`), the sample-space image of the eigenvectors.
+    pub xc_v: Option<Mat<f64>>,
+    /// Eigenvalues at or below this are treated as exact zeros.
+    pub tolerance: f64,
+}
+
+impl Spectrum {
+    /// `1 / sqrt(lambda)` where lambda is above tolerance, else 0: maps primal projections
+    /// `V^T Xc^T y` onto the orthonormal sample basis `U^T y`.
+    pub(crate) fn inverse_sqrt(&self) -> Vec<f64> {
+        self.values
+            .iter()
+            .map(|&l| if l > self.tolerance { 1.0 / l.sqrt() } else { 0.0 })
+            .collect()
+    }
+}
+
+/// A ridge problem built once from the training design matrix `X` (`n` samples x `p` features).
+///
+/// It holds the centred `X` and its Gram matrix (f64), and lazily the Gram eigendecomposition
+/// used by alpha grids. One problem serves any number of target groups
+/// ([`RidgeProblem::fit_predict`](crate::RidgeProblem::fit_predict)), alphas and
+/// [`EvaluationSet`]s, so the reference pipeline's 335 separate fits share one Gram matrix.
+pub struct RidgeProblem {
+    id: u64,
+    form: SolverForm,
+    fit_intercept: bool,
+    x_mean: Vec<f64>,
+    xc: Mat<f64>,
+    gram: Mat<f64>,
+    spectrum: Mutex<Option<Arc<Spectrum>>>,
+}
+
+impl std::fmt::Debug for RidgeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RidgeProblem")
+            .field("n_samples", &self.n_samples())
+            .field("n_features", &self.n_features())
+            .field("form", &self.form)
+            .field("fit_intercept", &self.fit_intercept)
+            .finish()
+    }
+}
+
+impl RidgeProblem {
+    /// Builds the problem from `x` (`n x p`, f32 or f64): checks it, centres it (when fitting an
+    /// intercept) and forms the Gram matrix in f64.
+    ///
+    /// Errors: [`RidgeError::Empty`] for no rows or columns, [`RidgeError::NonFinite`] for a
+    /// NaN or infinity.
+    pub fn new<T: Copy + Into<f64>>(x: ArrayView2<'_, T>, options: ProblemOptions) -> Result<Self> {
+        validate::finite_matrix("training design matrix X", x)?;
+        let xm = Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[[i, j]].into());
+        Ok(Self::from_f64(xm, options))
+    }
+
+    /// Builds from an already checked f64 matrix (also used for the folds of k-fold).
+    pub(crate) fn from_f64(mut xc: Mat<f64>, options: ProblemOptions) -> Self {
+        let (n, p) = (xc.nrows(), xc.ncols());
+        let form = options.form.unwrap_or(if p > n {
+            SolverForm::Kernel
+        } else {
+            SolverForm::Primal
+        });
+        let mut x_mean = vec![0.0; p];
+        if options.fit_intercept {
+            for (j, mean) in x_mean.iter_mut().enumerate() {
+                let m = xc.col(j).iter().sum::<f64>() / n as f64;
+                for v in xc.col_mut(j).iter_mut() {
+                    *v -= m;
+                }
+                *mean = m;
+            }
+        }
+        let started = std::time::Instant::now();
+        let gram = match form {
+            SolverForm::Kernel => linalg::gram_rows(xc.as_ref()),
+            SolverForm::Primal => linalg::gram_rows(xc.transpose()),
+        };
+        tracing::debug!(
+            n,
+            p,
+            ?form,
+            seconds = started.elapsed().as_secs_f64(),
+            "ridge: Gram matrix formed"
+        );
+        RidgeProblem {
+            id: NEXT_PROBLEM_ID.fetch_add(1, Ordering::Relaxed),
+            form,
+            fit_intercept: options.fit_intercept,
+            x_mean,
+            xc,
+            gram,
+            spectrum: Mutex::new(None),
+        }
+    }
+
+    /// Number of training samples `n`.
+    pub fn n_samples(&self) -> usize {
+        self.xc.nrows()
+    }
+
+    /// Number of features `p`.
+    pub fn n_features(&self) -> usize {
+        self.xc.ncols()
+    }
+
+    /// The form in use.
+    pub fn form(&self) -> SolverForm {
+        self.form
+    }
+
+    /// Whether an intercept is fitted (targets and X centred on the training means).
+    pub fn fit_intercept(&self) -> bool {
+        self.fit_intercept
+    }
+
+    /// Training means of the features (zeros without intercept).
+    pub fn x_mean(&self) -> &[f64] {
+        &self.x_mean
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn xc(&self) -> MatRef<'_, f64> {
+        self.xc.as_ref()
+    }
+
+    pub(crate) fn gram(&self) -> MatRef<'_, f64> {
+        self.gram.as_ref()
+    }
+
+    /// Computes the eigendecomposition now (it is otherwise computed on first need by an alpha
+    /// grid). Useful to pay the cost up front and to time it.
+    pub fn precompute_spectrum(&self) -> Result<()> {
+        self.spectrum().map(|_| ())
+    }
+
+    pub(crate) fn spectrum_if_ready(&self) -> Option<Arc<Spectrum>> {
+        self.spectrum.lock().ok().and_then(|s| s.clone())
+    }
+
+    pub(crate) fn spectrum(&self) -> Result<Arc<Spectrum>> {
+        let mut slot = self
+            .spectrum
+            .lock()
+            .map_err(|_| RidgeError::Invalid("spectrum cache poisoned by a panic".into()))?;
+        if let Some(s) = slot.as_ref() {
+            return Ok(s.clone());
+        }
+        let started = std::time::Instant::now();
+        let what = match self.form {
+            SolverForm::Kernel => "kernel Gram matrix Xc Xc^T",
+            SolverForm::Primal => "covariance Xc^T Xc",
+        };
+        let (values, vectors) = linalg::symmetric_eigen(what, self.gram.as_ref())?;
+        let largest = values.last().copied().unwrap_or(0.0);
+        let dim = self.n_samples().max(self.n_features()) as f64;
+        let tolerance = largest * dim * f64::EPSILON;
+        let xc_v = match self.form {
+            SolverForm::Kernel => None,
+            SolverForm::Primal => Some(linalg::mul(self.xc.as_ref(), vectors.as_ref())),
+        };
+        tracing::debug!(
+            size = values.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "ridge: Gram eigendecomposition"
+        );
+        let s = Arc::new(Spectrum {
+            values,
+            vectors,
+            xc_v,
+            tolerance,
+        });
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// `Q`, the targets in the eigenbasis: kernel `V^T Yc`; primal `V^T Xc^T Yc`.
+    pub(crate) fn project_targets(&self, spec: &Spectrum, yc: MatRef<'_, f64>) -> Mat<f64> {
+        match self.form {
+            SolverForm::Kernel => linalg::mul(spec.vectors.transpose(), yc),
+            SolverForm::Primal => {
+                let xty = linalg::mul(self.xc.transpose(), yc);
+                linalg::mul(spec.vectors.transpose(), xty.as_ref())
+            }
+        }
+    }
+
+    /// `G = U^T Yc` from `Q`, where `U` is the orthonormal sample-space eigenbasis.
+    pub(crate) fn sample_projection(&self, spec: &Spectrum, q: Mat<f64>) -> Mat<f64> {
+        match self.form {
+            SolverForm::Kernel => q,
+            SolverForm::Primal => {
+                let s = spec.inverse_sqrt();
+                Mat::from_fn(q.nrows(), q.ncols(), |i, j| q[(i, j)] * s[i])
+            }
+        }
+    }
+
+    /// `U` (`n x r`), the orthonormal sample-space eigenbasis (columns of zero eigenvalue are
+    /// zero in the primal form).
+    pub(crate) fn sample_basis(&self, spec: &Spectrum) -> Mat<f64> {
+        match (&spec.xc_v, self.form) {
+            (Some(xv), SolverForm::Primal) => {
+                let s = spec.inverse_sqrt();
+                Mat::from_fn(xv.nrows(), xv.ncols(), |i, j| xv[(i, j)] * s[j])
+            }
+            _ => spec.vectors.clone(),
+        }
+    }
+
+    /// A new problem on a subset of the training rows (its own centring), for k-fold.
+    pub(crate) fn row_subset(&self, rows: &[usize]) -> Self {
+        let xs = Mat::from_fn(rows.len(), self.n_features(), |i, j| self.xc[(rows[i], j)]);
+        Self::from_f64(
+            xs,
+            ProblemOptions {
+                fit_intercept: self.fit_intercept,
+                form: Some(self.form),
+            },
+        )
+    }
+
+    /// Prepares new rows (`m x p`) for prediction: centred on the training means and, in the
+    /// kernel form, reduced to their cross-kernel with the training rows (`m x n`), so that
+    /// predictions never need the `p x d` weights.
+    pub fn evaluation_set<T: Copy + Into<f64>>(&self, x: ArrayView2<'_, T>) -> Result<EvaluationSet> {
+        if x.ncols() != self.n_features() {
+            return Err(RidgeError::Shape {
+                what: "columns (features) of the evaluation rows".into(),
+                expected: self.n_features(),
+                got: x.ncols(),
+            });
+        }
+        validate::finite_matrix("evaluation design matrix", x)?;
+        let xe = Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[[i, j]].into() - self.x_mean[j]);
+        Ok(self.evaluation_from_centred(xe))
+    }
+
+    /// Evaluation set from rows already expressed in this problem's centred coordinates.
+    pub(crate) fn evaluation_from_centred(&self, xe: Mat<f64>) -> EvaluationSet {
+        let design = match self.form {
+            SolverForm::Kernel => linalg::mul(xe.as_ref(), self.xc.transpose()),
+            SolverForm::Primal => xe,
+        };
+        EvaluationSet {
+            problem_id: self.id,
+            design,
+            features: Mutex::new(None),
+            smoothers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Evaluation set for some of this problem's own training rows, centred by `mean` of
+    /// another (fold) problem: used by k-fold.
+    pub(crate) fn rows_as_evaluation_for(&self, rows: &[usize], fold: &RidgeProblem) -> EvaluationSet {
+        let xe = Mat::from_fn(rows.len(), self.n_features(), |i, j| {
+            self.xc[(rows[i], j)] - fold.x_mean[j]
+        });
+        fold.evaluation_from_centred(xe)
+    }
+}
+
+/// New rows prepared for prediction by one [`RidgeProblem`]: holds their cross-kernel with the
+/// training rows (kernel form) or their centred features (primal form), and caches the
+/// `m x n` prediction operator of each alpha used, so that predicting a target costs `2 m n`
+/// flops whatever `p` is.
+pub struct EvaluationSet {
+    problem_id: u64,
+    /// Kernel: `(Xe - mean) Xc^T` (`m x n`); primal: `Xe - mean` (`m x p`).
+    design: Mat<f64>,
+    features: Mutex<Option<Arc<Mat<f64>>>>,
+    smoothers: Mutex<Vec<(u64, Arc<Mat<f32>>)>>,
+}
+
+impl std::fmt::Debug for EvaluationSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvaluationSet")
+            .field("n_rows", &self.n_rows())
+            .finish()
+    }
+}
+
+impl EvaluationSet {
+    /// Number of rows to predict.
+    pub fn n_rows(&self) -> usize {
+        self.design.nrows()
+    }
+
+    pub(crate) fn check_owner(&self, problem: &RidgeProblem) -> Result<()> {
+        if self.problem_id == problem.id() {
+            Ok(())
+        } else {
+            Err(RidgeError::Invalid(
+                "evaluation set was prepared by another RidgeProblem".into(),
+            ))
+        }
+    }
+
+    /// `Phi = design V` (`m x r`): predictions are `Phi diag(1/(lambda+alpha)) Q`.
+    pub(crate) fn features(&self, problem: &RidgeProblem, spec: &Spectrum) -> Arc<Mat<f64>> {
+        let mut slot = self.features.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = slot.as_ref() {
+            return f.clone();
+        }
+        let _ = problem;
+        let f = Arc::new(linalg::mul(self.design.as_ref(), spec.vectors.as_ref()));
+        *slot = Some(f.clone());
+        f
+    }
+
+    /// The prediction operator `S_alpha` (`m x n`, f32): predictions = `S_alpha Yc + mean(Y)`.
+    /// Built from the spectrum when it exists, else by one Cholesky solve.
+    pub(crate) fn smoother(&self, problem: &RidgeProblem, alpha: f64) -> Result<Arc<Mat<f32>>> {
+        let key = alpha.to_bits();
+        {
+            let cache = self.smoothers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, s)) = cache.iter().find(|(k, _)| *k == key) {
+                return Ok(s.clone());
+            }
+        }
+        let m = self.n_rows();
+        let s64 = if let Some(spec) = problem.spectrum_if_ready() {
+            let phi = self.features(problem, &spec);
+            let scaled = Mat::from_fn(m, spec.values.len(), |i, j| {
+                phi[(i, j)] / (spec.values[j] + alpha)
+            });
+            match &spec.xc_v {
+                None => linalg::mul(scaled.as_ref(), spec.vectors.transpose()),
+                Some(xv) => linalg::mul(scaled.as_ref(), xv.transpose()),
+            }
+        } else {
+            let mut z = self.design.transpose().to_owned();
+            match problem.form() {
+                SolverForm::Kernel => {
+                    linalg::solve_shifted("kernel Gram matrix", problem.gram(), alpha, z.as_mut())?;
+                    z.transpose().to_owned()
+                }
+                SolverForm::Primal => {
+                    linalg::solve_shifted("covariance", problem.gram(), alpha, z.as_mut())?;
+                    linalg::mul(problem.xc(), z.as_ref()).transpose().to_owned()
+                }
+            }
+        };
+        let s = Arc::new(linalg::to_f32(s64.as_ref()));
+        let mut cache = self.smoothers.lock().unwrap_or_else(|e| e.into_inner());
+        cache.push((key, s.clone()));
+        Ok(s)
+    }
+}

@@ -1,0 +1,312 @@
+//! Targets that stream in column blocks: in-memory arrays, `.npy` files and `.safetensors`
+//! tensors. A block is delivered column-major (`rows x cols`, f32) so that it feeds the GEMMs
+//! directly; files are read with one positioned read per row, so a 12 GB target file never has
+//! to fit in memory (and is never memory-mapped, which would count towards the RSS).
+
+use crate::error::{Result, RidgeError};
+use ndarray::ArrayView2;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// A matrix of targets (`rows` samples x `cols` targets) that can be read one column block at a
+/// time.
+pub trait TargetSource {
+    /// Number of samples (must equal the problem's training rows).
+    fn n_rows(&self) -> usize;
+    /// Number of targets.
+    fn n_cols(&self) -> usize;
+    /// Writes columns `cols` into `out`, column-major (`out.len() == n_rows * cols.len()`).
+    fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()>;
+    /// A short name for error messages (a path, or "in-memory targets").
+    fn describe(&self) -> String;
+}
+
+impl TargetSource for ArrayView2<'_, f32> {
+    fn n_rows(&self) -> usize {
+        self.nrows()
+    }
+    fn n_cols(&self) -> usize {
+        self.ncols()
+    }
+    fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        let n = self.nrows();
+        for (k, j) in cols.enumerate() {
+            for (i, v) in self.column(j).iter().enumerate() {
+                out[k * n + i] = *v;
+            }
+        }
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "in-memory targets".into()
+    }
+}
+
+impl TargetSource for ArrayView2<'_, f64> {
+    fn n_rows(&self) -> usize {
+        self.nrows()
+    }
+    fn n_cols(&self) -> usize {
+        self.ncols()
+    }
+    fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        let n = self.nrows();
+        for (k, j) in cols.enumerate() {
+            for (i, v) in self.column(j).iter().enumerate() {
+                out[k * n + i] = *v as f32;
+            }
+        }
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "in-memory targets".into()
+    }
+}
+
+/// Element type of a file-backed matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Element {
+    F32,
+    F64,
+}
+
+impl Element {
+    fn size(self) -> usize {
+        match self {
+            Element::F32 => 4,
+            Element::F64 => 8,
+        }
+    }
+}
+
+/// A little-endian float matrix stored in a file from byte `data_start`, row-major or
+/// column-major.
+struct FileMatrix {
+    path: PathBuf,
+    file: File,
+    data_start: u64,
+    rows: usize,
+    cols: usize,
+    element: Element,
+    column_major: bool,
+    scratch: Vec<u8>,
+}
+
+impl FileMatrix {
+    fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        if cols.end > self.cols || cols.start > cols.end {
+            return Err(RidgeError::Invalid(format!(
+                "{}: column range {:?} outside 0..{}",
+                self.path.display(),
+                cols,
+                self.cols
+            )));
+        }
+        let es = self.element.size();
+        let (n, b) = (self.rows, cols.len());
+        if self.column_major {
+            // Columns are contiguous: one read for the whole block.
+            self.scratch.resize(n * b * es, 0);
+            let offset = self.data_start + (cols.start * n * es) as u64;
+            read_at(&self.path, &mut self.file, offset, &mut self.scratch)?;
+            decode(self.element, &self.scratch, out);
+        } else {
+            self.scratch.resize(b * es, 0);
+            let mut row_values = vec![0f32; b];
+            for i in 0..n {
+                let offset = self.data_start + ((i * self.cols + cols.start) * es) as u64;
+                read_at(&self.path, &mut self.file, offset, &mut self.scratch)?;
+                decode(self.element, &self.scratch, &mut row_values);
+                for (k, v) in row_values.iter().enumerate() {
+                    out[k * n + i] = *v;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_at(path: &Path, file: &mut File, offset: u64, buf: &mut [u8]) -> Result<()> {
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_exact(buf))
+        .map_err(|e| RidgeError::file(path, format!("read of {} bytes at {offset}: {e}", buf.len())))
+}
+
+fn decode(element: Element, bytes: &[u8], out: &mut [f32]) {
+    match element {
+        Element::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        Element::F64 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                *o = f64::from_le_bytes(a) as f32;
+            }
+        }
+    }
+}
+
+fn check_file_size(path: &Path, file: &File, end: u64) -> Result<()> {
+    let len = file
+        .metadata()
+        .map_err(|e| RidgeError::file(path, e))?
+        .len();
+    if len < end {
+        return Err(RidgeError::file(
+            path,
+            format!("file is {len} bytes, the header promises {end}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Targets read from a `.npy` file (`<f4` or `<f8`). The first axis is samples; all other axes
+/// are flattened in C order into targets, so a `(n, 257, 768)` CLIP array is `n x 197,376`
+/// targets with token-major columns.
+pub struct NpyTargets(FileMatrix);
+
+impl NpyTargets {
+    /// Opens `path` and reads its header (the data is read later, block by block).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut file = File::open(&path).map_err(|e| RidgeError::file(&path, e))?;
+        let header = ndarray_npy::npy::header::Header::from_reader(&mut file)
+            .map_err(|e| RidgeError::file(&path, format!("not a .npy header: {e}")))?;
+        let data_start = file
+            .stream_position()
+            .map_err(|e| RidgeError::file(&path, e))?;
+        let descr = header
+            .type_descriptor
+            .as_string()
+            .cloned()
+            .unwrap_or_default();
+        let element = match descr.as_str() {
+            "<f4" => Element::F32,
+            "<f8" => Element::F64,
+            other => {
+                return Err(RidgeError::file(
+                    &path,
+                    format!("dtype {other:?} is not supported: expected '<f4' or '<f8'"),
+                ));
+            }
+        };
+        let shape = header.shape.clone();
+        if shape.is_empty() {
+            return Err(RidgeError::file(&path, "a 0-d array has no sample axis"));
+        }
+        let column_major = header.layout.is_fortran();
+        if column_major && shape.len() > 2 {
+            return Err(RidgeError::file(
+                &path,
+                format!(
+                    "Fortran-ordered arrays of {} dimensions are not supported; save it in C order",
+                    shape.len()
+                ),
+            ));
+        }
+        let rows = shape[0];
+        let cols = shape[1..].iter().product::<usize>();
+        check_file_size(&path, &file, data_start + (rows * cols * element.size()) as u64)?;
+        Ok(NpyTargets(FileMatrix {
+            path,
+            file,
+            data_start,
+            rows,
+            cols,
+            element,
+            column_major,
+            scratch: Vec::new(),
+        }))
+    }
+}
+
+impl TargetSource for NpyTargets {
+    fn n_rows(&self) -> usize {
+        self.0.rows
+    }
+    fn n_cols(&self) -> usize {
+        self.0.cols
+    }
+    fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        self.0.read_columns(cols, out)
+    }
+    fn describe(&self) -> String {
+        self.0.path.display().to_string()
+    }
+}
+
+/// Targets read from one tensor of a `.safetensors` file (F32 or F64, row-major). As for
+/// [`NpyTargets`], axes after the first are flattened into targets.
+pub struct SafetensorsTargets(FileMatrix);
+
+impl SafetensorsTargets {
+    /// Opens tensor `name` of `path`, reading only the header.
+    pub fn open(path: impl AsRef<Path>, name: &str) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut file = File::open(&path).map_err(|e| RidgeError::file(&path, e))?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len)
+            .map_err(|e| RidgeError::file(&path, format!("no safetensors header: {e}")))?;
+        let header_len = u64::from_le_bytes(len);
+        if header_len > 100_000_000 {
+            return Err(RidgeError::file(&path, "safetensors header larger than 100 MB"));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header)
+            .map_err(|e| RidgeError::file(&path, format!("truncated safetensors header: {e}")))?;
+        let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
+            .map_err(|e| RidgeError::file(&path, format!("bad safetensors header: {e}")))?;
+        let info = metadata.info(name).ok_or_else(|| {
+            let mut names: Vec<String> = metadata.tensors().keys().cloned().collect();
+            names.sort();
+            RidgeError::file(&path, format!("no tensor {name:?} (it holds {names:?})"))
+        })?;
+        let element = match info.dtype {
+            safetensors::Dtype::F32 => Element::F32,
+            safetensors::Dtype::F64 => Element::F64,
+            other => {
+                return Err(RidgeError::file(
+                    &path,
+                    format!("tensor {name:?} has dtype {other:?}: expected F32 or F64"),
+                ));
+            }
+        };
+        if info.shape.is_empty() {
+            return Err(RidgeError::file(&path, format!("tensor {name:?} is a scalar")));
+        }
+        let rows = info.shape[0];
+        let cols = info.shape[1..].iter().product::<usize>();
+        let data_start = 8 + header_len + info.data_offsets.0 as u64;
+        check_file_size(&path, &file, data_start + (rows * cols * element.size()) as u64)?;
+        Ok(SafetensorsTargets(FileMatrix {
+            path,
+            file,
+            data_start,
+            rows,
+            cols,
+            element,
+            column_major: false,
+            scratch: Vec::new(),
+        }))
+    }
+}
+
+impl TargetSource for SafetensorsTargets {
+    fn n_rows(&self) -> usize {
+        self.0.rows
+    }
+    fn n_cols(&self) -> usize {
+        self.0.cols
+    }
+    fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        self.0.read_columns(cols, out)
+    }
+    fn describe(&self) -> String {
+        self.0.path.display().to_string()
+    }
+}

@@ -1,0 +1,130 @@
+//! Alpha grids against independent truths: brute-force leave-one-out (sklearn `Ridge` refitted
+//! n times), GCV from the explicit hat matrix, and himalaya's `KernelRidgeCV` (5-fold).
+
+mod common;
+
+use common::{Fixture, relative_error};
+use ndarray::Array2;
+use ridge::{
+    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeProblem,
+};
+
+fn grid_fit(
+    fx: &Fixture,
+    criterion: Criterion,
+    scope: AlphaScope,
+    block_cols: usize,
+) -> (RidgeProblem, ridge::RidgeFit) {
+    let problem = RidgeProblem::new(
+        fx.matrix_f32("x").view(),
+        ProblemOptions {
+            fit_intercept: fx.flag("fit_intercept"),
+            form: None,
+        },
+    )
+    .unwrap();
+    let y = fx.matrix_f32("y");
+    let policy = AlphaPolicy::Grid(AlphaGrid {
+        alphas: fx.vector("alphas").to_vec(),
+        criterion,
+        scope,
+    });
+    let fit = problem
+        .fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols })
+        .unwrap();
+    (problem, fit)
+}
+
+fn assert_scores_close(name: &str, got: &Array2<f64>, want: &Array2<f64>, tol: f64) {
+    assert_eq!(got.dim(), want.dim(), "{name}: score table shape");
+    for ((a, j), w) in want.indexed_iter() {
+        let g = got[[a, j]];
+        assert!(
+            (g - w).abs() <= tol * w.abs(),
+            "{name}: score of alpha #{a}, target {j}: got {g}, want {w}"
+        );
+    }
+}
+
+fn check_loo(name: &str) {
+    let fx = Fixture::load(name);
+    for block_cols in [1, 5, 64] {
+        let (_, fit) = grid_fit(&fx, Criterion::LeaveOneOut, AlphaScope::PerTarget, block_cols);
+        assert_scores_close(name, fit.scores.as_ref().unwrap(), &fx.matrix("loo_mse"), 1e-6);
+        assert_eq!(fit.alphas, fx.vector("best_alpha_per_target").to_vec(), "{name}: per-target alphas");
+        let (_, fit) = grid_fit(&fx, Criterion::LeaveOneOut, AlphaScope::PerGroup, block_cols);
+        let want = fx.vector("best_alpha_group")[0];
+        assert!(fit.alphas.iter().all(|&a| a == want), "{name}: group alpha {:?} != {want}", fit.alphas);
+    }
+    let (_, fit) = grid_fit(&fx, Criterion::Gcv, AlphaScope::PerTarget, 5);
+    assert_scores_close(name, fit.scores.as_ref().unwrap(), &fx.matrix("gcv_score"), 1e-6);
+}
+
+#[test]
+fn leave_one_out_equals_brute_force_kernel_form() {
+    check_loo("loo_kernel_intercept");
+    check_loo("loo_kernel_no_intercept");
+}
+
+#[test]
+fn leave_one_out_equals_brute_force_primal_form() {
+    check_loo("loo_primal_intercept");
+    check_loo("loo_primal_no_intercept");
+}
+
+#[test]
+fn column_groups_share_the_alpha_minimising_their_mean_score() {
+    let fx = Fixture::load("loo_kernel_intercept");
+    let loo = fx.matrix("loo_mse");
+    let grid = fx.vector("alphas");
+    // Groups of 4 targets; block sizes that split groups force the two-pass route.
+    for block_cols in [3, 4, 12] {
+        let (_, fit) = grid_fit(&fx, Criterion::LeaveOneOut, AlphaScope::PerColumnGroup(4), block_cols);
+        for g in 0..loo.ncols() / 4 {
+            let means: Vec<f64> = (0..grid.len())
+                .map(|a| (4 * g..4 * g + 4).map(|j| loo[[a, j]]).sum::<f64>())
+                .collect();
+            let best = (0..grid.len()).min_by(|&a, &b| means[a].total_cmp(&means[b])).unwrap();
+            for j in 4 * g..4 * g + 4 {
+                assert_eq!(fit.alphas[j], grid[best], "group {g}, block {block_cols}");
+            }
+        }
+    }
+}
+
+fn check_himalaya(name: &str) {
+    let fx = Fixture::load(name);
+    let folds: usize = fx.metadata["folds"].parse().unwrap();
+    let (problem, _) = grid_fit(&fx, Criterion::Gcv, AlphaScope::PerTarget, 64);
+    let x_test = fx.matrix_f32("x_test");
+    let test = problem.evaluation_set(x_test.view()).unwrap();
+    let policy = AlphaPolicy::Grid(AlphaGrid {
+        alphas: fx.vector("alphas").to_vec(),
+        criterion: Criterion::KFold { folds },
+        scope: AlphaScope::PerTarget,
+    });
+    let y = fx.matrix_f32("y");
+    let fit = problem
+        .fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 5 })
+        .unwrap();
+    // himalaya returns its alphas as exp(-log(alpha)), a few ulps off the grid values.
+    for (j, (got, want)) in fit.alphas.iter().zip(fx.vector("best_alphas").iter()).enumerate() {
+        assert!((got - want).abs() <= 1e-9 * want, "{name}: alpha of target {j}: {got} vs {want}");
+    }
+    // himalaya reports the fold-mean negative MSE of the chosen alpha.
+    let scores = fit.scores.as_ref().unwrap();
+    let grid = fx.vector("alphas");
+    for (j, want) in fx.vector("cv_scores").iter().enumerate() {
+        let a = grid.iter().position(|&g| g == fit.alphas[j]).unwrap();
+        let got = -scores[[a, j]];
+        assert!((got - want).abs() <= 1e-6 * want.abs() + 1e-9, "{name}: cv score of target {j}: {got} vs {want}");
+    }
+    let e = relative_error(&fit.predictions[0], &fx.matrix("pred"));
+    assert!(e < 1e-4, "{name}: predictions rel. error {e:e}");
+}
+
+#[test]
+fn kfold_choice_equals_himalaya_kernel_ridge_cv() {
+    check_himalaya("himalaya_kfold_intercept");
+    check_himalaya("himalaya_kfold_no_intercept");
+}
