@@ -126,6 +126,23 @@ def stream_case(out, rng, n, p, m, alpha):
          {"sklearn": sklearn.__version__, "reference": "sklearn.linear_model.Ridge on numpy-written .npy targets"})
 
 
+def numpy_model_case(out, rng, n, p, d, m, alpha):
+    """A fitted sklearn model saved from numpy in the crate's model layout (coef (d, p) f32,
+    intercept (d,) f32, alpha (d,) f64), with its predictions: RidgeModel::load must read it."""
+    x, x_test, y = draw_problem(rng, n, p, d, m, np.ones(d))
+    reg = Ridge(alpha=alpha).fit(x, y)
+    # ascontiguousarray: sklearn's coef_ is a transposed (Fortran-ordered) view, and
+    # safetensors.numpy.save_file writes the raw buffer of a non-C-contiguous array.
+    model = {"coef": np.ascontiguousarray(reg.coef_, dtype=np.float32),
+             "intercept": reg.intercept_.astype(np.float32),
+             "alpha": np.full(d, alpha)}
+    safetensors.numpy.save_file(model, os.path.join(out, "numpy_model.safetensors"),
+                                metadata={"format": "brain-diffuser-ridge/1"})
+    save(os.path.join(out, "numpy_model_expected.safetensors"),
+         {"x_test": x_test, "pred": x_test @ model["coef"].astype(np.float64).T + model["intercept"]},
+         {"reference": "numpy x_test @ coef.T + intercept with the float32 model"})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -155,6 +172,7 @@ def main():
         himalaya_case(args.out, f"himalaya_kfold_{suffix}", rng, n, p, args.cv_targets, args.test_rows, grid, fit_intercept, 5)
     n, p = args.kernel_shape
     stream_case(args.out, rng, n, p, args.test_rows, 10.0)
+    numpy_model_case(args.out, rng, n, p, args.targets, args.test_rows, 10.0)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,7 @@ where
         _ => std::path::PathBuf::from("."),
     };
     std::fs::create_dir_all(&dir).map_err(|e| NsdError::io(&dir, e, "a writable folder"))?;
-    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| NsdError::Io {
-        path: dir.clone(),
-        source: e,
-    })?;
+    let tmp = temp_file_in(&dir)?;
     {
         let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file());
         fill(&mut writer)?;
@@ -34,6 +31,19 @@ where
         source: e.error,
     })?;
     Ok(())
+}
+
+/// A temporary file in `dir` that will get ordinary permissions (0666 less the umask) rather
+/// than tempfile's private 0600, since it becomes a user's data file once renamed.
+pub(crate) fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".nsd-io-partial-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir).map_err(|e| NsdError::Io { path: dir.to_path_buf(), source: e })
 }
 
 /// Maps an I/O error during writing `path` to [`NsdError::Io`].

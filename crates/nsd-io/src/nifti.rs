@@ -612,7 +612,7 @@ impl NiftiWriter {
         let header = encode_header(dims, T::DTYPE, pixdim, scaling)?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(werr(dir))?;
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr(dir))?;
+        let tmp = crate::atomic::temp_file_in(dir)?;
         let file = tmp.reopen().map_err(werr(path))?;
         let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut sink = if path.extension().is_some_and(|e| e == "gz") {

@@ -146,3 +146,15 @@ fn ground_truth_encoding_model_identifies_the_test_images() {
     assert_eq!(a.dim(), (32, 32, 3));
     assert_ne!(a, b);
 }
+
+#[test]
+fn coco_json_and_stim_info_give_the_curated_captions() {
+    let (layout, _) = mini();
+    let curated = CaptionTable::read_npy(&layout.captions).unwrap();
+    let coco = CaptionTable::from_coco(&layout.stim_info_csv(), &[&layout.coco_captions("train")], curated.rows.len()).unwrap();
+    let non_empty: Vec<Vec<String>> = curated.rows.iter().map(|r| r.iter().filter(|s| !s.is_empty()).cloned().collect()).collect();
+    assert_eq!(coco.rows, non_empty);
+    assert!(curated.rows.iter().any(|r| r.iter().any(String::is_empty)), "the curated table has '' entries");
+    // An nsdId beyond the table is refused.
+    assert!(CaptionTable::from_coco(&layout.stim_info_csv(), &[&layout.coco_captions("train")], 10).is_err());
+}

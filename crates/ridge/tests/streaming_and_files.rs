@@ -133,3 +133,12 @@ fn unsupported_npy_files_are_rejected_with_the_reason() {
     std::fs::write(&truncated, bytes).unwrap();
     assert!(matches!(NpyTargets::open(&truncated), Err(RidgeError::File { .. })));
 }
+
+#[test]
+fn model_written_by_numpy_loads_and_predicts() {
+    let model = RidgeModel::load(fixture_path("numpy_model.safetensors")).unwrap();
+    let fx = Fixture::load("numpy_model_expected");
+    let e = relative_error(&model.predict(fx.matrix_f32("x_test").view()).unwrap(), &fx.matrix("pred"));
+    assert!(e < 1e-5, "rel. error {e:e}");
+    assert!(model.alphas().iter().all(|&a| a == 10.0));
+}

@@ -4,11 +4,12 @@
 //! `cargo bench -p vdvae --bench vdvae_throughput -- [--batch 8] [--reps 3] [--blocks 31]
 //!  [--device cpu|cuda] [--config imagenet64|small] [--skip-reference]`
 //!
-//! Rows: `encode (ours)` runs the encoder and the posterior pass over the first N decoder blocks
+//! Rows: `encode (ours, ...)` runs the encoder and the posterior pass over the first N decoder blocks
 //! only (later blocks cannot change those latents); `encode (reference)` runs the full posterior
 //! pass as brain-diffuser's extraction does (same kernels, same results for the first N blocks);
 //! `decode` runs the generative pass from N given latent blocks with the rest drawn from the
-//! prior (seeded noise generated on the CPU, included) and samples the output. FLOP counts are
+//! prior (seeded noise generated on the CPU, included) and samples the output. NCHW rows use the
+//! reference's memory layout, NHWC rows `Vdvae::set_channels_last(true)`. FLOP counts are
 //! the convolutions' 2 x multiply-accumulates, computed from the configuration.
 
 use std::time::Instant;
@@ -135,7 +136,7 @@ fn main() {
     let machine = 2.0 * (dim as f64).powi(3) / gemm;
     println!("machine rate: f32 matmul {dim}^3: {:.1} GFLOP/s", machine / 1e9);
 
-    let model = Vdvae::new(&args.config, args.device, WeightInit::Reference { seed: 0 }).expect("model");
+    let mut model = Vdvae::new(&args.config, args.device, WeightInit::Reference { seed: 0 }).expect("model");
     let s = args.config.image_size;
     let x = Tensor::randn([n as i64, s, s, 3], (Kind::Float, args.device));
     let (enc_macs, post_macs, gen_macs) = macs(&args.config, args.blocks);
@@ -143,30 +144,37 @@ fn main() {
     let layout = args.config.latent_layout(args.blocks).expect("layout");
 
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
-    let encode = |blocks: usize| {
+    let encode = |model: &Vdvae, blocks: usize| {
         let acts = model.encoder_activations(&x).expect("encoder");
         let mut noise = SeededNoise::new(1, n);
         let pass = model.posterior_pass(&acts, blocks, PosteriorDraw::Sample, &mut noise, false).expect("posterior");
         let _ = layout.flatten(&pass.z[..args.blocks]).expect("flatten");
     };
-    let t = time(args.reps, args.device, || encode(args.blocks));
-    rows.push(("encode (ours)", t, 2.0 * (enc_macs + post_macs)));
     if args.reference {
-        let t = time(args.reps, args.device, || encode(model.n_decoder_blocks()));
+        let t = time(args.reps, args.device, || encode(&model, model.n_decoder_blocks()));
         rows.push(("encode (reference)", t, 2.0 * (enc_macs + full_post_macs)));
     }
+    let t = time(args.reps, args.device, || encode(&model, args.blocks));
+    rows.push(("encode (ours, NCHW)", t, 2.0 * (enc_macs + post_macs)));
     let latents: Vec<Tensor> = (0..args.blocks)
         .map(|i| {
             let [c, h, w] = layout.shape(i);
             Tensor::randn([n as i64, c, h, w], (Kind::Float, args.device))
         })
         .collect();
-    let t = time(args.reps, args.device, || {
+    let decode = |model: &Vdvae| {
         let mut noise = SeededNoise::new(2, n);
         let px_z = model.generate(n, &latents, 1.0, &mut noise).expect("generate");
         let _ = model.sample_output(&px_z, OutputDraw::Sample, &mut noise).expect("sample");
-    });
-    rows.push(("decode", t, 2.0 * gen_macs));
+    };
+    let t = time(args.reps, args.device, || decode(&model));
+    rows.push(("decode (NCHW)", t, 2.0 * gen_macs));
+
+    model.set_channels_last(true);
+    let t = time(args.reps, args.device, || encode(&model, args.blocks));
+    rows.push(("encode (ours, NHWC)", t, 2.0 * (enc_macs + post_macs)));
+    let t = time(args.reps, args.device, || decode(&model));
+    rows.push(("decode (NHWC)", t, 2.0 * gen_macs));
 
     println!("{:<20} {:>10} {:>10} {:>12} {:>10} {:>10}", "stage", "s/batch", "images/s", "GFLOP/image", "GFLOP/s", "of matmul");
     for (name, t, flop) in rows {

@@ -69,3 +69,17 @@ fn fixture_reader_names_missing_tensors() {
     Tensor::write_safetensors(&[("a", Tensor::zeros([1], (tch::Kind::Float, Device::Cpu)))], &path).unwrap();
     assert!(Fixture::read(&path).unwrap_err().to_string().contains("hps"));
 }
+
+#[test]
+fn channels_last_layout_replays_within_tolerance() {
+    let (mut model, fx) = tiny_model(TINY_WEIGHTS);
+    model.set_channels_last(true);
+    let w = &model.var_store().variables()["decoder.dec_blocks.3.prior.c2.weight"];
+    assert_eq!(w.stride(), vec![36, 1, 12, 4], "weights are stored NHWC");
+    let report = replay(&model, &fx).unwrap();
+    let worst = report.worst().unwrap();
+    println!("channels-last worst: {worst:?}; u8 {:?}", report.sample);
+    assert!(report.passes(TOLERANCE), "{worst:?} {:?}", report.sample);
+    model.set_channels_last(false);
+    assert!(replay(&model, &fx).unwrap().passes(TOLERANCE));
+}

@@ -90,34 +90,48 @@ fn ssim_value(ux: f64, uy: f64, uxx: f64, uyy: f64, uxy: f64, c1: f64, c2: f64) 
     (a1 * a2) / (b1 * b2)
 }
 
-/// Vertically filters the five moment maps of rows `[y0, y0 + rows)` centred on valid rows, for
-/// columns given by `x_range`, from horizontally filtered (or raw) moments laid out as `[5][h][w]`.
-/// Returns the sum of the SSIM map over those outputs.
-fn vertical_sum(moments: &[Vec<f64>; 5], width: usize, y: usize, kernel: &[f64], c: (f64, f64)) -> f64 {
-    let radius = kernel.len() / 2;
-    let mut acc = [0.0f64; 5];
-    let mut total = 0.0;
-    for x in 0..width {
-        acc.iter_mut().for_each(|a| *a = 0.0);
-        for (t, &k) in kernel.iter().enumerate() {
-            let idx = (y + t - radius) * width + x;
-            for m in 0..5 {
-                acc[m] += k * moments[m][idx];
-            }
-        }
-        total += ssim_value(acc[0], acc[1], acc[2], acc[3], acc[4], c.0, c.1);
-    }
-    total
+/// Five rows of filtered moments: E[x], E[y], E[x^2], E[y^2], E[xy].
+struct Moments {
+    m: [Vec<f64>; 5],
 }
 
-fn raw_moments(a: &GrayF64, b: &GrayF64) -> [Vec<f64>; 5] {
-    [
-        a.data.clone(),
-        b.data.clone(),
-        a.data.iter().map(|v| v * v).collect(),
-        b.data.iter().map(|v| v * v).collect(),
-        a.data.iter().zip(&b.data).map(|(x, y)| x * y).collect(),
-    ]
+impl Moments {
+    fn zeros(len: usize) -> Self {
+        Moments { m: std::array::from_fn(|_| vec![0.0; len]) }
+    }
+
+    fn clear(&mut self) {
+        self.m.iter_mut().for_each(|v| v.iter_mut().for_each(|x| *x = 0.0));
+    }
+
+    /// Adds `k` times the moments of the value rows `a`, `b` (same length as self).
+    /// Written as one flat loop per row so that it vectorises.
+    fn add_products(&mut self, k: f64, a: &[f64], b: &[f64]) {
+        let [m0, m1, m2, m3, m4] = &mut self.m;
+        for ((((((o0, o1), o2), o3), o4), &x), &y) in
+            m0.iter_mut().zip(m1.iter_mut()).zip(m2.iter_mut()).zip(m3.iter_mut()).zip(m4.iter_mut()).zip(a).zip(b)
+        {
+            *o0 += k * x;
+            *o1 += k * y;
+            *o2 += k * (x * x);
+            *o3 += k * (y * y);
+            *o4 += k * (x * y);
+        }
+    }
+
+    /// Adds `k` times the (already filtered) moment rows of `other` starting at `offset`.
+    fn add_scaled(&mut self, k: f64, other: &Moments, offset: usize) {
+        for (dst, src) in self.m.iter_mut().zip(&other.m) {
+            for (d, &s) in dst.iter_mut().zip(&src[offset..offset + dst.len()]) {
+                *d += k * s;
+            }
+        }
+    }
+
+    fn ssim_sum(&self, c: (f64, f64)) -> f64 {
+        let [m0, m1, m2, m3, m4] = &self.m;
+        (0..m0.len()).map(|i| ssim_value(m0[i], m1[i], m2[i], m3[i], m4[i], c.0, c.1)).sum()
+    }
 }
 
 /// Standard 2-D Gaussian SSIM of two grey images of the same size (scikit-image >= 0.20 semantics).
@@ -129,21 +143,29 @@ pub fn ssim_gaussian_2d(a: &GrayF64, b: &GrayF64, params: &SsimParams) -> Result
     let radius = win / 2;
     let (w, h) = (a.width, a.height);
     let out_w = w - 2 * radius;
-    // Horizontal pass: only the interior columns are ever used.
-    let raw = raw_moments(a, b);
-    let horizontal: [Vec<f64>; 5] = std::array::from_fn(|m| {
-        let src = &raw[m];
-        let mut dst = vec![0.0; h * out_w];
-        for y in 0..h {
-            let row = &src[y * w..(y + 1) * w];
-            for x in 0..out_w {
-                dst[y * out_w + x] = kernel.iter().zip(&row[x..x + win]).map(|(k, v)| k * v).sum();
-            }
+    // Horizontal pass over every row, interior columns only: h x out_w moments, row-major.
+    let mut horizontal = Moments::zeros(h * out_w);
+    let mut row = Moments::zeros(out_w);
+    for y in 0..h {
+        row.clear();
+        let (ra, rb) = (&a.data[y * w..(y + 1) * w], &b.data[y * w..(y + 1) * w]);
+        for (t, &k) in kernel.iter().enumerate() {
+            row.add_products(k, &ra[t..t + out_w], &rb[t..t + out_w]);
         }
-        dst
-    });
+        for (dst, src) in horizontal.m.iter_mut().zip(&row.m) {
+            dst[y * out_w..(y + 1) * out_w].copy_from_slice(src);
+        }
+    }
+    // Vertical pass for the interior rows, then the SSIM map, summed row by row.
     let c = params.constants();
-    let total: f64 = (radius..h - radius).map(|y| vertical_sum(&horizontal, out_w, y, &kernel, c)).sum();
+    let mut total = 0.0;
+    for y in radius..h - radius {
+        row.clear();
+        for (t, &k) in kernel.iter().enumerate() {
+            row.add_scaled(k, &horizontal, (y + t - radius) * out_w);
+        }
+        total += row.ssim_sum(c);
+    }
     Ok(total / ((h - 2 * radius) * out_w) as f64)
 }
 
@@ -156,10 +178,18 @@ pub fn ssim_columns_1d(a: &GrayF64, b: &GrayF64, params: &SsimParams) -> Result<
     let win = kernel.len();
     check_pair(a, b, win, false)?;
     let radius = win / 2;
-    let raw = raw_moments(a, b);
     let c = params.constants();
     let (w, h) = (a.width, a.height);
-    let total: f64 = (radius..h - radius).map(|y| vertical_sum(&raw, w, y, &kernel, c)).sum();
+    let mut row = Moments::zeros(w);
+    let mut total = 0.0;
+    for y in radius..h - radius {
+        row.clear();
+        for (t, &k) in kernel.iter().enumerate() {
+            let r = (y + t - radius) * w;
+            row.add_products(k, &a.data[r..r + w], &b.data[r..r + w]);
+        }
+        total += row.ssim_sum(c);
+    }
     // Every column has the same number of valid samples, so the mean of column means is the mean.
     Ok(total / ((h - 2 * radius) * w) as f64)
 }

@@ -47,8 +47,11 @@ impl Encoder {
     }
 
     /// Activations `{resolution: [B, width, r, r]}` of a normalised NHWC batch `[B, S, S, 3]`.
-    pub fn forward(&self, x_nhwc: &Tensor) -> BTreeMap<i64, Tensor> {
-        let mut x = self.in_conv.forward(&x_nhwc.permute([0, 3, 1, 2]).contiguous());
+    /// With `channels_last`, the NCHW view of the NHWC input is used as is (channels-last strides).
+    pub fn forward(&self, x_nhwc: &Tensor, channels_last: bool) -> BTreeMap<i64, Tensor> {
+        let nchw = x_nhwc.permute([0, 3, 1, 2]);
+        let nchw = if channels_last { nchw } else { nchw.contiguous() };
+        let mut x = self.in_conv.forward(&nchw);
         let mut activations = BTreeMap::new();
         activations.insert(x.size()[2], x.shallow_clone());
         for (block, &width) in self.blocks.iter().zip(&self.out_widths) {
