@@ -31,7 +31,7 @@ if [[ "$MODE" == "prepare" ]]; then
     | "$PYTHON" -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["kind"]==["test"] and m.get("executable"): print(m["executable"])' \
+    if m.get("reason")=="compiler-artifact" and m["target"]["kind"][0] in ("test","lib") and m["profile"]["test"] and m.get("executable"): print(m["executable"])' \
     | while read -r exe; do cp "$exe" "$BUNDLE/tests/$(basename "$exe" | sed 's/-[0-9a-f]*$//')"; done
   cargo bench -p versatile-diffusion --bench vd_speed --no-run --message-format=json 2>/dev/null \
     | "$PYTHON" -c 'import json,sys

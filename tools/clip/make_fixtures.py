@@ -377,6 +377,57 @@ def make_model_fixture(args):
     print(f"model_{args.name}: {sum(p.numel() for p in model.parameters())} parameters")
 
 
+def make_e2e_fixture(args):
+    """End to end as the reference encodes (VD FrozenCLIP.encode_vision / encode_text +
+    cliptext_extract_features.py): u8 images through CLIPImageProcessorPil at the model's size,
+    captions through CLIPTokenizer (the small vocabulary), the normalised VD sequences, the
+    caption mean per image; also the unconditional inputs (grey 127 image, empty caption)."""
+    folder = os.path.join(args.out, f"e2e_{args.name}")
+    os.makedirs(folder, exist_ok=True)
+    tok = CLIPTokenizer.from_pretrained(os.path.join(args.out, "tokenizer", "small_vocab"))
+    vocab = len(tok.get_vocab())
+    torch.manual_seed(args.seed)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=vocab, hidden_size=args.text_hidden, intermediate_size=args.text_intermediate,
+                         num_hidden_layers=args.text_layers, num_attention_heads=args.text_heads,
+                         max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=args.projection_dim,
+                         bos_token_id=0, pad_token_id=1, eos_token_id=2),
+        vision_config=dict(hidden_size=args.vision_hidden, intermediate_size=args.vision_intermediate,
+                           num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_heads,
+                           image_size=args.image_size, patch_size=args.patch, hidden_act="quick_gelu",
+                           projection_dim=args.projection_dim),
+        projection_dim=args.projection_dim,
+    )
+    model = CLIPModel(config).eval()
+    perturb(model, args.seed)
+    model.save_pretrained(folder)
+    pre = os.path.join(args.out, "preprocess")
+    names = json.load(open(os.path.join(pre, "images.json")))["images"][:3]
+    images = [Image.open(os.path.join(pre, n + ".png")).convert("RGB") for n in names]
+    images.append(Image.fromarray(np.full((args.image_size, args.image_size, 3), 127, dtype=np.uint8)))
+    processor = CLIPImageProcessorPil(size={"shortest_edge": args.image_size},
+                                      crop_size={"height": args.image_size, "width": args.image_size})
+    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]
+    caps = [["A man riding a wave on top of a surfboard.", "Two dogs playing in the snow!!!"],
+            ["It's a cat; it's NOT a dog... or is it?"],
+            ["A " + "very " * 100 + "long caption.", "Café crème", "0123456789"],
+            [""]]
+    flat = [c for group in caps for c in group]
+    ids = tok(flat, padding="max_length", max_length=77, truncation=True, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        z = model.visual_projection(model.vision_model.post_layernorm(model.vision_model(pixel_values=pixel_values).last_hidden_state))
+        vd_vision = z / torch.norm(z[:, 0:1], dim=-1, keepdim=True)
+        tout = model.text_model(input_ids=ids)
+        t = model.text_projection(tout.last_hidden_state)
+        vd_text = t / torch.norm(model.text_projection(tout.pooler_output).unsqueeze(1), dim=-1, keepdim=True)
+        vd_text_mean = torch.stack([c.mean(0) for c in torch.split(vd_text, [len(g) for g in caps])])
+    save_file({"vd_vision": vd_vision.contiguous(), "vd_text_mean": vd_text_mean.contiguous(), "input_ids": ids},
+              os.path.join(folder, "e2e.safetensors"))
+    with open(os.path.join(folder, "e2e.json"), "w", encoding="utf-8") as f:
+        json.dump({"images": names, "grey_127_image_last": True, "captions_per_image": caps}, f, ensure_ascii=False, indent=1)
+    print(f"e2e_{args.name}: {len(images)} images, {len(flat)} captions")
+
+
 def make_manifest(out_dir):
     config = CLIPConfig(**VIT_L14)
     with open(os.path.join(out_dir, "vit_l14_config.json"), "w") as f:
@@ -398,7 +449,7 @@ def make_manifest(out_dir):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="crates/clip/tests/fixtures")
-    p.add_argument("--what", default="model", choices=["model", "tokenizer", "preprocess", "manifest"])
+    p.add_argument("--what", default="model", choices=["model", "tokenizer", "preprocess", "manifest", "e2e"])
     p.add_argument("--name", default="tiny")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vision-hidden", type=int, default=32)
@@ -425,6 +476,8 @@ def main():
         make_tokenizer_fixture(args.out, args.seed, args.captions, args.small_merges)
     elif args.what == "preprocess":
         make_preprocess_fixture(args.out, args.seed)
+    elif args.what == "e2e":
+        make_e2e_fixture(args)
     else:
         make_manifest(args.out)
 

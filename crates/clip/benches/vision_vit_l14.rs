@@ -51,10 +51,7 @@ fn main() {
     tch::set_num_threads(threads as i32);
     tch::manual_seed(0);
 
-    let config = VisionConfig {
-        num_hidden_layers: layers,
-        ..VisionConfig::vit_l14()
-    };
+    let config = VisionConfig { num_hidden_layers: layers, ..VisionConfig::vit_l14() };
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("image_encoder");
     std::fs::create_dir_all(&model_dir).unwrap();
@@ -83,11 +80,7 @@ fn main() {
             .arg(threads.to_string())
             .output()
             .expect("run the Python reference (set CLIP_BENCH_PYTHON, or =none)");
-        assert!(
-            out.status.success(),
-            "reference failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
         let line = String::from_utf8_lossy(&out.stdout);
         let report: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("{}")).unwrap();
         Some(report)
@@ -109,7 +102,9 @@ fn main() {
     let ours = ours.unwrap();
     let ours_s = median(seconds.clone());
 
-    println!("\nCLIP ViT-L/14 vision tower ({layers} layers), batch {batch}, CPU f32, {threads} threads, median of {iters}");
+    println!(
+        "\nCLIP ViT-L/14 vision tower ({layers} layers), batch {batch}, CPU f32, {threads} threads, median of {iters}"
+    );
     println!("| implementation | seconds / batch | runs (s) | vs PyTorch |");
     println!("|---|---|---|---|");
     match &reference {

@@ -105,21 +105,12 @@ struct ClipModelFile {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, ClipError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| ClipError::Invalid {
-        what: path.display().to_string(),
-        message: format!("not valid JSON: {e}"),
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text)
+        .map_err(|e| ClipError::Invalid { what: path.display().to_string(), message: format!("not valid JSON: {e}") })
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(
-    value: serde_json::Value,
-    path: &Path,
-    layout: &str,
-) -> Result<T, ClipError> {
+fn parse<T: for<'de> Deserialize<'de>>(value: serde_json::Value, path: &Path, layout: &str) -> Result<T, ClipError> {
     serde_json::from_value(value).map_err(|e| ClipError::Invalid {
         what: path.display().to_string(),
         message: format!("not a {layout} config: {e}"),
@@ -173,17 +164,9 @@ impl VisionConfig {
     }
 
     fn validated(self, path: &Path) -> Result<Self, ClipError> {
-        let bad = |message: String| ClipError::Invalid {
-            what: path.display().to_string(),
-            message,
-        };
-        check_common(
-            self.hidden_size,
-            self.num_attention_heads,
-            self.num_hidden_layers,
-            &self.hidden_act,
-        )
-        .map_err(bad)?;
+        let bad = |message: String| ClipError::Invalid { what: path.display().to_string(), message };
+        check_common(self.hidden_size, self.num_attention_heads, self.num_hidden_layers, &self.hidden_act)
+            .map_err(bad)?;
         if self.patch_size <= 0 || self.image_size % self.patch_size != 0 {
             return Err(bad(format!(
                 "image_size {} is not a positive multiple of patch_size {}",
@@ -235,33 +218,21 @@ impl TextConfig {
     }
 
     fn validated(self, path: &Path) -> Result<Self, ClipError> {
-        check_common(
-            self.hidden_size,
-            self.num_attention_heads,
-            self.num_hidden_layers,
-            &self.hidden_act,
-        )
-        .map_err(|message| ClipError::Invalid {
-            what: path.display().to_string(),
-            message,
-        })?;
+        check_common(self.hidden_size, self.num_attention_heads, self.num_hidden_layers, &self.hidden_act)
+            .map_err(|message| ClipError::Invalid { what: path.display().to_string(), message })?;
         Ok(self)
     }
 }
 
 fn check_common(hidden: i64, heads: i64, layers: i64, act: &str) -> Result<(), String> {
     if hidden <= 0 || heads <= 0 || hidden % heads != 0 {
-        return Err(format!(
-            "hidden_size {hidden} is not a positive multiple of num_attention_heads {heads}"
-        ));
+        return Err(format!("hidden_size {hidden} is not a positive multiple of num_attention_heads {heads}"));
     }
     if layers < 0 {
         return Err(format!("num_hidden_layers {layers} is negative"));
     }
     if act != "quick_gelu" && act != "gelu" {
-        return Err(format!(
-            "hidden_act {act:?} is not supported (expected quick_gelu or gelu)"
-        ));
+        return Err(format!("hidden_act {act:?} is not supported (expected quick_gelu or gelu)"));
     }
     Ok(())
 }
@@ -269,11 +240,7 @@ fn check_common(hidden: i64, heads: i64, layers: i64, act: &str) -> Result<(), S
 impl ClipConfig {
     /// openai/clip-vit-large-patch14: the model Brain-Diffuser and Versatile Diffusion use.
     pub fn vit_l14() -> Self {
-        Self {
-            vision: VisionConfig::vit_l14(),
-            text: TextConfig::vit_l14(),
-            projection_dim: 768,
-        }
+        Self { vision: VisionConfig::vit_l14(), text: TextConfig::vit_l14(), projection_dim: 768 }
     }
 
     /// Reads a `CLIPModel` `config.json` (both towers).
@@ -286,10 +253,6 @@ impl ClipConfig {
         let mut text = file.text_config.validated(path)?;
         vision.projection_dim = Some(projection_dim);
         text.projection_dim = Some(projection_dim);
-        Ok(Self {
-            vision,
-            text,
-            projection_dim,
-        })
+        Ok(Self { vision, text, projection_dim })
     }
 }

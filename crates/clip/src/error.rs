@@ -36,9 +36,6 @@ pub enum ClipError {
 
 impl ClipError {
     pub(crate) fn invalid(what: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid {
-            what: what.into(),
-            message: message.into(),
-        }
+        Self::Invalid { what: what.into(), message: message.into() }
     }
 }

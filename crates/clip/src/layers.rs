@@ -12,14 +12,7 @@ pub(crate) struct Linear {
 
 impl Linear {
     pub fn new(p: nn::Path, in_dim: i64, out_dim: i64, bias: bool) -> Self {
-        let weight = p.var(
-            "weight",
-            &[out_dim, in_dim],
-            nn::Init::Randn {
-                mean: 0.,
-                stdev: 0.02,
-            },
-        );
+        let weight = p.var("weight", &[out_dim, in_dim], nn::Init::Randn { mean: 0., stdev: 0.02 });
         let bias = bias.then(|| p.var("bias", &[out_dim], nn::Init::Const(0.)));
         Self { weight, bias }
     }
@@ -84,18 +77,8 @@ impl Attention {
         let q = split(self.q_proj.forward(x));
         let k = split(self.k_proj.forward(x));
         let v = split(self.v_proj.forward(x));
-        let o = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            causal,
-            self.scale,
-            false,
-        );
-        self.out_proj
-            .forward(&o.transpose(1, 2).reshape([b, n, c]))
+        let o = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, self.scale, false);
+        self.out_proj.forward(&o.transpose(1, 2).reshape([b, n, c]))
     }
 }
 
@@ -110,11 +93,7 @@ pub(crate) enum Activation {
 
 impl Activation {
     pub fn from_name(name: &str) -> Self {
-        if name == "gelu" {
-            Self::Gelu
-        } else {
-            Self::QuickGelu
-        }
+        if name == "gelu" { Self::Gelu } else { Self::QuickGelu }
     }
 
     fn apply(self, x: &Tensor) -> Tensor {
@@ -177,7 +156,7 @@ impl Encoder {
         for l in &self.layers {
             h = &h + l.self_attn.forward(&l.layer_norm1.forward(&h), causal);
             let m = l.fc2.forward(&l.act.apply(&l.fc1.forward(&l.layer_norm2.forward(&h))));
-            h = h + m;
+            h += m;
         }
         h
     }

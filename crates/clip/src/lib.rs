@@ -54,11 +54,7 @@ impl Embeddings {
     /// Copies a tensor (any device or float kind) to host `f32`.
     pub fn from_tensor(t: &Tensor) -> Result<Self, ClipError> {
         let shape = t.size().iter().map(|&d| d as usize).collect();
-        let flat = t
-            .f_to_device(Device::Cpu)?
-            .f_to_kind(Kind::Float)?
-            .f_contiguous()?
-            .f_view([-1])?;
+        let flat = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
         let data = Vec::<f32>::try_from(&flat)?;
         Ok(Self { data, shape })
     }
@@ -85,11 +81,7 @@ impl ClipModel {
         let vision = ClipVisionModel::from_checkpoint(&config.vision, &checkpoint, device, kind)?;
         let text = ClipTextModel::from_checkpoint(&config.text, &checkpoint, device, kind)?;
         let logit_scale = checkpoint.scalar("logit_scale")?.unwrap_or(2.6592);
-        Ok(Self {
-            vision,
-            text,
-            logit_scale,
-        })
+        Ok(Self { vision, text, logit_scale })
     }
 }
 

@@ -17,6 +17,7 @@ use crate::ClipError;
 /// CLIP's per-channel mean (OpenAI / `preprocessor_config.json`).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's per-channel standard deviation.
+#[allow(clippy::excessive_precision)] // the published decimals, kept verbatim
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
@@ -46,9 +47,7 @@ fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
             // Pillow truncates toward zero after adding 0.5 (C int cast).
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let weights: Vec<f64> = (xmin..xmax.max(xmin))
-                .map(|x| bicubic((x as f64 - center + 0.5) * ss))
-                .collect();
+            let weights: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| bicubic((x as f64 - center + 0.5) * ss)).collect();
             let total: f64 = weights.iter().sum();
             let fixed = weights
                 .iter()
@@ -116,8 +115,24 @@ pub fn resize_bicubic_pillow(img: &RgbImage, width: u32, height: u32) -> Result<
     } else {
         horizontal
     };
-    RgbImage::from_raw(width, height, out)
-        .ok_or_else(|| ClipError::invalid("resized image", "buffer size mismatch"))
+    RgbImage::from_raw(width, height, out).ok_or_else(|| ClipError::invalid("resized image", "buffer size mismatch"))
+}
+
+/// Converts row-major HWC RGB floats in [0, 1] to a u8 image the way Brain-Diffuser's CLIP input
+/// path does: Versatile Diffusion's `clip_encode_vision` hands float arrays to transformers 4.19's
+/// feature extractor, which multiplies by 255 and casts to uint8 (truncation, so 0.5 becomes 127,
+/// the grey of the unconditional image embedding). Values outside [0, 1] saturate.
+pub fn rgb_from_unit_floats_truncating(data: &[f32], width: u32, height: u32) -> Result<RgbImage, ClipError> {
+    let expected = width as usize * height as usize * 3;
+    if data.len() != expected {
+        return Err(ClipError::invalid(
+            "float image",
+            format!("{} values, expected {width}x{height}x3 = {expected}", data.len()),
+        ));
+    }
+    // `as u8` truncates toward zero and saturates (NaN becomes 0), like numpy's astype here.
+    let bytes = data.iter().map(|&v| (v * 255.0) as u8).collect();
+    RgbImage::from_raw(width, height, bytes).ok_or_else(|| ClipError::invalid("float image", "buffer size mismatch"))
 }
 
 /// CLIP's image preprocessing, with its parameters (defaults: openai/clip-vit-large-patch14's
@@ -136,23 +151,14 @@ pub struct ClipImageProcessor {
 
 impl Default for ClipImageProcessor {
     fn default() -> Self {
-        Self {
-            shortest_edge: 224,
-            crop_size: 224,
-            mean: CLIP_MEAN,
-            std: CLIP_STD,
-        }
+        Self { shortest_edge: 224, crop_size: 224, mean: CLIP_MEAN, std: CLIP_STD }
     }
 }
 
 impl ClipImageProcessor {
     /// A processor for a vision tower of side `image_size` (resize and crop to that side).
     pub fn for_image_size(image_size: u32) -> Self {
-        Self {
-            shortest_edge: image_size,
-            crop_size: image_size,
-            ..Self::default()
-        }
+        Self { shortest_edge: image_size, crop_size: image_size, ..Self::default() }
     }
 
     /// The size after the shortest-side resize, as transformers computes it: the short side
@@ -160,11 +166,7 @@ impl ClipImageProcessor {
     pub fn resized_size(&self, width: u32, height: u32) -> (u32, u32) {
         let s = self.shortest_edge;
         let scaled = |long: u32, short: u32| (f64::from(s) * f64::from(long) / f64::from(short)) as u32;
-        if width <= height {
-            (s, scaled(height, width))
-        } else {
-            (scaled(width, height), s)
-        }
+        if width <= height { (s, scaled(height, width)) } else { (scaled(width, height), s) }
     }
 
     /// Shortest side to `shortest_edge` with Pillow's bicubic filter (no-op when already there).
@@ -181,10 +183,7 @@ impl ClipImageProcessor {
         let (w, h) = img.dimensions();
         let c = self.crop_size;
         if w < c || h < c {
-            return Err(ClipError::invalid(
-                "image size",
-                format!("{w}x{h} is smaller than the {c}x{c} crop"),
-            ));
+            return Err(ClipError::invalid("image size", format!("{w}x{h} is smaller than the {c}x{c} crop")));
         }
         Ok(image::imageops::crop_imm(img, (w - c) / 2, (h - c) / 2, c, c).to_image())
     }
@@ -211,9 +210,6 @@ impl ClipImageProcessor {
             all.extend(self.pixel_values(img)?);
         }
         let c = i64::from(self.crop_size);
-        Ok(Tensor::from_slice(&all)
-            .view([images.len() as i64, 3, c, c])
-            .to_kind(Kind::Float)
-            .to_device(device))
+        Ok(Tensor::from_slice(&all).view([images.len() as i64, 3, c, c]).to_kind(Kind::Float).to_device(device))
     }
 }

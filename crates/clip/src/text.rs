@@ -47,17 +47,10 @@ impl TextTower {
         let tm = root / "text_model";
         let emb = &tm / "embeddings";
         let h = c.hidden_size;
-        let normal = nn::Init::Randn {
-            mean: 0.,
-            stdev: 0.02,
-        };
+        let normal = nn::Init::Randn { mean: 0., stdev: 0.02 };
         Self {
             token_embedding: (&emb / "token_embedding").var("weight", &[c.vocab_size, h], normal),
-            position_embedding: (&emb / "position_embedding").var(
-                "weight",
-                &[c.max_position_embeddings, h],
-                normal,
-            ),
+            position_embedding: (&emb / "position_embedding").var("weight", &[c.max_position_embeddings, h], normal),
             encoder: Encoder::new(&tm / "encoder", &dims(c)),
             final_layer_norm: LayerNorm::new(&tm / "final_layer_norm", h, c.layer_norm_eps),
             text_projection: Linear::new(root / "text_projection", h, projection_dim, false),
@@ -72,21 +65,13 @@ impl TextTower {
         if size.len() != 2 || size[1] < 1 || size[1] > c.max_position_embeddings {
             return Err(ClipError::invalid(
                 "input_ids",
-                format!(
-                    "shape {size:?}, expected [batch, tokens] with 1 <= tokens <= {}",
-                    c.max_position_embeddings
-                ),
+                format!("shape {size:?}, expected [batch, tokens] with 1 <= tokens <= {}", c.max_position_embeddings),
             ));
         }
         if input_ids.is_floating_point() {
-            return Err(ClipError::invalid(
-                "input_ids",
-                format!("kind {:?}, expected integers", input_ids.kind()),
-            ));
+            return Err(ClipError::invalid("input_ids", format!("kind {:?}, expected integers", input_ids.kind())));
         }
-        let ids = input_ids
-            .f_to_device(self.token_embedding.device())?
-            .f_to_kind(Kind::Int64)?;
+        let ids = input_ids.f_to_device(self.token_embedding.device())?.f_to_kind(Kind::Int64)?;
         if size[0] > 0 {
             let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
             if lo < 0 || hi >= c.vocab_size {
@@ -102,8 +87,8 @@ impl TextTower {
     /// `final_layer_norm(encoder(token + position embeddings))` with a causal mask.
     fn hidden_states(&self, ids: &Tensor) -> Tensor {
         let n = ids.size()[1];
-        let x = Tensor::embedding(&self.token_embedding, ids, -1, false, false)
-            + self.position_embedding.narrow(0, 0, n);
+        let x =
+            Tensor::embedding(&self.token_embedding, ids, -1, false, false) + self.position_embedding.narrow(0, 0, n);
         self.final_layer_norm.forward(&self.encoder.forward(&x, true))
     }
 
@@ -113,18 +98,13 @@ impl TextTower {
         if self.config.eos_token_id == 2 {
             ids.argmax(-1, false)
         } else {
-            ids.eq(self.config.eos_token_id)
-                .to_kind(Kind::Int)
-                .argmax(-1, false)
+            ids.eq(self.config.eos_token_id).to_kind(Kind::Int).argmax(-1, false)
         }
     }
 
     fn pool(&self, hidden: &Tensor, ids: &Tensor) -> Tensor {
         let s = hidden.size();
-        let index = self
-            .eos_positions(ids)
-            .view([s[0], 1, 1])
-            .expand([s[0], 1, s[2]], false);
+        let index = self.eos_positions(ids).view([s[0], 1, 1]).expand([s[0], 1, s[2]], false);
         hidden.gather(1, &index, false).squeeze_dim(1)
     }
 
@@ -133,11 +113,7 @@ impl TextTower {
         let last_hidden_state = self.hidden_states(&ids);
         let pooled = self.pool(&last_hidden_state, &ids);
         let text_embeds = self.text_projection.forward(&pooled);
-        Ok(TextOutput {
-            last_hidden_state,
-            pooled,
-            text_embeds,
-        })
+        Ok(TextOutput { last_hidden_state, pooled, text_embeds })
     }
 
     pub fn vd_embeddings(&self, input_ids: &Tensor) -> Result<Tensor, ClipError> {
@@ -152,14 +128,8 @@ impl TextTower {
 pub fn text_parameter_shapes(c: &TextConfig, projection_dim: i64) -> Vec<(String, Vec<i64>)> {
     let h = c.hidden_size;
     let mut out = vec![
-        (
-            "text_model.embeddings.token_embedding.weight".to_string(),
-            vec![c.vocab_size, h],
-        ),
-        (
-            "text_model.embeddings.position_embedding.weight".to_string(),
-            vec![c.max_position_embeddings, h],
-        ),
+        ("text_model.embeddings.token_embedding.weight".to_string(), vec![c.vocab_size, h]),
+        ("text_model.embeddings.position_embedding.weight".to_string(), vec![c.max_position_embeddings, h]),
     ];
     encoder_shapes("text_model.encoder", &dims(c), &mut out);
     out.push(("text_model.final_layer_norm.weight".to_string(), vec![h]));
@@ -177,10 +147,7 @@ pub struct ClipTextModel {
 
 impl std::fmt::Debug for ClipTextModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipTextModel")
-            .field("config", &self.config)
-            .field("device", &self.vs.device())
-            .finish()
+        f.debug_struct("ClipTextModel").field("config", &self.config).field("device", &self.vs.device()).finish()
     }
 }
 
@@ -193,11 +160,7 @@ impl ClipTextModel {
         if kind != Kind::Float {
             vs.set_kind(kind);
         }
-        Ok(Self {
-            vs,
-            tower,
-            config: config.clone(),
-        })
+        Ok(Self { vs, tower, config: config.clone() })
     }
 
     /// Loads a Hugging Face folder (`config.json` + `model.safetensors` or `pytorch_model.bin`):
@@ -264,11 +227,8 @@ impl ClipTextModel {
         }
         let all = self.vd_embeddings(input_ids)?;
         let sizes: Vec<i64> = groups.iter().map(|&g| g as i64).collect();
-        let means: Vec<Tensor> = all
-            .split_with_sizes(&sizes, 0)
-            .iter()
-            .map(|g| g.mean_dim(0, false, g.kind()))
-            .collect();
+        let means: Vec<Tensor> =
+            all.split_with_sizes(&sizes, 0).iter().map(|g| g.mean_dim(0, false, g.kind())).collect();
         Ok(Tensor::stack(&means, 0))
     }
 }

@@ -36,7 +36,8 @@ pub const CONTEXT_LENGTH: usize = 77;
 /// (49152 - 256 - 2), giving the 49,408-entry vocabulary.
 pub const OPENAI_MERGES: usize = 49152 - 256 - 2;
 
-const CLIP_PATTERN: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+const CLIP_PATTERN: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 fn tok_err(e: impl std::fmt::Display) -> ClipError {
     ClipError::Tokenizer(e.to_string())
@@ -87,22 +88,15 @@ impl ClipTokenizer {
     /// per merge, then the two special tokens: ids 49406 and 49407).
     pub fn from_bpe_gz(path: impl AsRef<Path>) -> Result<Self, ClipError> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| ClipError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = std::fs::File::open(path).map_err(|source| ClipError::Io { path: path.to_path_buf(), source })?;
         let mut text = String::new();
         flate2::read::GzDecoder::new(file)
             .read_to_string(&mut text)
-            .map_err(|source| ClipError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| ClipError::Io { path: path.to_path_buf(), source })?;
         // OpenAI skips the first line (a header) unconditionally.
         let body = text.split_once('\n').map_or("", |(_, rest)| rest);
-        let merges = parse_merges(body, OPENAI_MERGES).map_err(|m| {
-            ClipError::invalid(path.display().to_string(), m)
-        })?;
+        let merges =
+            parse_merges(body, OPENAI_MERGES).map_err(|m| ClipError::invalid(path.display().to_string(), m))?;
         if merges.len() != OPENAI_MERGES {
             return Err(ClipError::invalid(
                 path.display().to_string(),
@@ -120,11 +114,7 @@ impl ClipTokenizer {
         tokens.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
         tokens.push(BOS_TOKEN.to_string());
         tokens.push(EOS_TOKEN.to_string());
-        let vocab: HashMap<String, u32> = tokens
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| (t, i as u32))
-            .collect();
+        let vocab: HashMap<String, u32> = tokens.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
         Self::from_vocab_and_merges(vocab, merges)
     }
 
@@ -133,18 +123,13 @@ impl ClipTokenizer {
         vocab_json: impl AsRef<Path>,
         merges_txt: impl AsRef<Path>,
     ) -> Result<Self, ClipError> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| ClipError::Io {
-                path: p.to_path_buf(),
-                source,
-            })
-        };
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|source| ClipError::Io { path: p.to_path_buf(), source });
         let (vp, mp) = (vocab_json.as_ref(), merges_txt.as_ref());
-        let vocab: HashMap<String, u32> = serde_json::from_str(&read(vp)?).map_err(|e| {
-            ClipError::invalid(vp.display().to_string(), format!("not a token -> id JSON map: {e}"))
-        })?;
-        let merges = parse_merges(&read(mp)?, usize::MAX)
-            .map_err(|m| ClipError::invalid(mp.display().to_string(), m))?;
+        let vocab: HashMap<String, u32> = serde_json::from_str(&read(vp)?)
+            .map_err(|e| ClipError::invalid(vp.display().to_string(), format!("not a token -> id JSON map: {e}")))?;
+        let merges =
+            parse_merges(&read(mp)?, usize::MAX).map_err(|m| ClipError::invalid(mp.display().to_string(), m))?;
         Self::from_vocab_and_merges(vocab, merges)
     }
 
@@ -153,12 +138,7 @@ impl ClipTokenizer {
         vocab: HashMap<String, u32>,
         merges: Vec<(String, String)>,
     ) -> Result<Self, ClipError> {
-        let id = |t: &str| {
-            vocab
-                .get(t)
-                .copied()
-                .ok_or_else(|| ClipError::Tokenizer(format!("vocabulary lacks {t}")))
-        };
+        let id = |t: &str| vocab.get(t).copied().ok_or_else(|| ClipError::Tokenizer(format!("vocabulary lacks {t}")));
         let (bos_id, eos_id) = (id(BOS_TOKEN)?, id(EOS_TOKEN)?);
         let bpe = BPE::builder()
             .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
@@ -171,19 +151,13 @@ impl ClipTokenizer {
         let mut inner = Tokenizer::new(bpe);
         inner.with_normalizer(Some(NormalizerSequence::new(vec![
             NFC.into(),
-            Replace::new(ReplacePattern::Regex(r"\s+".into()), " ")
-                .map_err(tok_err)?
-                .into(),
+            Replace::new(ReplacePattern::Regex(r"\s+".into()), " ").map_err(tok_err)?.into(),
             Lowercase.into(),
         ])));
         inner.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
-            Split::new(
-                SplitPattern::Regex(CLIP_PATTERN.into()),
-                SplitDelimiterBehavior::Removed,
-                true,
-            )
-            .map_err(tok_err)?
-            .into(),
+            Split::new(SplitPattern::Regex(CLIP_PATTERN.into()), SplitDelimiterBehavior::Removed, true)
+                .map_err(tok_err)?
+                .into(),
             ByteLevel::new(false, true, true).into(),
         ])));
         inner.with_post_processor(Some(
@@ -202,12 +176,11 @@ impl ClipTokenizer {
     /// applies CLIP's truncation and padding.
     pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Self, ClipError> {
         let path = path.as_ref();
-        let inner = Tokenizer::from_file(path)
-            .map_err(|e| ClipError::Tokenizer(format!("{}: {e}", path.display())))?;
+        let inner = Tokenizer::from_file(path).map_err(|e| ClipError::Tokenizer(format!("{}: {e}", path.display())))?;
         let id = |t: &str| {
-            inner.token_to_id(t).ok_or_else(|| {
-                ClipError::Tokenizer(format!("{}: vocabulary lacks {t}", path.display()))
-            })
+            inner
+                .token_to_id(t)
+                .ok_or_else(|| ClipError::Tokenizer(format!("{}: vocabulary lacks {t}", path.display())))
         };
         let (bos_id, eos_id) = (id(BOS_TOKEN)?, id(EOS_TOKEN)?);
         Self::finish(inner, bos_id, eos_id)
@@ -248,10 +221,7 @@ impl ClipTokenizer {
     /// Changes the padded/truncated length (77 by default; at least 2 for BOS and EOS).
     pub fn set_context_length(&mut self, length: usize) -> Result<(), ClipError> {
         if length < 2 {
-            return Err(ClipError::invalid(
-                "context length",
-                format!("{length}, expected at least 2"),
-            ));
+            return Err(ClipError::invalid("context length", format!("{length}, expected at least 2")));
         }
         self.inner
             .with_truncation(Some(TruncationParams {
@@ -333,9 +303,7 @@ fn parse_merges(text: &str, limit: usize) -> Result<Vec<(String, String)>, Strin
         }
         let mut parts = line.split(' ');
         match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty() => {
-                merges.push((a.to_string(), b.to_string()))
-            }
+            (Some(a), Some(b), None) if !a.is_empty() && !b.is_empty() => merges.push((a.to_string(), b.to_string())),
             _ => return Err(format!("line {}: {line:?} is not a merge \"a b\"", n + 1)),
         }
     }

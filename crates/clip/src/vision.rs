@@ -5,10 +5,10 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor, nn};
 
+use crate::ClipError;
 use crate::config::VisionConfig;
 use crate::layers::{Activation, Encoder, EncoderDims, LayerNorm, Linear, encoder_shapes};
 use crate::weights::{Checkpoint, find_checkpoint, is_legacy_buffer};
-use crate::ClipError;
 
 /// What the vision tower computes for a batch of images.
 #[derive(Debug)]
@@ -52,10 +52,7 @@ impl VisionTower {
         let vm = root / "vision_model";
         let emb = &vm / "embeddings";
         let h = c.hidden_size;
-        let normal = nn::Init::Randn {
-            mean: 0.,
-            stdev: 0.02,
-        };
+        let normal = nn::Init::Randn { mean: 0., stdev: 0.02 };
         Self {
             class_embedding: emb.var("class_embedding", &[h], normal),
             patch_embedding: (&emb / "patch_embedding").var(
@@ -63,11 +60,7 @@ impl VisionTower {
                 &[h, c.num_channels, c.patch_size, c.patch_size],
                 normal,
             ),
-            position_embedding: (&emb / "position_embedding").var(
-                "weight",
-                &[c.num_positions(), h],
-                normal,
-            ),
+            position_embedding: (&emb / "position_embedding").var("weight", &[c.num_positions(), h], normal),
             pre_layrnorm: LayerNorm::new(&vm / "pre_layrnorm", h, c.layer_norm_eps),
             encoder: Encoder::new(&vm / "encoder", &dims(c)),
             post_layernorm: LayerNorm::new(&vm / "post_layernorm", h, c.layer_norm_eps),
@@ -79,14 +72,10 @@ impl VisionTower {
     fn check_input(&self, pixel_values: &Tensor) -> Result<(), ClipError> {
         let c = &self.config;
         let size = pixel_values.size();
-        if size.len() != 4 || size[1] != c.num_channels || size[2] != c.image_size || size[3] != c.image_size
-        {
+        if size.len() != 4 || size[1] != c.num_channels || size[2] != c.image_size || size[3] != c.image_size {
             return Err(ClipError::invalid(
                 "pixel_values",
-                format!(
-                    "shape {size:?}, expected [batch, {}, {}, {}]",
-                    c.num_channels, c.image_size, c.image_size
-                ),
+                format!("shape {size:?}, expected [batch, {}, {}, {}]", c.num_channels, c.image_size, c.image_size),
             ));
         }
         if !pixel_values.is_floating_point() {
@@ -102,9 +91,7 @@ impl VisionTower {
     fn hidden_states(&self, pixel_values: &Tensor) -> Result<Tensor, ClipError> {
         self.check_input(pixel_values)?;
         let p = self.config.patch_size;
-        let x = pixel_values
-            .f_to_device(self.patch_embedding.device())?
-            .f_to_kind(self.patch_embedding.kind())?;
+        let x = pixel_values.f_to_device(self.patch_embedding.device())?.f_to_kind(self.patch_embedding.kind())?;
         let patches = x
             .f_conv2d(&self.patch_embedding, None::<Tensor>, [p, p], [0, 0], [1, 1], 1)?
             .flatten(2, -1)
@@ -120,20 +107,12 @@ impl VisionTower {
         let last_hidden_state = self.hidden_states(pixel_values)?;
         let pooled = self.post_layernorm.forward(&last_hidden_state.select(1, 0));
         let image_embeds = self.visual_projection.forward(&pooled);
-        Ok(VisionOutput {
-            last_hidden_state,
-            pooled,
-            image_embeds,
-        })
+        Ok(VisionOutput { last_hidden_state, pooled, image_embeds })
     }
 
     pub fn vd_embeddings(&self, pixel_values: &Tensor) -> Result<Tensor, ClipError> {
-        let z = self.visual_projection.forward(
-            &self.post_layernorm.forward(&self.hidden_states(pixel_values)?),
-        );
-        let norm = z
-            .narrow(1, 0, 1)
-            .norm_scalaropt_dim(2, [-1], true);
+        let z = self.visual_projection.forward(&self.post_layernorm.forward(&self.hidden_states(pixel_values)?));
+        let norm = z.narrow(1, 0, 1).norm_scalaropt_dim(2, [-1], true);
         Ok(z / norm)
     }
 }
@@ -147,10 +126,7 @@ pub fn vision_parameter_shapes(c: &VisionConfig, projection_dim: i64) -> Vec<(St
             "vision_model.embeddings.patch_embedding.weight".to_string(),
             vec![h, c.num_channels, c.patch_size, c.patch_size],
         ),
-        (
-            "vision_model.embeddings.position_embedding.weight".to_string(),
-            vec![c.num_positions(), h],
-        ),
+        ("vision_model.embeddings.position_embedding.weight".to_string(), vec![c.num_positions(), h]),
     ];
     for ln in ["pre_layrnorm", "post_layernorm"] {
         out.push((format!("vision_model.{ln}.weight"), vec![h]));
@@ -173,10 +149,7 @@ pub struct ClipVisionModel {
 
 impl std::fmt::Debug for ClipVisionModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipVisionModel")
-            .field("config", &self.config)
-            .field("device", &self.vs.device())
-            .finish()
+        f.debug_struct("ClipVisionModel").field("config", &self.config).field("device", &self.vs.device()).finish()
     }
 }
 
@@ -189,11 +162,7 @@ impl ClipVisionModel {
         if kind != Kind::Float {
             vs.set_kind(kind);
         }
-        Ok(Self {
-            vs,
-            tower,
-            config: config.clone(),
-        })
+        Ok(Self { vs, tower, config: config.clone() })
     }
 
     /// Loads a Hugging Face folder holding `config.json` and `model.safetensors` or

@@ -19,23 +19,15 @@ pub const CHECKPOINT_NAMES: [&str; 2] = ["model.safetensors", "pytorch_model.bin
 
 /// Finds the checkpoint of a Hugging Face model folder (`model.safetensors`, else `pytorch_model.bin`).
 pub fn find_checkpoint(dir: &Path) -> Result<PathBuf, ClipError> {
-    CHECKPOINT_NAMES
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| ClipError::Invalid {
-            what: dir.display().to_string(),
-            message: format!("no checkpoint found (expected one of {CHECKPOINT_NAMES:?})"),
-        })
+    CHECKPOINT_NAMES.iter().map(|name| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| ClipError::Invalid {
+        what: dir.display().to_string(),
+        message: format!("no checkpoint found (expected one of {CHECKPOINT_NAMES:?})"),
+    })
 }
 
 /// Where a tensor's data is: in a safetensors file at a byte range, or already in memory.
 enum Source {
-    File {
-        dtype: safetensors::Dtype,
-        start: u64,
-        len: usize,
-    },
+    File { dtype: safetensors::Dtype, start: u64, len: usize },
     Loaded(Tensor),
 }
 
@@ -51,10 +43,7 @@ pub struct Checkpoint {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClipError + '_ {
-    move |source| ClipError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| ClipError::Io { path: path.to_path_buf(), source }
 }
 
 fn kind_of(dtype: safetensors::Dtype) -> Option<Kind> {
@@ -91,29 +80,17 @@ impl Checkpoint {
                 .into_iter()
                 .map(|(name, t)| {
                     let shape = t.size();
-                    (
-                        name,
-                        Entry {
-                            shape,
-                            source: Source::Loaded(t),
-                        },
-                    )
+                    (name, Entry { shape, source: Source::Loaded(t) })
                 })
                 .collect()
         };
-        Ok(Self {
-            path: path.to_path_buf(),
-            entries,
-        })
+        Ok(Self { path: path.to_path_buf(), entries })
     }
 
     fn safetensors_entries(path: &Path) -> Result<HashMap<String, Entry>, ClipError> {
         let mut file = std::fs::File::open(path).map_err(io_err(path))?;
         let file_len = file.metadata().map_err(io_err(path))?.len();
-        let bad = |message: String| ClipError::Invalid {
-            what: path.display().to_string(),
-            message,
-        };
+        let bad = |message: String| ClipError::Invalid { what: path.display().to_string(), message };
         let mut len_bytes = [0u8; 8];
         file.read_exact(&mut len_bytes).map_err(io_err(path))?;
         let header_len = u64::from_le_bytes(len_bytes);
@@ -124,27 +101,21 @@ impl Checkpoint {
         }
         let mut header = vec![0u8; header_len as usize];
         file.read_exact(&mut header).map_err(io_err(path))?;
-        let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
-            .map_err(|e| bad(format!("invalid safetensors header: {e}")))?;
+        let metadata: safetensors::tensor::Metadata =
+            serde_json::from_slice(&header).map_err(|e| bad(format!("invalid safetensors header: {e}")))?;
         let data_start = 8 + header_len;
         let mut entries = HashMap::new();
         for (name, info) in metadata.tensors() {
             let (begin, end) = info.data_offsets;
             if data_start + end as u64 > file_len || begin > end {
-                return Err(bad(format!(
-                    "tensor {name}: data range {begin}..{end} lies outside the file"
-                )));
+                return Err(bad(format!("tensor {name}: data range {begin}..{end} lies outside the file")));
             }
             let shape = info.shape.iter().map(|&d| d as i64).collect();
             entries.insert(
                 name,
                 Entry {
                     shape,
-                    source: Source::File {
-                        dtype: info.dtype,
-                        start: data_start + begin as u64,
-                        len: end - begin,
-                    },
+                    source: Source::File { dtype: info.dtype, start: data_start + begin as u64, len: end - begin },
                 },
             );
         }
@@ -158,10 +129,7 @@ impl Checkpoint {
 
     /// Names and shapes of every tensor in the checkpoint, sorted by name.
     pub fn shapes(&self) -> BTreeMap<String, Vec<i64>> {
-        self.entries
-            .iter()
-            .map(|(k, e)| (k.clone(), e.shape.clone()))
-            .collect()
+        self.entries.iter().map(|(k, e)| (k.clone(), e.shape.clone())).collect()
     }
 
     fn read(&self, name: &str, file: &mut Option<std::fs::File>) -> Result<Tensor, ClipError> {
@@ -178,8 +146,7 @@ impl Checkpoint {
                     None => file.insert(std::fs::File::open(&self.path).map_err(io_err(&self.path))?),
                 };
                 let mut bytes = vec![0u8; *len];
-                f.seek(SeekFrom::Start(*start))
-                    .map_err(io_err(&self.path))?;
+                f.seek(SeekFrom::Start(*start)).map_err(io_err(&self.path))?;
                 f.read_exact(&mut bytes).map_err(io_err(&self.path))?;
                 Ok(Tensor::f_from_data_size(&bytes, &entry.shape, kind)?)
             }
@@ -201,41 +168,26 @@ impl Checkpoint {
     /// legacy `position_ids` buffers). Every variable must be present with its exact shape and every
     /// other key must be ignorable; otherwise nothing is copied and the error lists all offending
     /// keys by name.
-    pub fn load_into(
-        &self,
-        vs: &VarStore,
-        ignorable: impl Fn(&str) -> bool,
-    ) -> Result<(), ClipError> {
+    pub fn load_into(&self, vs: &VarStore, ignorable: impl Fn(&str) -> bool) -> Result<(), ClipError> {
         let variables = vs.variables();
         let mut missing = Vec::new();
         let mut mismatched = Vec::new();
         for (name, var) in &variables {
             match self.entries.get(name) {
                 None => missing.push(name.clone()),
-                Some(e) if e.shape != var.size() => mismatched.push(format!(
-                    "{name}: checkpoint {:?}, model {:?}",
-                    e.shape,
-                    var.size()
-                )),
+                Some(e) if e.shape != var.size() => {
+                    mismatched.push(format!("{name}: checkpoint {:?}, model {:?}", e.shape, var.size()))
+                }
                 Some(_) => {}
             }
         }
-        let mut unexpected: Vec<String> = self
-            .entries
-            .keys()
-            .filter(|k| !variables.contains_key(*k) && !ignorable(k))
-            .cloned()
-            .collect();
+        let mut unexpected: Vec<String> =
+            self.entries.keys().filter(|k| !variables.contains_key(*k) && !ignorable(k)).cloned().collect();
         if !(missing.is_empty() && mismatched.is_empty() && unexpected.is_empty()) {
             missing.sort();
             mismatched.sort();
             unexpected.sort();
-            return Err(ClipError::Checkpoint {
-                path: self.path.clone(),
-                missing,
-                unexpected,
-                mismatched,
-            });
+            return Err(ClipError::Checkpoint { path: self.path.clone(), missing, unexpected, mismatched });
         }
         let mut file = None;
         tch::no_grad(|| -> Result<(), ClipError> {

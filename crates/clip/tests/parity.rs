@@ -21,10 +21,7 @@ fn fixture_dirs() -> Vec<PathBuf> {
 }
 
 fn io(dir: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(dir.join("io.safetensors"))
-        .expect("io.safetensors")
-        .into_iter()
-        .collect()
+    Tensor::read_safetensors(dir.join("io.safetensors")).expect("io.safetensors").into_iter().collect()
 }
 
 fn assert_close(name: &str, got: &Tensor, want: &Tensor, rel: f64) {
@@ -40,7 +37,12 @@ fn assert_close(name: &str, got: &Tensor, want: &Tensor, rel: f64) {
 fn check_vision(dir: &Path, model: &ClipVisionModel, t: &HashMap<String, Tensor>) {
     let out = model.forward(&t["pixel_values"]).unwrap();
     let tag = dir.display();
-    assert_close(&format!("{tag} vision_last_hidden_state"), &out.last_hidden_state, &t["vision_last_hidden_state"], 1e-4);
+    assert_close(
+        &format!("{tag} vision_last_hidden_state"),
+        &out.last_hidden_state,
+        &t["vision_last_hidden_state"],
+        1e-4,
+    );
     assert_close(&format!("{tag} vision_pooled"), &out.pooled, &t["vision_pooled"], 1e-4);
     assert_close(&format!("{tag} image_embeds"), &out.image_embeds, &t["image_embeds"], 1e-4);
     let vd = model.vd_embeddings(&t["pixel_values"]).unwrap();
@@ -113,7 +115,8 @@ fn half_precision_weights_track_f32_outputs() {
 fn checkpoint_key_problems_are_reported_by_name() {
     let dir = &fixture_dirs()[0];
     let tmp = tempfile::tempdir().unwrap();
-    let mut tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(dir.join("image_encoder/model.safetensors")).unwrap();
+    let mut tensors: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(dir.join("image_encoder/model.safetensors")).unwrap();
     tensors.retain(|(k, _)| k != "vision_model.post_layernorm.bias");
     for (k, v) in tensors.iter_mut() {
         if k == "visual_projection.weight" {

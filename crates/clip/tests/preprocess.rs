@@ -40,10 +40,8 @@ fn shortest_side_resize_is_pixel_identical_to_pillow_bicubic() {
 #[test]
 fn pixel_values_match_the_transformers_processor() {
     let (_, name) = names();
-    let want: Tensor = Tensor::read_safetensors(dir().join(format!("{name}_pixel_values.safetensors")))
-        .unwrap()
-        .remove(0)
-        .1;
+    let want: Tensor =
+        Tensor::read_safetensors(dir().join(format!("{name}_pixel_values.safetensors"))).unwrap().remove(0).1;
     let got = ClipImageProcessor::default().batch(&[load(&name)], Device::Cpu).unwrap();
     assert_eq!(got.size(), want.size());
     let err = (&got - &want).abs().max().double_value(&[]);
@@ -68,4 +66,13 @@ fn centre_crop_and_normalisation_follow_the_formula() {
     assert_eq!(crop.get_pixel(0, 0)[0], 1); // (227 - 224) / 2 = 1
     assert!(p.center_crop(&image::RgbImage::new(100, 300)).is_err());
     assert!(resize_bicubic_pillow(&image::RgbImage::new(0, 5), 3, 3).is_err());
+}
+
+#[test]
+fn float_images_are_truncated_like_the_reference_feature_extractor() {
+    // (x * 255) cast to u8: 0.5 -> 127 (not 128), 1.0 -> 255, 0.999 -> 254, out of range saturates
+    let data = [0.5f32, 1.0, 0.999, 0.0, -0.2, 1.7];
+    let img = clip::preprocess::rgb_from_unit_floats_truncating(&data, 2, 1).unwrap();
+    assert_eq!(img.as_raw(), &vec![127u8, 255, 254, 0, 0, 255]);
+    assert!(clip::preprocess::rgb_from_unit_floats_truncating(&data, 3, 1).is_err());
 }

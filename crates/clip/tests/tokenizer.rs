@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clip::{ClipTokenizer, CONTEXT_LENGTH};
+use clip::{CONTEXT_LENGTH, ClipTokenizer};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -48,9 +48,9 @@ fn openai_vocabulary_matches_transformers_on_varied_captions() {
     assert_eq!((tok.bos_id(), tok.eos_id()), (49406, 49407));
     let mut untruncated = tok.clone();
     untruncated.set_context_length(1000).unwrap();
-    let long = captions.iter().filter(|c| {
-        untruncated.encode(c).unwrap().iter().rposition(|&i| i != 49407).unwrap_or(0) + 2 > CONTEXT_LENGTH
-    });
+    let long = captions
+        .iter()
+        .filter(|c| untruncated.encode(c).unwrap().iter().rposition(|&i| i != 49407).unwrap_or(0) + 2 > CONTEXT_LENGTH);
     assert!(long.count() >= 5, "fixture should contain captions over 77 tokens");
     compare(&tok, &captions, &want);
     for w in &want {

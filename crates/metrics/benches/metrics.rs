@@ -5,7 +5,8 @@
 //! 2. Feature extraction images/s on CPU for the four torchvision networks at 224, against
 //!    torchvision.
 //!
-//! `cargo bench -p metrics --bench metrics -- [PAIRS] [BATCH] [REPEATS]` (defaults 982, 8, 3).
+//! `cargo bench -p metrics --bench metrics -- [PAIRS] [BATCH] [REPEATS]` (defaults 982, 8, 3;
+//! REPEATS 0 skips the networks).
 //! The Python side runs when `BRAIN_DIFFUSER_PYTHON` (or the default tools venv) has the packages
 //! of tools/requirements.txt; otherwise only our figures are printed, with a note.
 
@@ -14,9 +15,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use image::RgbImage;
-use metrics::low_level::{SsimParams, pearson, ssim_columns_1d, ssim_gaussian_2d};
+use metrics::low_level::{SsimParams, pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
 use metrics::networks::synthetic::splitmix64;
-use metrics::pixels::{PilFilter, RgbF64, pil_resize};
+use metrics::pixels::{GrayF64, PilFilter, RgbF64, pil_resize};
 use metrics::{TorchvisionExtractor, TorchvisionNetwork};
 use rayon::prelude::*;
 
@@ -65,16 +66,43 @@ fn low_level(pairs: usize) {
         .par_iter()
         .map(|(g, r)| {
             let r = pil_resize(r, g.width(), g.height(), PilFilter::Bicubic).unwrap();
-            let (g, r) = (RgbF64::from_rgb8(g), RgbF64::from_rgb8(&r));
-            let (gg, rg) = (g.to_gray(), r.to_gray());
+            let (gg, rg) = (GrayF64::from_rgb8(g), GrayF64::from_rgb8(&r));
             (
-                pearson(&g.data, &r.data).unwrap(),
+                pearson_u8(g.as_raw(), r.as_raw()).unwrap(),
                 ssim_columns_1d(&rg, &gg, &params).unwrap(),
                 ssim_gaussian_2d(&rg, &gg, &params).unwrap(),
             )
         })
         .collect();
     let ours = start.elapsed().as_secs_f64();
+    // Single-threaded breakdown over a few pairs, to see where the time goes.
+    let few = &images[..images.len().min(20)];
+    let timed = |label: &str, f: &dyn Fn(&RgbImage, &RgbImage)| {
+        let t = Instant::now();
+        few.iter().for_each(|(g, r)| f(g, r));
+        println!("  {label}: {:.2} ms/pair (1 thread)", 1e3 * t.elapsed().as_secs_f64() / few.len() as f64);
+    };
+    let resized: Vec<RgbImage> = few.iter().map(|(g, r)| pil_resize(r, g.width(), g.height(), PilFilter::Bicubic).unwrap()).collect();
+    timed("Pillow bicubic 512->425", &|g, r| {
+        pil_resize(r, g.width(), g.height(), PilFilter::Bicubic).unwrap();
+    });
+    let idx = |g: &RgbImage| few.iter().position(|(x, _)| std::ptr::eq(x, g)).unwrap();
+    timed("grey conversion", &|g, _| {
+        GrayF64::from_rgb8(g);
+    });
+    timed("PixCorr (exact integer Pearson)", &|g, _| {
+        pearson_u8(g.as_raw(), resized[idx(g)].as_raw()).unwrap();
+    });
+    timed("PixCorr (float64 Pearson, MindEye path)", &|g, _| {
+        pearson(&RgbF64::from_rgb8(g).data, &RgbF64::from_rgb8(&resized[idx(g)]).data).unwrap();
+    });
+    let gray = GrayF64::from_rgb8;
+    timed("column SSIM", &|g, _| {
+        ssim_columns_1d(&gray(&resized[idx(g)]), &gray(g), &params).unwrap();
+    });
+    timed("2-D SSIM", &|g, _| {
+        ssim_gaussian_2d(&gray(&resized[idx(g)]), &gray(g), &params).unwrap();
+    });
     let mean = |f: fn(&(f64, f64, f64)) -> f64| scores.iter().map(f).sum::<f64>() / scores.len() as f64;
     println!("\nPixCorr + column SSIM + 2-D SSIM, {pairs} pairs (425 GT, 512 recon), {} rayon threads", rayon::current_num_threads());
     println!("| implementation | seconds | pairs/s | PixCorr | SSIM cols | SSIM 2-D |");
@@ -125,5 +153,7 @@ fn main() {
     let batch = args.get(1).copied().unwrap_or(8) as i64;
     let repeats = args.get(2).copied().unwrap_or(3);
     low_level(pairs);
-    networks(batch, repeats);
+    if repeats > 0 {
+        networks(batch, repeats);
+    }
 }

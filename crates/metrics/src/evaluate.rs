@@ -11,9 +11,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::high_level::{correlation_distances, two_way_identification};
-use crate::low_level::{pearson, ssim_columns_1d, ssim_gaussian_2d};
+use crate::low_level::{pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
 use crate::networks::{FeatureExtractor, Normalization};
-use crate::pixels::{PilFilter, RgbF64, pil_resize};
+use crate::pixels::{GrayF64, PilFilter, RgbF64, pil_resize};
 use crate::protocol::{FeatureScore, NetworkResize, PixelResize, Protocol, SsimVariant};
 use crate::MetricsError;
 
@@ -109,20 +109,21 @@ fn pixel_metrics(gt: &[RgbImage], rec: &[RgbImage], protocol: &Protocol) -> Resu
     gt.par_iter()
         .zip(rec.par_iter())
         .map(|(g, r)| {
-            let (g, r) = match protocol.pixel_resize {
-                PixelResize::PilBicubicToGroundTruth => (
-                    RgbF64::from_rgb8(g),
-                    RgbF64::from_rgb8(&pil_resize(r, g.width(), g.height(), PilFilter::Bicubic)?),
-                ),
-                PixelResize::TorchBilinear { size } => (
-                    RgbF64::from_rgb8(g).resize_bilinear_torch(size, size)?,
-                    RgbF64::from_rgb8(r).resize_bilinear_torch(size, size)?,
-                ),
+            let (pixcorr, g, r) = match protocol.pixel_resize {
+                PixelResize::PilBicubicToGroundTruth => {
+                    // 8-bit images: exact integer Pearson, grey straight from the bytes.
+                    let r = pil_resize(r, g.width(), g.height(), PilFilter::Bicubic)?;
+                    (pearson_u8(g.as_raw(), r.as_raw())?, GrayF64::from_rgb8(g), GrayF64::from_rgb8(&r))
+                }
+                PixelResize::TorchBilinear { size } => {
+                    let g = RgbF64::from_rgb8(g).resize_bilinear_torch(size, size)?;
+                    let r = RgbF64::from_rgb8(r).resize_bilinear_torch(size, size)?;
+                    (pearson(&g.data, &r.data)?, g.to_gray(), r.to_gray())
+                }
             };
-            let pixcorr = pearson(&g.data, &r.data)?;
             let ssim = match protocol.ssim {
-                SsimVariant::Columns1d => ssim_columns_1d(&r.to_gray(), &g.to_gray(), &protocol.ssim_params)?,
-                SsimVariant::Gaussian2d => ssim_gaussian_2d(&r.to_gray(), &g.to_gray(), &protocol.ssim_params)?,
+                SsimVariant::Columns1d => ssim_columns_1d(&r, &g, &protocol.ssim_params)?,
+                SsimVariant::Gaussian2d => ssim_gaussian_2d(&r, &g, &protocol.ssim_params)?,
             };
             Ok((pixcorr, ssim))
         })

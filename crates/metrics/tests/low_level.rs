@@ -4,7 +4,7 @@
 mod common;
 
 use common::{bytes_fnv, image_from_spec, read_json};
-use metrics::low_level::{SsimParams, pearson, ssim_columns_1d, ssim_gaussian_2d};
+use metrics::low_level::{SsimParams, pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
 use metrics::pixels::{GrayF64, PilFilter, RgbF64, pil_resize};
 
 const TOL: f64 = 1e-6;
@@ -45,6 +45,9 @@ fn pixcorr_and_ssim_match_numpy_and_scikit_image() {
         assert!((gg.data.iter().sum::<f64>() - case["gray_sum"].as_f64().unwrap()).abs() < 1e-8 * gg.data.len() as f64);
         let pc = pearson(&g.data, &r.data).unwrap();
         assert!((pc - case["pixcorr"].as_f64().unwrap()).abs() < TOL, "pixcorr {pc} vs {}", case["pixcorr"]);
+        let exact = pearson_u8(gt.as_raw(), rec.as_raw()).unwrap();
+        assert!((exact - case["pixcorr"].as_f64().unwrap()).abs() < 1e-12, "integer pixcorr {exact}");
+        assert_eq!(GrayF64::from_rgb8(&gt), gg);
         if let Some(expected) = case["ssim_cols"].as_f64() {
             let s = ssim_columns_1d(&rg, &gg, &params).unwrap();
             assert!((s - expected).abs() < TOL, "column SSIM {s} vs {expected} for {}", case["gt"]);

@@ -40,7 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = t.elapsed().as_secs_f64();
     let peak = status_kib("VmHWM:").ok_or("no VmHWM in /proc/self/status")?;
     let output = (subject.train_fmri.len() + subject.test_fmri.len()) * 4 / 1024;
-    println!("| sessions | voxels | train x test | time (s) | RSS before (MiB) | peak RSS (MiB) | output arrays (MiB) | peak - before - output (MiB) |");
+    println!(
+        "| sessions | voxels | train x test | time (s) | RSS before (MiB) | peak RSS (MiB) | output arrays (MiB) | peak - before - output (MiB) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     println!(
         "| {sessions} | {} | {} x {} | {secs:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",

@@ -21,15 +21,9 @@ where
     {
         let mut writer = BufWriter::with_capacity(1 << 20, tmp.as_file());
         fill(&mut writer)?;
-        writer.flush().map_err(|e| NsdError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        writer.flush().map_err(|e| NsdError::Io { path: path.to_path_buf(), source: e })?;
     }
-    tmp.persist(path).map_err(|e| NsdError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
+    tmp.persist(path).map_err(|e| NsdError::Io { path: path.to_path_buf(), source: e.error })?;
     Ok(())
 }
 
@@ -48,8 +42,5 @@ pub(crate) fn temp_file_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
 
 /// Maps an I/O error during writing `path` to [`NsdError::Io`].
 pub(crate) fn werr(path: &Path) -> impl Fn(std::io::Error) -> NsdError + '_ {
-    move |e| NsdError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    }
+    move |e| NsdError::Io { path: path.to_path_buf(), source: e }
 }

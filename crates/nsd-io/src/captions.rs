@@ -36,7 +36,8 @@ impl CaptionTable {
 
     /// Reads a numpy string array (`<U*`, `>U*` or `|S*`, 1-D or 2-D, C order) from `path`.
     pub fn read_npy(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| NsdError::io(path, e, "a numpy .npy caption array (COCO_73k_annots_curated.npy)"))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| NsdError::io(path, e, "a numpy .npy caption array (COCO_73k_annots_curated.npy)"))?;
         Self::parse_npy(&bytes, path)
     }
 
@@ -49,14 +50,23 @@ impl CaptionTable {
         if fortran {
             return Err(NsdError::format(path, "Fortran-ordered string arrays are not supported; expected C order"));
         }
-        let shape = parse_shape(&header).ok_or_else(|| NsdError::format(path, format!("cannot parse the shape in npy header {header:?}")))?;
+        let shape = parse_shape(&header)
+            .ok_or_else(|| NsdError::format(path, format!("cannot parse the shape in npy header {header:?}")))?;
         let (rows, cols) = match shape.as_slice() {
             [n] => (*n, 1),
             [n, m] => (*n, *m),
-            other => return Err(NsdError::format(path, format!("caption array has shape {other:?}, expected (n,) or (n, k)"))),
+            other => {
+                return Err(NsdError::format(
+                    path,
+                    format!("caption array has shape {other:?}, expected (n,) or (n, k)"),
+                ));
+            }
         };
         if !descr.is_ascii() || descr.len() < 3 {
-            return Err(NsdError::format(path, format!("unsupported dtype '{descr}', expected a fixed-width string dtype like '<U57'")));
+            return Err(NsdError::format(
+                path,
+                format!("unsupported dtype '{descr}', expected a fixed-width string dtype like '<U57'"),
+            ));
         }
         let (kind, width) = descr.split_at(2);
         let width: usize = width.parse().map_err(|_| NsdError::format(path, format!("unsupported dtype '{descr}', expected a fixed-width string dtype like '<U57' or '|S57' (object arrays cannot be read without Python)")))?;
@@ -64,12 +74,25 @@ impl CaptionTable {
             "<U" => (4, false),
             ">U" => (4, true),
             "|S" | "<S" | ">S" => (1, false),
-            _ => return Err(NsdError::format(path, format!("unsupported dtype '{descr}', expected a fixed-width string dtype like '<U57' or '|S57' (object arrays cannot be read without Python)"))),
+            _ => {
+                return Err(NsdError::format(
+                    path,
+                    format!(
+                        "unsupported dtype '{descr}', expected a fixed-width string dtype like '<U57' or '|S57' (object arrays cannot be read without Python)"
+                    ),
+                ));
+            }
         };
         let item = width * unit;
-        let need = rows.checked_mul(cols).and_then(|c| c.checked_mul(item)).ok_or_else(|| NsdError::format(path, "shape overflows"))?;
+        let need = rows
+            .checked_mul(cols)
+            .and_then(|c| c.checked_mul(item))
+            .ok_or_else(|| NsdError::format(path, "shape overflows"))?;
         if body.len() < need {
-            return Err(NsdError::format(path, format!("truncated: {rows}x{cols} '{descr}' needs {need} data bytes, file has {}", body.len())));
+            return Err(NsdError::format(
+                path,
+                format!("truncated: {rows}x{cols} '{descr}' needs {need} data bytes, file has {}", body.len()),
+            ));
         }
         let mut out = Vec::with_capacity(rows);
         for r in 0..rows {
@@ -101,7 +124,8 @@ impl CaptionTable {
     pub fn write_npy(&self, path: &Path) -> Result<()> {
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let width = self.rows.iter().flatten().map(|s| s.chars().count()).max().unwrap_or(0).max(1);
-        let header = format!("{{'descr': '<U{width}', 'fortran_order': False, 'shape': ({}, {cols}), }}", self.rows.len());
+        let header =
+            format!("{{'descr': '<U{width}', 'fortran_order': False, 'shape': ({}, {cols}), }}", self.rows.len());
         write_atomic(path, |w| {
             write_npy_header(w, &header, path)?;
             let mut buf = Vec::with_capacity(cols * width * 4);
@@ -129,9 +153,16 @@ impl CaptionTable {
         let coco_of_nsd = read_stim_info(stim_info_csv, n_images)?;
         let mut by_coco: HashMap<u64, Vec<String>> = HashMap::new();
         for &json in coco_json {
-            let file = std::fs::File::open(json).map_err(|e| NsdError::io(json, e, "a COCO captions JSON file (captions_*.json)"))?;
-            let doc: CocoCaptions = serde_json::from_reader(std::io::BufReader::new(file))
-                .map_err(|e| NsdError::format(json, format!("not a COCO captions file (expected {{\"annotations\": [{{\"image_id\", \"caption\"}}]}}): {e}")))?;
+            let file = std::fs::File::open(json)
+                .map_err(|e| NsdError::io(json, e, "a COCO captions JSON file (captions_*.json)"))?;
+            let doc: CocoCaptions = serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
+                NsdError::format(
+                    json,
+                    format!(
+                        "not a COCO captions file (expected {{\"annotations\": [{{\"image_id\", \"caption\"}}]}}): {e}"
+                    ),
+                )
+            })?;
             for a in doc.annotations {
                 by_coco.entry(a.image_id).or_default().push(a.caption.trim().to_string());
             }
@@ -141,7 +172,10 @@ impl CaptionTable {
             .enumerate()
             .map(|(nsd, coco)| {
                 coco.and_then(|c| by_coco.get(&c).cloned()).ok_or_else(|| {
-                    NsdError::format(coco_json.first().copied().unwrap_or(stim_info_csv), format!("no caption for nsdId {nsd} (cocoId {coco:?})"))
+                    NsdError::format(
+                        coco_json.first().copied().unwrap_or(stim_info_csv),
+                        format!("no caption for nsdId {nsd} (cocoId {coco:?})"),
+                    )
                 })
             })
             .collect::<Result<_>>()?;
@@ -168,18 +202,27 @@ pub fn read_stim_info(path: &Path, n_images: usize) -> Result<Vec<Option<u64>>> 
     })?;
     let headers = rdr.headers().map_err(|e| NsdError::format(path, e.to_string()))?.clone();
     let col = |name: &str| {
-        headers.iter().position(|h| h == name).ok_or_else(|| NsdError::format(path, format!("no column '{name}' (columns: {})", headers.iter().collect::<Vec<_>>().join(","))))
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            NsdError::format(
+                path,
+                format!("no column '{name}' (columns: {})", headers.iter().collect::<Vec<_>>().join(",")),
+            )
+        })
     };
     let (ci, ni) = (col("cocoId")?, col("nsdId")?);
     let mut out = vec![None; n_images];
     for (line, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| NsdError::format(path, e.to_string()))?;
         let parse = |i: usize| {
-            rec.get(i).and_then(|s| s.trim().parse::<u64>().ok()).ok_or_else(|| NsdError::format(path, format!("row {}: column {i} is not an integer", line + 2)))
+            rec.get(i)
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| NsdError::format(path, format!("row {}: column {i} is not an integer", line + 2)))
         };
         let (coco, nsd) = (parse(ci)?, parse(ni)? as usize);
         if nsd >= n_images {
-            return Err(NsdError::OutOfRange { message: format!("{}: row {}: nsdId {nsd} >= {n_images}", path.display(), line + 2) });
+            return Err(NsdError::OutOfRange {
+                message: format!("{}: row {}: nsdId {nsd} >= {n_images}", path.display(), line + 2),
+            });
         }
         out[nsd] = Some(coco);
     }
@@ -196,7 +239,10 @@ fn npy_header<'a>(bytes: &'a [u8], path: &Path) -> Result<(String, &'a [u8])> {
         2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
         v => return Err(NsdError::format(path, format!("unsupported npy format version {v}"))),
     };
-    let end = start.checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(|| NsdError::format(path, "npy header is truncated"))?;
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| NsdError::format(path, "npy header is truncated"))?;
     let header = String::from_utf8_lossy(&bytes[start..end]).into_owned();
     Ok((header, &bytes[end..]))
 }

@@ -39,24 +39,15 @@ pub enum NsdError {
 impl NsdError {
     /// A format error about `path`.
     pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
-        NsdError::Format {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
+        NsdError::Format { path: path.to_path_buf(), message: message.into() }
     }
 
     /// An I/O error about `path`; a missing file becomes [`NsdError::Missing`] naming what was expected.
     pub(crate) fn io(path: &Path, source: std::io::Error, what: &str) -> Self {
         if source.kind() == std::io::ErrorKind::NotFound {
-            NsdError::Missing {
-                path: path.to_path_buf(),
-                what: what.to_string(),
-            }
+            NsdError::Missing { path: path.to_path_buf(), what: what.to_string() }
         } else {
-            NsdError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
+            NsdError::Io { path: path.to_path_buf(), source }
         }
     }
 }

@@ -60,7 +60,8 @@ impl ExpDesign {
     /// Extracts the design from a parsed MAT-file (`path` names it in errors).
     pub fn from_mat(mat: &MatFile, path: &Path) -> Result<Self> {
         let (_, mo) = mat.numeric("masterordering", path)?;
-        let masterordering = mo.iter().enumerate().map(|(i, &v)| to_index(v, path, "masterordering", i)).collect::<Result<_>>()?;
+        let masterordering =
+            mo.iter().enumerate().map(|(i, &v)| to_index(v, path, "masterordering", i)).collect::<Result<_>>()?;
         let (dims, si) = mat.numeric("subjectim", path)?;
         if dims.len() != 2 {
             return Err(NsdError::format(path, format!("subjectim has dims {dims:?}, expected (subjects, images)")));
@@ -73,7 +74,9 @@ impl ExpDesign {
             }
         }
         let sharedix = match mat.numeric("sharedix", path) {
-            Ok((_, s)) => s.iter().enumerate().map(|(i, &v)| to_index(v, path, "sharedix", i)).collect::<Result<_>>()?,
+            Ok((_, s)) => {
+                s.iter().enumerate().map(|(i, &v)| to_index(v, path, "sharedix", i)).collect::<Result<_>>()?
+            }
             Err(_) => Vec::new(),
         };
         Ok(Self { masterordering, subjectim, sharedix })
@@ -126,7 +129,9 @@ impl ExpDesign {
                     message: format!("trial {t}: masterordering value {m} > {} subject images", row.len()),
                 })?;
                 if id > n_images {
-                    return Err(NsdError::OutOfRange { message: format!("trial {t}: image id {id} (1-based) > {n_images} stimuli") });
+                    return Err(NsdError::OutOfRange {
+                        message: format!("trial {t}: image id {id} (1-based) > {n_images} stimuli"),
+                    });
                 }
                 Ok((m, id - 1))
             })
@@ -156,4 +161,3 @@ impl ExpDesign {
         Ok(plan)
     }
 }
-

@@ -28,7 +28,13 @@ fn open(path: &Path, what: &str) -> Result<netcdf::File> {
 
 fn variable_dims(file: &netcdf::File, path: &Path, name: &str, want_type: IntType, rank: usize) -> Result<Vec<usize>> {
     let var = file.variable(name).ok_or_else(|| {
-        NsdError::format(path, format!("no dataset '{name}' (found: {})", file.variables().map(|v| v.name()).collect::<Vec<_>>().join(", ")))
+        NsdError::format(
+            path,
+            format!(
+                "no dataset '{name}' (found: {})",
+                file.variables().map(|v| v.name()).collect::<Vec<_>>().join(", ")
+            ),
+        )
     })?;
     let dims: Vec<usize> = var.dimensions().iter().map(|d| d.len()).collect();
     if dims.len() != rank {
@@ -81,7 +87,9 @@ impl StimulusBrick {
         let var = self.file.variable("imgBrick").ok_or_else(|| NsdError::format(&self.path, "imgBrick disappeared"))?;
         for (slot, &id) in ids.iter().enumerate() {
             if id >= n {
-                return Err(NsdError::OutOfRange { message: format!("{}: image id {id} >= {n} images", self.path.display()) });
+                return Err(NsdError::OutOfRange {
+                    message: format!("{}: image id {id} >= {n} images", self.path.display()),
+                });
             }
             let extents: Vec<netcdf::Extent> = vec![(id..id + 1).into(), (..).into(), (..).into(), (..).into()];
             var.get_values_into(&mut out[slot * per..(slot + 1) * per], extents).map_err(nc_err(&self.path))?;
@@ -120,12 +128,19 @@ impl Hdf5Betas {
     pub fn read_masked(&self, mask: &VoxelMask, out: &mut [f32], block: usize) -> Result<()> {
         if mask.dims() != self.volume_dims() {
             return Err(NsdError::Shape {
-                message: format!("{}: volume dims {:?} differ from the mask's {:?}", self.path.display(), self.volume_dims(), mask.dims()),
+                message: format!(
+                    "{}: volume dims {:?} differ from the mask's {:?}",
+                    self.path.display(),
+                    self.volume_dims(),
+                    mask.dims()
+                ),
             });
         }
         let nt = self.n_trials();
         if out.len() != nt * mask.len() {
-            return Err(NsdError::Shape { message: format!("output holds {} values, expected {nt} x {}", out.len(), mask.len()) });
+            return Err(NsdError::Shape {
+                message: format!("output holds {} values, expected {nt} x {}", out.len(), mask.len()),
+            });
         }
         let var = self.file.variable("betas").ok_or_else(|| NsdError::format(&self.path, "betas disappeared"))?;
         let vol: usize = self.dims[1..].iter().product();
@@ -152,20 +167,29 @@ impl Hdf5Betas {
 
 /// Writes an `imgBrick` dataset (`n x h x w x 3` u8, chunked one image per chunk, deflate level 1)
 /// with `image(id)` giving each image's `h*w*3` bytes. Written to a temporary name, then renamed.
-pub fn write_stimuli(path: &Path, n: usize, height: usize, width: usize, mut image: impl FnMut(usize) -> Vec<u8>) -> Result<()> {
+pub fn write_stimuli(
+    path: &Path,
+    n: usize,
+    height: usize,
+    width: usize,
+    mut image: impl FnMut(usize) -> Vec<u8>,
+) -> Result<()> {
     let tmp = tmp_path(path)?;
     {
         let mut file = netcdf::create(&tmp).map_err(nc_err(path))?;
         for (name, len) in [("image", n), ("height", height), ("width", width), ("channel", 3)] {
             file.add_dimension(name, len).map_err(nc_err(path))?;
         }
-        let mut var = file.add_variable::<u8>("imgBrick", &["image", "height", "width", "channel"]).map_err(nc_err(path))?;
+        let mut var =
+            file.add_variable::<u8>("imgBrick", &["image", "height", "width", "channel"]).map_err(nc_err(path))?;
         var.set_chunking(&[1, height, width, 3]).map_err(nc_err(path))?;
         var.set_compression(1, false).map_err(nc_err(path))?;
         for id in 0..n {
             let img = image(id);
             if img.len() != height * width * 3 {
-                return Err(NsdError::Shape { message: format!("image {id} has {} bytes, expected {height}x{width}x3", img.len()) });
+                return Err(NsdError::Shape {
+                    message: format!("image {id} has {} bytes, expected {height}x{width}x3", img.len()),
+                });
             }
             let extents: Vec<netcdf::Extent> = vec![(id..id + 1).into(), (..).into(), (..).into(), (..).into()];
             var.put_values(&img, extents).map_err(nc_err(path))?;
@@ -187,7 +211,9 @@ pub fn write_betas(path: &Path, volume_dims: [usize; 3], volumes: &[Vec<i16>]) -
         let mut var = file.add_variable::<i16>("betas", &["trial", "z", "y", "x"]).map_err(nc_err(path))?;
         for (t, v) in volumes.iter().enumerate() {
             if v.len() != nx * ny * nz {
-                return Err(NsdError::Shape { message: format!("volume {t} has {} values, expected {nx}x{ny}x{nz}", v.len()) });
+                return Err(NsdError::Shape {
+                    message: format!("volume {t} has {} values, expected {nx}x{ny}x{nz}", v.len()),
+                });
             }
             let extents: Vec<netcdf::Extent> = vec![(t..t + 1).into(), (..).into(), (..).into(), (..).into()];
             var.put_values(v, extents).map_err(nc_err(path))?;

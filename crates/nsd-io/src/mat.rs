@@ -93,7 +93,16 @@ impl MatClass {
     fn is_numeric(self) -> bool {
         matches!(
             self,
-            Self::Double | Self::Single | Self::Int8 | Self::Uint8 | Self::Int16 | Self::Uint16 | Self::Int32 | Self::Uint32 | Self::Int64 | Self::Uint64
+            Self::Double
+                | Self::Single
+                | Self::Int8
+                | Self::Uint8
+                | Self::Int16
+                | Self::Uint16
+                | Self::Int32
+                | Self::Uint32
+                | Self::Int64
+                | Self::Uint64
         )
     }
 }
@@ -120,12 +129,18 @@ impl MatFile {
             b"IM" => false,
             b"MI" => true,
             other => {
-                return Err(NsdError::format(path, format!("bad MAT-file endian indicator {other:?}, expected \"IM\" or \"MI\" (level-5 MAT-file)")));
+                return Err(NsdError::format(
+                    path,
+                    format!("bad MAT-file endian indicator {other:?}, expected \"IM\" or \"MI\" (level-5 MAT-file)"),
+                ));
             }
         };
         let version = rd_u16(&bytes[124..126], big);
         if version == 0x0200 || bytes[..116].starts_with(b"MATLAB 7.3") {
-            return Err(NsdError::format(path, "MAT v7.3 (HDF5-based) files are not supported; expected a level-5 MAT-file (save -v7)"));
+            return Err(NsdError::format(
+                path,
+                "MAT v7.3 (HDF5-based) files are not supported; expected a level-5 MAT-file (save -v7)",
+            ));
         }
         if version != 0x0100 {
             return Err(NsdError::format(path, format!("MAT-file version {version:#06x}, expected 0x0100 (level 5)")));
@@ -140,7 +155,9 @@ impl MatFile {
     pub fn numeric(&self, name: &str, path: &Path) -> Result<(&[usize], &[f64])> {
         match self.vars.get(name) {
             Some(MatValue::Numeric { dims, data, .. }) => Ok((dims, data)),
-            Some(other) => Err(NsdError::format(path, format!("variable '{name}' is {other:?}, expected a real numeric array"))),
+            Some(other) => {
+                Err(NsdError::format(path, format!("variable '{name}' is {other:?}, expected a real numeric array")))
+            }
             None => Err(NsdError::format(
                 path,
                 format!("no variable '{name}' (found: {})", self.vars.keys().cloned().collect::<Vec<_>>().join(", ")),
@@ -191,7 +208,10 @@ impl Parser<'_> {
         }
         let n = rd_u32(&b[4..8], self.big) as usize;
         if n > b.len() - 8 {
-            return Err(self.err(format!("data element of type {first} claims {n} bytes, only {} remain (truncated file?)", b.len() - 8)));
+            return Err(self.err(format!(
+                "data element of type {first} claims {n} bytes, only {} remain (truncated file?)",
+                b.len() - 8
+            )));
         }
         let data = &b[8..8 + n];
         // Compressed elements are not padded; all others are padded to 8 bytes.
@@ -221,7 +241,11 @@ impl Parser<'_> {
                         out.vars.insert(name, value);
                     }
                 }
-                other => return Err(self.err(format!("unexpected top-level data element type {other}, expected miMATRIX (14) or miCOMPRESSED (15)"))),
+                other => {
+                    return Err(self.err(format!(
+                        "unexpected top-level data element type {other}, expected miMATRIX (14) or miCOMPRESSED (15)"
+                    )));
+                }
             }
             b = e.rest;
         }
@@ -253,7 +277,10 @@ impl Parser<'_> {
             return Err(self.err(format!("array name must be miINT8, found type {}", name_el.kind)));
         }
         let name = String::from_utf8_lossy(name_el.data).into_owned();
-        let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| self.err(format!("variable '{name}': dims {dims:?} overflow")))?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| self.err(format!("variable '{name}': dims {dims:?} overflow")))?;
         if complex || !(class.is_numeric() || class == MatClass::Char) {
             return Ok((name, MatValue::Unsupported { class }));
         }
@@ -264,7 +291,9 @@ impl Parser<'_> {
         }
         let values = self.numbers(real.kind, real.data, &name)?;
         if values.len() != count {
-            return Err(self.err(format!("variable '{name}': {} values for dims {dims:?} ({count} expected)", values.len())));
+            return Err(
+                self.err(format!("variable '{name}': {} values for dims {dims:?} ({count} expected)", values.len()))
+            );
         }
         if class == MatClass::Char {
             let text = values.iter().map(|&v| char::from_u32(v as u32).unwrap_or('\u{fffd}')).collect();
@@ -278,7 +307,11 @@ impl Parser<'_> {
         macro_rules! conv {
             ($t:ty, $n:expr) => {{
                 if b.len() % $n != 0 {
-                    return Err(self.err(format!("variable '{name}': {} bytes is not a whole number of {}-byte values", b.len(), $n)));
+                    return Err(self.err(format!(
+                        "variable '{name}': {} bytes is not a whole number of {}-byte values",
+                        b.len(),
+                        $n
+                    )));
                 }
                 b.chunks_exact($n)
                     .map(|c| {
@@ -321,7 +354,13 @@ pub fn write_mat(path: &Path, vars: &[MatVar<'_>]) -> Result<()> {
         for &(name, class, dims, data) in vars {
             let count: usize = dims.iter().product();
             if count != data.len() || dims.len() < 2 {
-                return Err(NsdError::Shape { message: format!("{}: variable '{name}' has {} values for dims {dims:?}", path.display(), data.len()) });
+                return Err(NsdError::Shape {
+                    message: format!(
+                        "{}: variable '{name}' has {} values for dims {dims:?}",
+                        path.display(),
+                        data.len()
+                    ),
+                });
             }
             let mut m = Vec::new();
             let tag = |m: &mut Vec<u8>, kind: u32, payload: &[u8]| {
@@ -333,7 +372,9 @@ pub fn write_mat(path: &Path, vars: &[MatVar<'_>]) -> Result<()> {
             let (code, kind, v): (u32, u32, Vec<u8>) = match class {
                 MatClass::Double => (6, MI_DOUBLE, data.iter().flat_map(|x| x.to_le_bytes()).collect()),
                 MatClass::Int32 => (12, MI_INT32, data.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect()),
-                other => return Err(NsdError::Config(format!("write_mat writes Double or Int32 variables, not {other:?}"))),
+                other => {
+                    return Err(NsdError::Config(format!("write_mat writes Double or Int32 variables, not {other:?}")));
+                }
             };
             tag(&mut m, MI_UINT32, &[code.to_le_bytes(), 0u32.to_le_bytes()].concat());
             let d: Vec<u8> = dims.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect();

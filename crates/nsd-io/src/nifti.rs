@@ -122,7 +122,10 @@ impl NiftiHeader {
             (348, _) => false,
             (_, 348) => true,
             (540, _) | (_, 540) => {
-                return Err(NsdError::format(path, "NIfTI-2 header (sizeof_hdr 540) is not supported; expected NIfTI-1 (348)"));
+                return Err(NsdError::format(
+                    path,
+                    "NIfTI-2 header (sizeof_hdr 540) is not supported; expected NIfTI-1 (348)",
+                ));
             }
             _ => {
                 return Err(NsdError::format(
@@ -133,7 +136,10 @@ impl NiftiHeader {
         };
         let magic = &bytes[344..348];
         if magic == b"ni1\0" {
-            return Err(NsdError::format(path, "NIfTI-1 header/image pair (.hdr/.img) is not supported; expected a single .nii file (magic \"n+1\")"));
+            return Err(NsdError::format(
+                path,
+                "NIfTI-1 header/image pair (.hdr/.img) is not supported; expected a single .nii file (magic \"n+1\")",
+            ));
         }
         if magic != b"n+1\0" {
             return Err(NsdError::format(path, format!("bad NIfTI-1 magic {magic:?}, expected \"n+1\\0\"")));
@@ -318,7 +324,12 @@ impl VoxelMask {
     pub fn select(&self, volume: &Volume) -> Result<Vec<f64>> {
         if volume.dims != self.dims {
             return Err(NsdError::Shape {
-                message: format!("{}: volume dims {:?} differ from the mask's {:?}", volume.path.display(), volume.dims, self.dims),
+                message: format!(
+                    "{}: volume dims {:?} differ from the mask's {:?}",
+                    volume.path.display(),
+                    volume.dims,
+                    self.dims
+                ),
             });
         }
         Ok(self.offsets.iter().map(|&o| volume.data[o]).collect())
@@ -402,10 +413,8 @@ impl<R: Read> NiftiReader<R> {
         let want = self.header.volume_len() * self.header.dtype.size();
         self.raw.clear();
         self.raw.reserve(want.min(64 << 20));
-        let got = (&mut self.source)
-            .take(want as u64)
-            .read_to_end(&mut self.raw)
-            .map_err(|e| read_error(&self.path, e))?;
+        let got =
+            (&mut self.source).take(want as u64).read_to_end(&mut self.raw).map_err(|e| read_error(&self.path, e))?;
         if got != want {
             return Err(NsdError::format(
                 &self.path,
@@ -485,9 +494,8 @@ impl<R: Read> NiftiReader<R> {
         while self.volumes_read < self.header.n_volumes() {
             data.extend(self.next_volume()?);
         }
-        ArrayD::from_shape_vec(IxDyn(&self.header.dims).f(), data).map_err(|e| NsdError::Shape {
-            message: format!("{}: {e}", self.path.display()),
-        })
+        ArrayD::from_shape_vec(IxDyn(&self.header.dims).f(), data)
+            .map_err(|e| NsdError::Shape { message: format!("{}: {e}", self.path.display()) })
     }
 }
 
@@ -521,10 +529,7 @@ pub fn read_nifti(path: &Path) -> Result<(NiftiHeader, ArrayD<f64>)> {
 pub fn read_volume(path: &Path) -> Result<Volume> {
     let mut reader = NiftiReader::open(path)?;
     if reader.header().n_volumes() != 1 {
-        return Err(NsdError::format(
-            path,
-            format!("expected a 3-D volume, dims are {:?}", reader.header().dims),
-        ));
+        return Err(NsdError::format(path, format!("expected a 3-D volume, dims are {:?}", reader.header().dims)));
     }
     let dims = reader.header().spatial_dims();
     let data = reader.next_volume()?;
@@ -578,7 +583,7 @@ pub fn encode_header(dims: &[usize], dtype: NiftiDtype, pixdim: [f32; 3], scalin
     put_i16(&mut h, 72, (dtype.size() * 8) as i16);
     put_f32(&mut h, 76, 1.0); // qfac
     for d in 0..7 {
-        let v = if d < 3 { pixdim[d] } else { 1.0 };
+        let v = pixdim.get(d).copied().unwrap_or(1.0);
         put_f32(&mut h, 80 + 4 * d, v);
     }
     put_f32(&mut h, 108, 352.0);
@@ -608,7 +613,13 @@ pub struct NiftiWriter {
 impl NiftiWriter {
     /// Starts `path` with shape `dims` (x, y, z[, t]) storing `T`, scaling `(slope, inter)`
     /// (use `(1.0, 0.0)` for none) and gzip `level` (0-9) when the name ends in `.gz`.
-    pub fn create<T: NiftiElement>(path: &Path, dims: &[usize], pixdim: [f32; 3], scaling: (f32, f32), level: u32) -> Result<Self> {
+    pub fn create<T: NiftiElement>(
+        path: &Path,
+        dims: &[usize],
+        pixdim: [f32; 3],
+        scaling: (f32, f32),
+        level: u32,
+    ) -> Result<Self> {
         let header = encode_header(dims, T::DTYPE, pixdim, scaling)?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(werr(dir))?;
@@ -616,7 +627,7 @@ impl NiftiWriter {
         let file = tmp.reopen().map_err(werr(path))?;
         let buffered = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut sink = if path.extension().is_some_and(|e| e == "gz") {
-            Sink::Gz(GzEncoder::new(buffered, Compression::new(level.min(9))))
+            Sink::Gz(Box::new(GzEncoder::new(buffered, Compression::new(level.min(9)))))
         } else {
             Sink::Plain(buffered)
         };
@@ -670,7 +681,7 @@ impl NiftiWriter {
 
 enum Sink {
     Plain(std::io::BufWriter<File>),
-    Gz(GzEncoder<std::io::BufWriter<File>>),
+    Gz(Box<GzEncoder<std::io::BufWriter<File>>>),
 }
 
 impl Write for Sink {
@@ -689,7 +700,13 @@ impl Write for Sink {
 }
 
 /// Writes a whole array (Fortran-order `data`, shape `dims`) to `path` in one call.
-pub fn write_nifti<T: NiftiElement>(path: &Path, dims: &[usize], data: &[T], pixdim: [f32; 3], scaling: (f32, f32)) -> Result<()> {
+pub fn write_nifti<T: NiftiElement>(
+    path: &Path,
+    dims: &[usize],
+    data: &[T],
+    pixdim: [f32; 3],
+    scaling: (f32, f32),
+) -> Result<()> {
     let mut w = NiftiWriter::create::<T>(path, dims, pixdim, scaling, 6)?;
     let vl: usize = dims.iter().take(3).product();
     if data.len() != dims.iter().product::<usize>() {

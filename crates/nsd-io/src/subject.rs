@@ -99,7 +99,13 @@ pub fn nsdgeneral_mask(layout: &NsdLayout, subject: u8) -> Result<VoxelMask> {
 }
 
 /// Reads one session's betas, masked: `(trials_per_session * mask.len())` values, trial-major.
-pub fn read_session(layout: &NsdLayout, subject: u8, session: usize, mask: &VoxelMask, opts: &AssemblyOptions) -> Result<Vec<f32>> {
+pub fn read_session(
+    layout: &NsdLayout,
+    subject: u8,
+    session: usize,
+    mask: &VoxelMask,
+    opts: &AssemblyOptions,
+) -> Result<Vec<f32>> {
     let n = mask.len();
     let mut rows = vec![0f32; opts.trials_per_session * n];
     match opts.betas_format {
@@ -108,7 +114,10 @@ pub fn read_session(layout: &NsdLayout, subject: u8, session: usize, mask: &Voxe
             let mut reader = NiftiReader::open(&path)?;
             let h = reader.header();
             if h.dims.len() != 4 || h.n_volumes() != opts.trials_per_session {
-                return Err(NsdError::format(&path, format!("betas dims {:?}, expected (x, y, z, {})", h.dims, opts.trials_per_session)));
+                return Err(NsdError::format(
+                    &path,
+                    format!("betas dims {:?}, expected (x, y, z, {})", h.dims, opts.trials_per_session),
+                ));
             }
             for row in rows.chunks_exact_mut(n) {
                 reader.next_masked(mask, row)?;
@@ -120,7 +129,10 @@ pub fn read_session(layout: &NsdLayout, subject: u8, session: usize, mask: &Voxe
                 let path = layout.betas_session_hdf5(subject, session);
                 let betas = crate::hdf5::Hdf5Betas::open(&path)?;
                 if betas.n_trials() != opts.trials_per_session {
-                    return Err(NsdError::format(&path, format!("{} trials, expected {}", betas.n_trials(), opts.trials_per_session)));
+                    return Err(NsdError::format(
+                        &path,
+                        format!("{} trials, expected {}", betas.n_trials(), opts.trials_per_session),
+                    ));
                 }
                 betas.read_masked(mask, &mut rows, 50)?;
             }
@@ -134,7 +146,10 @@ pub fn read_session(layout: &NsdLayout, subject: u8, session: usize, mask: &Voxe
 /// Assembles `subject` (1-based) from the NSD files under `layout`.
 pub fn assemble_subject(layout: &NsdLayout, subject: u8, opts: &AssemblyOptions) -> Result<SubjectData> {
     if opts.sessions == 0 || opts.trials_per_session == 0 {
-        return Err(NsdError::Config(format!("sessions ({}) and trials_per_session ({}) must be positive", opts.sessions, opts.trials_per_session)));
+        return Err(NsdError::Config(format!(
+            "sessions ({}) and trials_per_session ({}) must be positive",
+            opts.sessions, opts.trials_per_session
+        )));
     }
     let design = ExpDesign::read(&layout.expdesign())?;
     let n_trials = opts.sessions * opts.trials_per_session;
@@ -147,7 +162,10 @@ pub fn assemble_subject(layout: &NsdLayout, subject: u8, opts: &AssemblyOptions)
     let (train_captions, test_captions) = if opts.with_captions {
         let table = CaptionTable::read_npy(&layout.captions)?;
         if table.rows.len() != opts.n_images {
-            return Err(NsdError::format(&layout.captions, format!("{} caption rows, expected one per stimulus ({})", table.rows.len(), opts.n_images)));
+            return Err(NsdError::format(
+                &layout.captions,
+                format!("{} caption rows, expected one per stimulus ({})", table.rows.len(), opts.n_images),
+            ));
         }
         (table.select(&train_ids)?, table.select(&test_ids)?)
     } else {
@@ -157,7 +175,13 @@ pub fn assemble_subject(layout: &NsdLayout, subject: u8, opts: &AssemblyOptions)
 }
 
 /// Streams the sessions and averages each image's repetitions.
-fn average_sessions(layout: &NsdLayout, subject: u8, mask: &VoxelMask, plan: &SplitPlan, opts: &AssemblyOptions) -> Result<(Array2<f32>, Array2<f32>)> {
+fn average_sessions(
+    layout: &NsdLayout,
+    subject: u8,
+    mask: &VoxelMask,
+    plan: &SplitPlan,
+    opts: &AssemblyOptions,
+) -> Result<(Array2<f32>, Array2<f32>)> {
     let n = mask.len();
     let mut train = Array2::<f32>::zeros((plan.train.len(), n));
     let mut test = Array2::<f32>::zeros((plan.test.len(), n));
@@ -169,7 +193,8 @@ fn average_sessions(layout: &NsdLayout, subject: u8, mask: &VoxelMask, plan: &Sp
         .build()
         .map_err(|e| NsdError::Config(format!("cannot start the session threads: {e}")))?;
     for group in sessions.chunks(opts.parallel_sessions.max(1)) {
-        let decoded: Vec<Result<Vec<f32>>> = pool.install(|| group.par_iter().map(|&s| read_session(layout, subject, s, mask, opts)).collect());
+        let decoded: Vec<Result<Vec<f32>>> =
+            pool.install(|| group.par_iter().map(|&s| read_session(layout, subject, s, mask, opts)).collect());
         // Accumulate in session order so every sum runs in trial order, as numpy's mean does.
         for (&s, rows) in group.iter().zip(decoded) {
             let rows = rows?;
@@ -292,7 +317,10 @@ impl SubjectData {
         let (train_ids, test_ids) = (ids(&tri)?, ids(&tei)?);
         let caps = |p: &Path| if p.exists() { CaptionTable::read_npy(p) } else { Ok(CaptionTable::default()) };
         let (train_captions, test_captions) = (caps(&trc)?, caps(&tec)?);
-        if train_fmri.nrows() != train_ids.len() || test_fmri.nrows() != test_ids.len() || train_fmri.ncols() != test_fmri.ncols() {
+        if train_fmri.nrows() != train_ids.len()
+            || test_fmri.nrows() != test_ids.len()
+            || train_fmri.ncols() != test_fmri.ncols()
+        {
             return Err(NsdError::Shape {
                 message: format!(
                     "{}: cached arrays disagree: train {:?} with {} ids, test {:?} with {} ids",
@@ -318,4 +346,3 @@ pub fn load_npy<A: ReadNpyExt>(path: &Path) -> Result<A> {
     let file = std::fs::File::open(path).map_err(|e| NsdError::io(path, e, "a cached .npy array"))?;
     A::read_npy(std::io::BufReader::new(file)).map_err(|e| NsdError::format(path, format!("npy read failed: {e}")))
 }
-

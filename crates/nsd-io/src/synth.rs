@@ -149,7 +149,8 @@ impl SynthConfig {
                 self.images_per_subject
             ));
         }
-        if !(self.noise_sd >= 0.0 && self.noise_sd.is_finite() && self.beta_scale > 0.0 && self.beta_scale.is_finite()) {
+        if !(self.noise_sd >= 0.0 && self.noise_sd.is_finite() && self.beta_scale > 0.0 && self.beta_scale.is_finite())
+        {
             return bad(format!("noise_sd {} must be >= 0 and beta_scale {} > 0", self.noise_sd, self.beta_scale));
         }
         if self.write_hdf5_betas && !cfg!(feature = "hdf5") {
@@ -275,7 +276,15 @@ pub fn roi_volumes(dims: [usize; 3], subject: u8) -> Vec<(&'static str, Vec<i16>
             }
         }
     }
-    let label = |f: usize, inside: bool, l: i16| if !brain[f] { -1 } else if inside { l } else { 0 };
+    let label = |f: usize, inside: bool, l: i16| {
+        if !brain[f] {
+            -1
+        } else if inside {
+            l
+        } else {
+            0
+        }
+    };
     let coord = |f: usize| (f % nx, (f / nx) % ny, f / (nx * ny));
     let n = nx * ny * nz;
     let nsdgeneral = (0..n).map(|f| label(f, general[f], 1)).collect();
@@ -342,10 +351,17 @@ pub fn ground_truth(config: &SynthConfig) -> Result<GroundTruth> {
         .iter()
         .map(|&subject| {
             let rois = roi_volumes(config.volume, subject);
-            let general = Volume { path: "nsdgeneral".into(), dims: config.volume, data: rois[0].1.iter().map(|&v| v as f64).collect() };
+            let general = Volume {
+                path: "nsdgeneral".into(),
+                dims: config.volume,
+                data: rois[0].1.iter().map(|&v| v as f64).collect(),
+            };
             let mask = VoxelMask::positive(&general);
             if mask.is_empty() {
-                return Err(NsdError::Config(format!("volume {:?} is too small to hold an nsdgeneral region", config.volume)));
+                return Err(NsdError::Config(format!(
+                    "volume {:?} is too small to hold an nsdgeneral region",
+                    config.volume
+                )));
             }
             let mut r = rng(config.seed, STREAM_WEIGHTS + subject as u64);
             let weights = Array2::from_shape_simple_fn((d, mask.len()), || StandardNormal.sample(&mut r));
@@ -395,7 +411,8 @@ pub fn write_synthetic_nsd(root: &Path, config: &SynthConfig) -> Result<SynthNsd
         for (name, data) in roi_volumes(config.volume, st.subject) {
             write_nifti(&layout.roi(st.subject, name), &config.volume, &data, [1.8; 3], (1.0, 0.0))?;
         }
-        let trials = truth.design.trial_images(st.subject, config.sessions * config.trials_per_session, config.n_images)?;
+        let trials =
+            truth.design.trial_images(st.subject, config.sessions * config.trials_per_session, config.n_images)?;
         (1..=config.sessions)
             .into_par_iter()
             .try_for_each(|session| write_session(&layout, config, &truth, st, &trials, session))?;
@@ -403,13 +420,21 @@ pub fn write_synthetic_nsd(root: &Path, config: &SynthConfig) -> Result<SynthNsd
     Ok(SynthNsd { layout, config: config.clone(), truth })
 }
 
-fn write_session(layout: &NsdLayout, c: &SynthConfig, truth: &GroundTruth, st: &SubjectTruth, trials: &[(usize, usize)], session: usize) -> Result<()> {
+fn write_session(
+    layout: &NsdLayout,
+    c: &SynthConfig,
+    truth: &GroundTruth,
+    st: &SubjectTruth,
+    trials: &[(usize, usize)],
+    session: usize,
+) -> Result<()> {
     let [nx, ny, nz] = c.volume;
     let rois = roi_volumes(c.volume, st.subject);
     let brain: Vec<bool> = rois[0].1.iter().map(|&v| v >= 0).collect();
     let mut r = rng(c.seed, STREAM_SESSION + 1000 * st.subject as u64 + session as u64);
     let path = layout.betas_session(st.subject, session);
-    let mut writer = NiftiWriter::create::<i16>(&path, &[nx, ny, nz, c.trials_per_session], [1.8; 3], (1.0, 0.0), c.gzip_level)?;
+    let mut writer =
+        NiftiWriter::create::<i16>(&path, &[nx, ny, nz, c.trials_per_session], [1.8; 3], (1.0, 0.0), c.gzip_level)?;
     let scale = 1.0 / (c.n_features as f32).sqrt();
     let to_i16 = |x: f32| (x * c.beta_scale).round().clamp(i16::MIN as f32, i16::MAX as f32) as i16;
     let mut volumes = Vec::new();
@@ -455,7 +480,9 @@ fn captions_of(z: ndarray::ArrayView1<f32>, id: usize) -> Vec<String> {
     let tone = TONES[((z[0].clamp(-1.99, 1.99) + 2.0) as usize).min(3)];
     let noun = NOUNS[top % NOUNS.len()];
     (0..5)
-        .map(|j| if j == 4 && id % 7 == 0 { String::new() } else { format!("{tone} picture of {noun}, view {}", j + 1) })
+        .map(
+            |j| if j == 4 && id % 7 == 0 { String::new() } else { format!("{tone} picture of {noun}, view {}", j + 1) },
+        )
         .collect()
 }
 
@@ -469,7 +496,8 @@ fn write_captions(layout: &NsdLayout, c: &SynthConfig, truth: &GroundTruth) -> R
         let shared: std::collections::HashSet<usize> = truth.design.sharedix.iter().map(|&i| i - 1).collect();
         for id in 0..c.n_images {
             let shared = if shared.contains(&id) { "True" } else { "False" };
-            writeln!(w, "{id},{},train2017,\"(0, 0, 0.125, 0.125)\",0.0,{id},False,False,{shared}", coco_id(id)).map_err(werr(&csv_path))?;
+            writeln!(w, "{id},{},train2017,\"(0, 0, 0.125, 0.125)\",0.0,{id},False,False,{shared}", coco_id(id))
+                .map_err(werr(&csv_path))?;
         }
         Ok(())
     })?;
@@ -482,7 +510,9 @@ fn write_captions(layout: &NsdLayout, c: &SynthConfig, truth: &GroundTruth) -> R
         .map(|(k, (id, caption))| serde_json::json!({"image_id": coco_id(id), "id": k, "caption": caption}))
         .collect();
     let doc = serde_json::json!({"annotations": annotations});
-    write_atomic(&json_path, |w| serde_json::to_writer(w, &doc).map_err(|e| NsdError::format(&json_path, e.to_string())))
+    write_atomic(&json_path, |w| {
+        serde_json::to_writer(w, &doc).map_err(|e| NsdError::format(&json_path, e.to_string()))
+    })
 }
 
 /// The synthetic COCO id of stimulus `nsd_id`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array2, Axis};
 use ndarray_npy::read_npy;
 use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
-use nsd_io::{AssemblyOptions, BetasFormat, CaptionTable, NsdLayout, SubjectData, assemble_subject};
+use nsd_io::{AssemblyOptions, CaptionTable, NsdLayout, SubjectData, assemble_subject};
 
 fn mini() -> (NsdLayout, PathBuf) {
     let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -68,7 +68,12 @@ fn scaling_and_zscoring_match_the_regression_scripts() {
 fn hdf5_betas_and_stimuli_give_the_same_subject() {
     let (layout, reference) = mini();
     let nifti = assemble_subject(&layout, 1, &AssemblyOptions { with_captions: false, ..options() }).unwrap();
-    let hdf5 = assemble_subject(&layout, 1, &AssemblyOptions { with_captions: false, betas_format: BetasFormat::Hdf5, ..options() }).unwrap();
+    let hdf5 = assemble_subject(
+        &layout,
+        1,
+        &AssemblyOptions { with_captions: false, betas_format: nsd_io::BetasFormat::Hdf5, ..options() },
+    )
+    .unwrap();
     assert_eq!(nifti, hdf5);
     let brick = nsd_io::hdf5::StimulusBrick::open(&layout.stimuli()).unwrap();
     let stim = brick.read(&nifti.test_ids).unwrap();
@@ -98,7 +103,8 @@ fn regenerating_the_mini_nsd_reproduces_the_fixture() {
     assert_eq!(again, committed, "same seed, same data");
     let truth: Array2<f32> = read_npy(layout.root.join("truth_features.npy")).unwrap();
     assert_eq!(nsd.truth.features, truth);
-    let other = write_synthetic_nsd(&dir.path().join("seed1"), &SynthConfig { seed: 1, ..SynthConfig::default() }).unwrap();
+    let other =
+        write_synthetic_nsd(&dir.path().join("seed1"), &SynthConfig { seed: 1, ..SynthConfig::default() }).unwrap();
     assert_ne!(other.truth.features, nsd.truth.features);
 }
 
@@ -151,8 +157,10 @@ fn ground_truth_encoding_model_identifies_the_test_images() {
 fn coco_json_and_stim_info_give_the_curated_captions() {
     let (layout, _) = mini();
     let curated = CaptionTable::read_npy(&layout.captions).unwrap();
-    let coco = CaptionTable::from_coco(&layout.stim_info_csv(), &[&layout.coco_captions("train")], curated.rows.len()).unwrap();
-    let non_empty: Vec<Vec<String>> = curated.rows.iter().map(|r| r.iter().filter(|s| !s.is_empty()).cloned().collect()).collect();
+    let coco = CaptionTable::from_coco(&layout.stim_info_csv(), &[&layout.coco_captions("train")], curated.rows.len())
+        .unwrap();
+    let non_empty: Vec<Vec<String>> =
+        curated.rows.iter().map(|r| r.iter().filter(|s| !s.is_empty()).cloned().collect()).collect();
     assert_eq!(coco.rows, non_empty);
     assert!(curated.rows.iter().any(|r| r.iter().any(String::is_empty)), "the curated table has '' entries");
     // An nsdId beyond the table is refused.

@@ -22,7 +22,10 @@ fn message(e: NsdError) -> String {
 fn missing_files_name_the_expected_path() {
     let dir = tempfile::tempdir().unwrap();
     let err = assemble_subject(&NsdLayout::new(dir.path()), 1, &AssemblyOptions::default()).unwrap_err();
-    assert!(matches!(err, NsdError::Missing { ref path, .. } if path.ends_with("nsddata/experiments/nsd/nsd_expdesign.mat")), "{err}");
+    assert!(
+        matches!(err, NsdError::Missing { ref path, .. } if path.ends_with("nsddata/experiments/nsd/nsd_expdesign.mat")),
+        "{err}"
+    );
     let (_d, layout, opts) = mini();
     let session = layout.betas_session(1, 1);
     std::fs::remove_file(&session).unwrap();
@@ -76,7 +79,8 @@ fn patched_header(patch: impl Fn(&mut Vec<u8>)) -> Result<NiftiReader<std::io::C
 #[test]
 fn wrong_headers_dims_and_dtypes_are_errors() {
     assert!(patched_header(|_| {}).is_ok());
-    let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(Patch, &str)> = vec![
         (Box::new(|b| b[344..348].copy_from_slice(b"abc\0")), "magic"),
         (Box::new(|b| b[344..348].copy_from_slice(b"ni1\0")), ".hdr/.img"),
         (Box::new(|b| b[0..4].copy_from_slice(&100i32.to_le_bytes())), "sizeof_hdr"),
@@ -102,13 +106,15 @@ fn wrong_headers_dims_and_dtypes_are_errors() {
 fn mask_and_betas_shape_mismatch_is_an_error() {
     let (_d, layout, opts) = mini();
     let [nx, ny, nz] = SynthConfig::default().volume;
-    write_nifti(&layout.roi(1, "nsdgeneral"), &[nx, ny, nz + 1], &vec![1i16; nx * ny * (nz + 1)], [1.8; 3], (1.0, 0.0)).unwrap();
+    write_nifti(&layout.roi(1, "nsdgeneral"), &[nx, ny, nz + 1], &vec![1i16; nx * ny * (nz + 1)], [1.8; 3], (1.0, 0.0))
+        .unwrap();
     let err = assemble_subject(&layout, 1, &opts).unwrap_err();
     assert!(matches!(err, NsdError::Shape { .. }), "{err}");
     assert!(message(err).contains("betas_session01.nii.gz"));
     // A session with the wrong number of trials.
     let (_d, layout, opts) = mini();
-    write_nifti(&layout.betas_session(1, 1), &[nx, ny, nz, 5], &vec![0i16; nx * ny * nz * 5], [1.8; 3], (1.0, 0.0)).unwrap();
+    write_nifti(&layout.betas_session(1, 1), &[nx, ny, nz, 5], &vec![0i16; nx * ny * nz * 5], [1.8; 3], (1.0, 0.0))
+        .unwrap();
     let err = assemble_subject(&layout, 1, &opts).unwrap_err();
     assert!(message(err).contains("expected (x, y, z, 60)"));
 }

@@ -48,7 +48,11 @@ fn nifti_values_match_nibabel_get_fdata() {
         assert_eq!(header.big_endian, m.dtype.starts_with('>'), "{}", m.file);
         let (s, i) = header.scaling().map_or((1.0, 0.0), |(s, i)| (s as f64, i as f64));
         // (serde_json may round the last digit of the recorded f64; the values below are exact.)
-        assert!((s - m.slope).abs() <= 1e-12 * m.slope.abs() && (i - m.inter).abs() <= 1e-12 * m.inter.abs().max(1.0), "{}: scaling", m.file);
+        assert!(
+            (s - m.slope).abs() <= 1e-12 * m.slope.abs() && (i - m.inter).abs() <= 1e-12 * m.inter.abs().max(1.0),
+            "{}: scaling",
+            m.file
+        );
         // Exact equality: same storage, same scaling arithmetic as nibabel.
         for (a, b) in ours.iter().zip(expected.iter()) {
             assert_eq!(a.to_bits(), b.to_bits(), "{}: {a} vs nibabel {b}", m.file);
@@ -106,7 +110,10 @@ fn mat_values_match_scipy_loadmat() {
         assert_eq!(file.vars["cellvar"], MatValue::Unsupported { class: MatClass::Cell });
         assert_eq!(file.vars["structvar"], MatValue::Unsupported { class: MatClass::Struct });
     }
-    assert!(std::fs::metadata(dir.join("compressed.mat")).unwrap().len() < std::fs::metadata(dir.join("plain.mat")).unwrap().len());
+    assert!(
+        std::fs::metadata(dir.join("compressed.mat")).unwrap().len()
+            < std::fs::metadata(dir.join("plain.mat")).unwrap().len()
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -172,7 +179,11 @@ mod hdf5 {
         let (nt, nz, ny, nx) = expected.dim();
         assert_eq!(betas.volume_dims(), [nx, ny, nz]);
         // A mask over every other voxel, in C order over [i, j, k].
-        let vol = nsd_io::Volume { path: "m".into(), dims: [nx, ny, nz], data: (0..nx * ny * nz).map(|f| (f % 2) as f64).collect() };
+        let vol = nsd_io::Volume {
+            path: "m".into(),
+            dims: [nx, ny, nz],
+            data: (0..nx * ny * nz).map(|f| (f % 2) as f64).collect(),
+        };
         let mask = VoxelMask::positive(&vol);
         let mut out = vec![0f32; nt * mask.len()];
         betas.read_masked(&mask, &mut out, 4).unwrap();

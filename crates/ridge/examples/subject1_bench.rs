@@ -28,11 +28,7 @@ fn parse_args() -> AnyResult<Args> {
     let mut args = Args {
         workdir: PathBuf::from("/tmp/ridge-bench"),
         block_cols: 4096,
-        groups: vec![
-            ("vdvae".into(), 50_000.0),
-            ("clipv".into(), 60_000.0),
-            ("clipt".into(), 100_000.0),
-        ],
+        groups: vec![("vdvae".into(), 50_000.0), ("clipv".into(), 60_000.0), ("clipt".into(), 100_000.0)],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -124,18 +120,14 @@ fn main() -> AnyResult<()> {
             &mut source,
             &AlphaPolicy::Fixed(*alpha),
             &[&test],
-            &FitOptions {
-                block_cols: args.block_cols,
-            },
+            &FitOptions { block_cols: args.block_cols },
         )?;
         let secs = t.elapsed().as_secs_f64();
         fit_seconds += secs;
         flops += nf.powi(3) / 3.0 + 2.0 * mf * nf * nf + 2.0 * mf * nf * d as f64;
         write_npy_atomic(&dir.join(format!("ours_pred_{name}.npy")), &fit.predictions[0])?;
         println!("ours: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.2} s");
-        groups_json.push(format!(
-            "\"{name}\": {{\"targets\": {d}, \"alpha\": {alpha}, \"seconds\": {secs:.4}}}"
-        ));
+        groups_json.push(format!("\"{name}\": {{\"targets\": {d}, \"alpha\": {alpha}, \"seconds\": {secs:.4}}}"));
     }
     let compute = build + eval + fit_seconds;
     let total_s = total.elapsed().as_secs_f64();

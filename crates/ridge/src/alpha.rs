@@ -32,25 +32,21 @@ impl AlphaGrid {
         match count {
             0 => Vec::new(),
             1 => vec![10f64.powf(from)],
-            _ => (0..count)
-                .map(|i| 10f64.powf(from + (to - from) * i as f64 / (count - 1) as f64))
-                .collect(),
+            _ => (0..count).map(|i| 10f64.powf(from + (to - from) * i as f64 / (count - 1) as f64)).collect(),
         }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
         if self.alphas.is_empty() {
-            return Err(RidgeError::Empty {
-                what: "alpha grid".into(),
-            });
+            return Err(RidgeError::Empty { what: "alpha grid".into() });
         }
         for (i, &a) in self.alphas.iter().enumerate() {
             validate::alpha(&format!("alpha grid entry {i}"), a)?;
         }
         match self.scope {
-            AlphaScope::PerColumnGroup(0) => Err(RidgeError::Invalid(
-                "AlphaScope::PerColumnGroup needs a group size > 0".into(),
-            )),
+            AlphaScope::PerColumnGroup(0) => {
+                Err(RidgeError::Invalid("AlphaScope::PerColumnGroup needs a group size > 0".into()))
+            }
             _ => Ok(()),
         }
     }

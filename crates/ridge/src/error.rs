@@ -8,19 +8,10 @@ use std::path::PathBuf;
 pub enum RidgeError {
     /// Two inputs that must agree in a dimension do not.
     #[error("shape mismatch: {what}: expected {expected}, got {got}")]
-    Shape {
-        what: String,
-        expected: usize,
-        got: usize,
-    },
+    Shape { what: String, expected: usize, got: usize },
     /// A NaN or an infinity in the data; ridge would silently spread it to every output.
     #[error("{what} holds a non-finite value {value} at row {row}, column {col}")]
-    NonFinite {
-        what: String,
-        row: usize,
-        col: usize,
-        value: f64,
-    },
+    NonFinite { what: String, row: usize, col: usize, value: f64 },
     /// A regularisation strength that is not a finite number greater than zero.
     #[error("alpha must be finite and > 0, got {alpha} ({what})")]
     InvalidAlpha { what: String, alpha: f64 },
@@ -43,9 +34,6 @@ pub type Result<T> = std::result::Result<T, RidgeError>;
 
 impl RidgeError {
     pub(crate) fn file(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
-        RidgeError::File {
-            path: path.into(),
-            message: message.to_string(),
-        }
+        RidgeError::File { path: path.into(), message: message.to_string() }
     }
 }

@@ -64,9 +64,7 @@ impl TargetBlock {
     /// The centred block in f64 (centred in f64).
     pub fn centred_f64(&self, n: usize) -> Mat<f64> {
         let offset = if self.centred { 0.0 } else { 1.0 };
-        Mat::from_fn(n, self.cols, |i, j| {
-            f64::from(self.data[j * n + i]) - offset * self.means[j]
-        })
+        Mat::from_fn(n, self.cols, |i, j| f64::from(self.data[j * n + i]) - offset * self.means[j])
     }
 
     /// Centres the f32 data (for the f32 prediction GEMM).
@@ -74,14 +72,11 @@ impl TargetBlock {
         if self.centred {
             return;
         }
-        self.data
-            .par_chunks_mut(n)
-            .zip(self.means.par_iter())
-            .for_each(|(col, &m)| {
-                for v in col.iter_mut() {
-                    *v = (f64::from(*v) - m) as f32;
-                }
-            });
+        self.data.par_chunks_mut(n).zip(self.means.par_iter()).for_each(|(col, &m)| {
+            for v in col.iter_mut() {
+                *v = (f64::from(*v) - m) as f32;
+            }
+        });
         self.centred = true;
     }
 }
@@ -100,19 +95,11 @@ pub(crate) fn read_block(
     validate::finite_block(&format!("targets {}", targets.describe()), &data, n, range.start)?;
     let mut means = vec![0.0; b];
     if problem.fit_intercept() {
-        data.par_chunks(n)
-            .zip(means.par_iter_mut())
-            .for_each(|(col, mean)| {
-                *mean = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
-            });
+        data.par_chunks(n).zip(means.par_iter_mut()).for_each(|(col, mean)| {
+            *mean = col.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+        });
     }
-    Ok(TargetBlock {
-        first: range.start,
-        cols: b,
-        data,
-        means,
-        centred: false,
-    })
+    Ok(TargetBlock { first: range.start, cols: b, data, means, centred: false })
 }
 
 pub(crate) fn check_targets(problem: &RidgeProblem, targets: &dyn TargetSource) -> Result<()> {
@@ -124,9 +111,7 @@ pub(crate) fn check_targets(problem: &RidgeProblem, targets: &dyn TargetSource) 
         });
     }
     if targets.n_cols() == 0 {
-        return Err(RidgeError::Empty {
-            what: format!("targets {} (no columns)", targets.describe()),
-        });
+        return Err(RidgeError::Empty { what: format!("targets {} (no columns)", targets.describe()) });
     }
     Ok(())
 }
@@ -207,9 +192,7 @@ pub(crate) struct Fold {
 pub(crate) fn make_folds(problem: &RidgeProblem, k: usize) -> Result<Vec<Fold>> {
     let n = problem.n_samples();
     if k < 2 || k > n {
-        return Err(RidgeError::Invalid(format!(
-            "k-fold needs 2 <= folds <= samples ({n}), got {k}"
-        )));
+        return Err(RidgeError::Invalid(format!("k-fold needs 2 <= folds <= samples ({n}), got {k}")));
     }
     let mut folds = Vec::with_capacity(k);
     let mut start = 0;
@@ -220,12 +203,7 @@ pub(crate) fn make_folds(problem: &RidgeProblem, k: usize) -> Result<Vec<Fold>> 
         start += size;
         let sub = problem.row_subset(&train);
         let eval = problem.rows_as_evaluation_for(&val, &sub);
-        folds.push(Fold {
-            train,
-            val,
-            problem: sub,
-            eval,
-        });
+        folds.push(Fold { train, val, problem: sub, eval });
     }
     Ok(folds)
 }
@@ -233,11 +211,7 @@ pub(crate) fn make_folds(problem: &RidgeProblem, k: usize) -> Result<Vec<Fold>> 
 /// Precomputed pieces a criterion needs across blocks.
 pub(crate) enum Scorer {
     Gcv(Arc<Spectrum>),
-    LeaveOneOut {
-        spec: Arc<Spectrum>,
-        basis: Mat<f64>,
-        basis_sq: Mat<f64>,
-    },
+    LeaveOneOut { spec: Arc<Spectrum>, basis: Mat<f64>, basis_sq: Mat<f64> },
     KFold(Vec<Fold>),
 }
 
@@ -248,26 +222,15 @@ impl Scorer {
             Criterion::LeaveOneOut => {
                 let spec = problem.spectrum()?;
                 let basis = problem.sample_basis(&spec);
-                let basis_sq = Mat::from_fn(basis.nrows(), basis.ncols(), |i, j| {
-                    basis[(i, j)] * basis[(i, j)]
-                });
-                Scorer::LeaveOneOut {
-                    spec,
-                    basis,
-                    basis_sq,
-                }
+                let basis_sq = Mat::from_fn(basis.nrows(), basis.ncols(), |i, j| basis[(i, j)] * basis[(i, j)]);
+                Scorer::LeaveOneOut { spec, basis, basis_sq }
             }
             Criterion::KFold { folds } => Scorer::KFold(make_folds(problem, folds)?),
         })
     }
 
     /// Scores (`grid.len() x b`, lower is better) for a centred block in f64.
-    pub(crate) fn score(
-        &self,
-        problem: &RidgeProblem,
-        yc: MatRef<'_, f64>,
-        grid: &[f64],
-    ) -> Result<Mat<f64>> {
+    pub(crate) fn score(&self, problem: &RidgeProblem, yc: MatRef<'_, f64>, grid: &[f64]) -> Result<Mat<f64>> {
         let n = problem.n_samples() as f64;
         let b = yc.ncols();
         let intercept = if problem.fit_intercept() { 1.0 } else { 0.0 };
@@ -276,10 +239,8 @@ impl Scorer {
                 let q = problem.project_targets(spec, yc);
                 let g = problem.sample_projection(spec, q);
                 let lam = &spec.values;
-                let dfs: Vec<f64> = grid
-                    .iter()
-                    .map(|&a| intercept + lam.iter().map(|&l| l / (l + a)).sum::<f64>())
-                    .collect();
+                let dfs: Vec<f64> =
+                    grid.iter().map(|&a| intercept + lam.iter().map(|&l| l / (l + a)).sum::<f64>()).collect();
                 let cols: Vec<Vec<f64>> = (0..b)
                     .into_par_iter()
                     .map(|j| {
@@ -306,11 +267,7 @@ impl Scorer {
                     .collect();
                 Ok(Mat::from_fn(grid.len(), b, |a, j| cols[j][a]))
             }
-            Scorer::LeaveOneOut {
-                spec,
-                basis,
-                basis_sq,
-            } => {
+            Scorer::LeaveOneOut { spec, basis, basis_sq } => {
                 let q = problem.project_targets(spec, yc);
                 let g = problem.sample_projection(spec, q);
                 let lam = &spec.values;
@@ -322,9 +279,7 @@ impl Scorer {
                     let fitted = linalg::mul(basis.as_ref(), hg.as_ref());
                     let shrink_col = Mat::from_fn(r, 1, |k, _| shrink[k]);
                     let h = linalg::mul(basis_sq.as_ref(), shrink_col.as_ref());
-                    let lev: Vec<f64> = (0..yc.nrows())
-                        .map(|i| 1.0 - (h[(i, 0)] + intercept / n))
-                        .collect();
+                    let lev: Vec<f64> = (0..yc.nrows()).map(|i| 1.0 - (h[(i, 0)] + intercept / n)).collect();
                     let row: Vec<f64> = (0..b)
                         .into_par_iter()
                         .map(|j| {
@@ -347,7 +302,7 @@ impl Scorer {
                 let mut scores = Mat::<f64>::zeros(grid.len(), b);
                 for fold in folds {
                     let spec = fold.problem.spectrum()?;
-                    let phi = fold.eval.features(&fold.problem, &spec);
+                    let phi = fold.eval.features(&spec);
                     let ntr = fold.train.len();
                     let mut ytr = Mat::from_fn(ntr, b, |i, j| yc[(fold.train[i], j)]);
                     let mut means = vec![0.0; b];
@@ -402,8 +357,7 @@ fn choose(scorer: &Scorer, grid: &[f64], scores: MatRef<'_, f64>, group: usize) 
         let end = (start + group).min(b);
         let mut best = (f64::INFINITY, grid[0]);
         for (ai, &a) in grid.iter().enumerate() {
-            let mean = (start..end).map(|j| scores[(ai, j)]).sum::<f64>() / (end - start) as f64
-                + scorer.tie_break(a);
+            let mean = (start..end).map(|j| scores[(ai, j)]).sum::<f64>() / (end - start) as f64 + scorer.tie_break(a);
             if mean < best.0 {
                 best = (mean, a);
             }
@@ -437,23 +391,20 @@ impl RidgeProblem {
             return Err(RidgeError::Invalid("FitOptions::block_cols must be > 0".into()));
         }
         let d = targets.n_cols();
-        let mut outputs: Vec<Array2<f32>> = evals
-            .iter()
-            .map(|e| Array2::zeros((e.n_rows(), d)))
-            .collect();
+        let mut outputs: Vec<Array2<f32>> = evals.iter().map(|e| Array2::zeros((e.n_rows(), d))).collect();
         let started = Instant::now();
-        let fixed: Option<Vec<f64>> = match policy {
+        let alphas = match policy {
+            AlphaPolicy::Grid(grid) => {
+                grid.validate()?;
+                return self.fit_predict_grid(targets, grid, evals, options, outputs);
+            }
             AlphaPolicy::Fixed(a) => {
                 validate::alpha("fixed alpha", *a)?;
-                Some(vec![*a; d])
+                vec![*a; d]
             }
             AlphaPolicy::PerTarget(v) => {
                 if v.len() != d {
-                    return Err(RidgeError::Shape {
-                        what: "per-target alphas".into(),
-                        expected: d,
-                        got: v.len(),
-                    });
+                    return Err(RidgeError::Shape { what: "per-target alphas".into(), expected: d, got: v.len() });
                 }
                 for (j, &a) in v.iter().enumerate() {
                     validate::alpha(&format!("alpha of target {j}"), a)?;
@@ -474,16 +425,9 @@ impl RidgeProblem {
                 tracing::debug!(done = end, of = d, seconds = started.elapsed().as_secs_f64(), "ridge: block");
                 start = end;
             }
-            return Ok(RidgeFit {
-                alphas,
-                predictions: outputs,
-                grid: Vec::new(),
-                scores: None,
-            });
+            return Ok(RidgeFit { alphas, predictions: outputs, grid: Vec::new(), scores: None });
         }
-        let AlphaPolicy::Grid(grid) = policy else {
-            unreachable!("fixed policies returned above")
-        };
+        let AlphaPolicy::Grid(grid) = policy else { unreachable!("fixed policies returned above") };
         self.fit_predict_grid(targets, grid, evals, options, outputs)
     }
 
@@ -499,11 +443,7 @@ impl RidgeProblem {
         let n = self.n_samples();
         let group = grid.scope.group_size(d);
         let single_pass = group <= options.block_cols;
-        let block_cols = if single_pass {
-            (options.block_cols / group) * group
-        } else {
-            options.block_cols
-        };
+        let block_cols = if single_pass { (options.block_cols / group) * group } else { options.block_cols };
         let scorer = Scorer::new(self, grid.criterion)?;
         let mut scores = Array2::<f64>::zeros((grid.alphas.len(), d));
         let mut alphas = vec![0.0; d];
@@ -542,11 +482,6 @@ impl RidgeProblem {
         if matches!(grid.scope, AlphaScope::PerGroup) {
             tracing::info!(alpha = alphas[0], "ridge: alpha chosen for the group");
         }
-        Ok(RidgeFit {
-            alphas,
-            predictions: outputs,
-            grid: grid.alphas.clone(),
-            scores: Some(scores),
-        })
+        Ok(RidgeFit { alphas, predictions: outputs, grid: grid.alphas.clone(), scores: Some(scores) })
     }
 }

@@ -53,34 +53,23 @@ pub(crate) fn mul(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) -> Mat<f64> {
 }
 
 /// Solves `(g + alpha I) z = rhs` in place by Cholesky; `g` is symmetric positive semi-definite.
-pub(crate) fn solve_shifted(
-    what: &str,
-    g: MatRef<'_, f64>,
-    alpha: f64,
-    rhs: MatMut<'_, f64>,
-) -> Result<()> {
+pub(crate) fn solve_shifted(what: &str, g: MatRef<'_, f64>, alpha: f64, rhs: MatMut<'_, f64>) -> Result<()> {
     let llt = shifted_cholesky(what, g, alpha)?;
     llt.solve_in_place(rhs);
     Ok(())
 }
 
 /// The Cholesky factor of `g + alpha I`.
-pub(crate) fn shifted_cholesky(
-    what: &str,
-    g: MatRef<'_, f64>,
-    alpha: f64,
-) -> Result<faer::linalg::solvers::Llt<f64>> {
+pub(crate) fn shifted_cholesky(what: &str, g: MatRef<'_, f64>, alpha: f64) -> Result<faer::linalg::solvers::Llt<f64>> {
     let n = g.nrows();
     let mut shifted = g.to_owned();
     for i in 0..n {
         shifted[(i, i)] += alpha;
     }
-    shifted
-        .llt(Side::Lower)
-        .map_err(|e| RidgeError::Decomposition {
-            what: format!("{what} + alpha I (alpha = {alpha})"),
-            message: format!("{e:?}"),
-        })
+    shifted.llt(Side::Lower).map_err(|e| RidgeError::Decomposition {
+        what: format!("{what} + alpha I (alpha = {alpha})"),
+        message: format!("{e:?}"),
+    })
 }
 
 /// Eigenvalues (ascending, negatives from rounding clamped to zero) and eigenvectors of a
@@ -88,10 +77,7 @@ pub(crate) fn shifted_cholesky(
 pub(crate) fn symmetric_eigen(what: &str, g: MatRef<'_, f64>) -> Result<(Vec<f64>, Mat<f64>)> {
     let evd = g
         .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| RidgeError::Decomposition {
-            what: what.to_string(),
-            message: format!("{e:?}"),
-        })?;
+        .map_err(|e| RidgeError::Decomposition { what: what.to_string(), message: format!("{e:?}") })?;
     let s = evd.S().column_vector();
     let values = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
     Ok((values, evd.U().to_owned()))

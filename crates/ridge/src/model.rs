@@ -69,11 +69,7 @@ impl RidgeModel {
                 });
             }
         }
-        Ok(RidgeModel {
-            coef,
-            intercept,
-            alphas,
-        })
+        Ok(RidgeModel { coef, intercept, alphas })
     }
 
     /// Weights, `d x p` (row = target), as scikit-learn's `coef_`.
@@ -137,9 +133,7 @@ impl RidgeModel {
         let bytes = std::fs::read(path).map_err(|e| RidgeError::file(path, e))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| RidgeError::file(path, e))?;
         let get = |name: &str, dtype: Dtype| -> Result<(Vec<usize>, Vec<u8>)> {
-            let t = st
-                .tensor(name)
-                .map_err(|e| RidgeError::file(path, format!("tensor {name:?}: {e}")))?;
+            let t = st.tensor(name).map_err(|e| RidgeError::file(path, format!("tensor {name:?}: {e}")))?;
             if t.dtype() != dtype {
                 return Err(RidgeError::file(
                     path,
@@ -158,17 +152,12 @@ impl RidgeModel {
             ));
         }
         let f32s = |b: &[u8]| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
+            b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         };
-        let alphas: Vec<f64> = adata
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect();
-        let coef = Array2::from_shape_vec((cshape[0], cshape[1]), f32s(&cdata))
-            .map_err(|e| RidgeError::file(path, e))?;
+        let alphas: Vec<f64> =
+            adata.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        let coef =
+            Array2::from_shape_vec((cshape[0], cshape[1]), f32s(&cdata)).map_err(|e| RidgeError::file(path, e))?;
         Self::from_parts(coef, f32s(&idata), alphas).map_err(|e| RidgeError::file(path, e))
     }
 }
-

@@ -32,10 +32,7 @@ pub struct ProblemOptions {
 
 impl Default for ProblemOptions {
     fn default() -> Self {
-        ProblemOptions {
-            fit_intercept: true,
-            form: None,
-        }
+        ProblemOptions { fit_intercept: true, form: None }
     }
 }
 
@@ -55,10 +52,7 @@ impl Spectrum {
     /// `1 / sqrt(lambda)` where lambda is above tolerance, else 0: maps primal projections
     /// `V^T Xc^T y` onto the orthonormal sample basis `U^T y`.
     pub(crate) fn inverse_sqrt(&self) -> Vec<f64> {
-        self.values
-            .iter()
-            .map(|&l| if l > self.tolerance { 1.0 / l.sqrt() } else { 0.0 })
-            .collect()
+        self.values.iter().map(|&l| if l > self.tolerance { 1.0 / l.sqrt() } else { 0.0 }).collect()
     }
 }
 
@@ -104,11 +98,7 @@ impl RidgeProblem {
     /// Builds from an already checked f64 matrix (also used for the folds of k-fold).
     pub(crate) fn from_f64(mut xc: Mat<f64>, options: ProblemOptions) -> Self {
         let (n, p) = (xc.nrows(), xc.ncols());
-        let form = options.form.unwrap_or(if p > n {
-            SolverForm::Kernel
-        } else {
-            SolverForm::Primal
-        });
+        let form = options.form.unwrap_or(if p > n { SolverForm::Kernel } else { SolverForm::Primal });
         let mut x_mean = vec![0.0; p];
         if options.fit_intercept {
             for (j, mean) in x_mean.iter_mut().enumerate() {
@@ -124,13 +114,7 @@ impl RidgeProblem {
             SolverForm::Kernel => linalg::gram_rows(xc.as_ref()),
             SolverForm::Primal => linalg::gram_rows(xc.transpose()),
         };
-        tracing::debug!(
-            n,
-            p,
-            ?form,
-            seconds = started.elapsed().as_secs_f64(),
-            "ridge: Gram matrix formed"
-        );
+        tracing::debug!(n, p, ?form, seconds = started.elapsed().as_secs_f64(), "ridge: Gram matrix formed");
         RidgeProblem {
             id: NEXT_PROBLEM_ID.fetch_add(1, Ordering::Relaxed),
             form,
@@ -190,10 +174,8 @@ impl RidgeProblem {
     }
 
     pub(crate) fn spectrum(&self) -> Result<Arc<Spectrum>> {
-        let mut slot = self
-            .spectrum
-            .lock()
-            .map_err(|_| RidgeError::Invalid("spectrum cache poisoned by a panic".into()))?;
+        let mut slot =
+            self.spectrum.lock().map_err(|_| RidgeError::Invalid("spectrum cache poisoned by a panic".into()))?;
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
@@ -215,12 +197,7 @@ impl RidgeProblem {
             seconds = started.elapsed().as_secs_f64(),
             "ridge: Gram eigendecomposition"
         );
-        let s = Arc::new(Spectrum {
-            values,
-            vectors,
-            xc_v,
-            tolerance,
-        });
+        let s = Arc::new(Spectrum { values, vectors, xc_v, tolerance });
         *slot = Some(s.clone());
         Ok(s)
     }
@@ -262,13 +239,7 @@ impl RidgeProblem {
     /// A new problem on a subset of the training rows (its own centring), for k-fold.
     pub(crate) fn row_subset(&self, rows: &[usize]) -> Self {
         let xs = Mat::from_fn(rows.len(), self.n_features(), |i, j| self.xc[(rows[i], j)]);
-        Self::from_f64(
-            xs,
-            ProblemOptions {
-                fit_intercept: self.fit_intercept,
-                form: Some(self.form),
-            },
-        )
+        Self::from_f64(xs, ProblemOptions { fit_intercept: self.fit_intercept, form: Some(self.form) })
     }
 
     /// Prepares new rows (`m x p`) for prediction: centred on the training means and, in the
@@ -293,20 +264,13 @@ impl RidgeProblem {
             SolverForm::Kernel => linalg::mul(xe.as_ref(), self.xc.transpose()),
             SolverForm::Primal => xe,
         };
-        EvaluationSet {
-            problem_id: self.id,
-            design,
-            features: Mutex::new(None),
-            smoothers: Mutex::new(Vec::new()),
-        }
+        EvaluationSet { problem_id: self.id, design, features: Mutex::new(None), smoothers: Mutex::new(Vec::new()) }
     }
 
     /// Evaluation set for some of this problem's own training rows, centred by `mean` of
     /// another (fold) problem: used by k-fold.
     pub(crate) fn rows_as_evaluation_for(&self, rows: &[usize], fold: &RidgeProblem) -> EvaluationSet {
-        let xe = Mat::from_fn(rows.len(), self.n_features(), |i, j| {
-            self.xc[(rows[i], j)] - fold.x_mean[j]
-        });
+        let xe = Mat::from_fn(rows.len(), self.n_features(), |i, j| self.xc[(rows[i], j)] - fold.x_mean[j]);
         fold.evaluation_from_centred(xe)
     }
 }
@@ -325,9 +289,7 @@ pub struct EvaluationSet {
 
 impl std::fmt::Debug for EvaluationSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvaluationSet")
-            .field("n_rows", &self.n_rows())
-            .finish()
+        f.debug_struct("EvaluationSet").field("n_rows", &self.n_rows()).finish()
     }
 }
 
@@ -341,26 +303,24 @@ impl EvaluationSet {
         if self.problem_id == problem.id() {
             Ok(())
         } else {
-            Err(RidgeError::Invalid(
-                "evaluation set was prepared by another RidgeProblem".into(),
-            ))
+            Err(RidgeError::Invalid("evaluation set was prepared by another RidgeProblem".into()))
         }
     }
 
     /// `Phi = design V` (`m x r`): predictions are `Phi diag(1/(lambda+alpha)) Q`.
-    pub(crate) fn features(&self, problem: &RidgeProblem, spec: &Spectrum) -> Arc<Mat<f64>> {
+    pub(crate) fn features(&self, spec: &Spectrum) -> Arc<Mat<f64>> {
         let mut slot = self.features.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = slot.as_ref() {
             return f.clone();
         }
-        let _ = problem;
         let f = Arc::new(linalg::mul(self.design.as_ref(), spec.vectors.as_ref()));
         *slot = Some(f.clone());
         f
     }
 
     /// The prediction operator `S_alpha` (`m x n`, f32): predictions = `S_alpha Yc + mean(Y)`.
-    /// Built from the spectrum when it exists, else by one Cholesky solve.
+    /// Built from the spectrum when it exists, else by one Cholesky solve; kept for the life of
+    /// the evaluation set (one `m x n` f32 matrix per distinct alpha).
     pub(crate) fn smoother(&self, problem: &RidgeProblem, alpha: f64) -> Result<Arc<Mat<f32>>> {
         let key = alpha.to_bits();
         {
@@ -371,10 +331,8 @@ impl EvaluationSet {
         }
         let m = self.n_rows();
         let s64 = if let Some(spec) = problem.spectrum_if_ready() {
-            let phi = self.features(problem, &spec);
-            let scaled = Mat::from_fn(m, spec.values.len(), |i, j| {
-                phi[(i, j)] / (spec.values[j] + alpha)
-            });
+            let phi = self.features(&spec);
+            let scaled = Mat::from_fn(m, spec.values.len(), |i, j| phi[(i, j)] / (spec.values[j] + alpha));
             match &spec.xc_v {
                 None => linalg::mul(scaled.as_ref(), spec.vectors.transpose()),
                 Some(xv) => linalg::mul(scaled.as_ref(), xv.transpose()),

@@ -23,6 +23,26 @@ pub trait TargetSource {
     fn describe(&self) -> String;
 }
 
+/// Checks a request against the source's shape: `cols` inside `0..n_cols`, `out` of the right size.
+fn check_request(src: &dyn TargetSource, cols: &Range<usize>, out: &[f32]) -> Result<()> {
+    if cols.start > cols.end || cols.end > src.n_cols() {
+        return Err(RidgeError::Invalid(format!(
+            "{}: column range {:?} outside 0..{}",
+            src.describe(),
+            cols,
+            src.n_cols()
+        )));
+    }
+    if out.len() != src.n_rows() * cols.len() {
+        return Err(RidgeError::Shape {
+            what: format!("output buffer for columns {cols:?} of {}", src.describe()),
+            expected: src.n_rows() * cols.len(),
+            got: out.len(),
+        });
+    }
+    Ok(())
+}
+
 impl TargetSource for ArrayView2<'_, f32> {
     fn n_rows(&self) -> usize {
         self.nrows()
@@ -31,6 +51,7 @@ impl TargetSource for ArrayView2<'_, f32> {
         self.ncols()
     }
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_request(self, &cols, out)?;
         let n = self.nrows();
         for (k, j) in cols.enumerate() {
             for (i, v) in self.column(j).iter().enumerate() {
@@ -52,6 +73,7 @@ impl TargetSource for ArrayView2<'_, f64> {
         self.ncols()
     }
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_request(self, &cols, out)?;
         let n = self.nrows();
         for (k, j) in cols.enumerate() {
             for (i, v) in self.column(j).iter().enumerate() {
@@ -96,14 +118,6 @@ struct FileMatrix {
 
 impl FileMatrix {
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
-        if cols.end > self.cols || cols.start > cols.end {
-            return Err(RidgeError::Invalid(format!(
-                "{}: column range {:?} outside 0..{}",
-                self.path.display(),
-                cols,
-                self.cols
-            )));
-        }
         let es = self.element.size();
         let (n, b) = (self.rows, cols.len());
         if self.column_major {
@@ -152,15 +166,9 @@ fn decode(element: Element, bytes: &[u8], out: &mut [f32]) {
 }
 
 fn check_file_size(path: &Path, file: &File, end: u64) -> Result<()> {
-    let len = file
-        .metadata()
-        .map_err(|e| RidgeError::file(path, e))?
-        .len();
+    let len = file.metadata().map_err(|e| RidgeError::file(path, e))?.len();
     if len < end {
-        return Err(RidgeError::file(
-            path,
-            format!("file is {len} bytes, the header promises {end}"),
-        ));
+        return Err(RidgeError::file(path, format!("file is {len} bytes, the header promises {end}")));
     }
     Ok(())
 }
@@ -177,14 +185,8 @@ impl NpyTargets {
         let mut file = File::open(&path).map_err(|e| RidgeError::file(&path, e))?;
         let header = ndarray_npy::npy::header::Header::from_reader(&mut file)
             .map_err(|e| RidgeError::file(&path, format!("not a .npy header: {e}")))?;
-        let data_start = file
-            .stream_position()
-            .map_err(|e| RidgeError::file(&path, e))?;
-        let descr = header
-            .type_descriptor
-            .as_string()
-            .cloned()
-            .unwrap_or_default();
+        let data_start = file.stream_position().map_err(|e| RidgeError::file(&path, e))?;
+        let descr = header.type_descriptor.as_string().cloned().unwrap_or_default();
         let element = match descr.as_str() {
             "<f4" => Element::F32,
             "<f8" => Element::F64,
@@ -203,25 +205,13 @@ impl NpyTargets {
         if column_major && shape.len() > 2 {
             return Err(RidgeError::file(
                 &path,
-                format!(
-                    "Fortran-ordered arrays of {} dimensions are not supported; save it in C order",
-                    shape.len()
-                ),
+                format!("Fortran-ordered arrays of {} dimensions are not supported; save it in C order", shape.len()),
             ));
         }
         let rows = shape[0];
         let cols = shape[1..].iter().product::<usize>();
         check_file_size(&path, &file, data_start + (rows * cols * element.size()) as u64)?;
-        Ok(NpyTargets(FileMatrix {
-            path,
-            file,
-            data_start,
-            rows,
-            cols,
-            element,
-            column_major,
-            scratch: Vec::new(),
-        }))
+        Ok(NpyTargets(FileMatrix { path, file, data_start, rows, cols, element, column_major, scratch: Vec::new() }))
     }
 }
 
@@ -233,6 +223,7 @@ impl TargetSource for NpyTargets {
         self.0.cols
     }
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_request(self, &cols, out)?;
         self.0.read_columns(cols, out)
     }
     fn describe(&self) -> String {
@@ -250,8 +241,7 @@ impl SafetensorsTargets {
         let path = path.as_ref().to_path_buf();
         let mut file = File::open(&path).map_err(|e| RidgeError::file(&path, e))?;
         let mut len = [0u8; 8];
-        file.read_exact(&mut len)
-            .map_err(|e| RidgeError::file(&path, format!("no safetensors header: {e}")))?;
+        file.read_exact(&mut len).map_err(|e| RidgeError::file(&path, format!("no safetensors header: {e}")))?;
         let header_len = u64::from_le_bytes(len);
         if header_len > 100_000_000 {
             return Err(RidgeError::file(&path, "safetensors header larger than 100 MB"));
@@ -304,6 +294,7 @@ impl TargetSource for SafetensorsTargets {
         self.0.cols
     }
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_request(self, &cols, out)?;
         self.0.read_columns(cols, out)
     }
     fn describe(&self) -> String {

@@ -6,19 +6,12 @@ use ndarray::ArrayView2;
 /// Rejects an empty matrix and any NaN or infinity, naming `what` and the first bad cell.
 pub(crate) fn finite_matrix<T: Copy + Into<f64>>(what: &str, a: ArrayView2<'_, T>) -> Result<()> {
     if a.nrows() == 0 || a.ncols() == 0 {
-        return Err(RidgeError::Empty {
-            what: format!("{what} ({} x {})", a.nrows(), a.ncols()),
-        });
+        return Err(RidgeError::Empty { what: format!("{what} ({} x {})", a.nrows(), a.ncols()) });
     }
     for ((row, col), &v) in a.indexed_iter() {
         let v: f64 = v.into();
         if !v.is_finite() {
-            return Err(RidgeError::NonFinite {
-                what: what.to_string(),
-                row,
-                col,
-                value: v,
-            });
+            return Err(RidgeError::NonFinite { what: what.to_string(), row, col, value: v });
         }
     }
     Ok(())
@@ -43,9 +36,6 @@ pub(crate) fn alpha(what: &str, alpha: f64) -> Result<()> {
     if alpha.is_finite() && alpha > 0.0 {
         Ok(())
     } else {
-        Err(RidgeError::InvalidAlpha {
-            what: what.to_string(),
-            alpha,
-        })
+        Err(RidgeError::InvalidAlpha { what: what.to_string(), alpha })
     }
 }

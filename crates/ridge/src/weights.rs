@@ -7,10 +7,11 @@ use crate::linalg;
 use crate::problem::{RidgeProblem, SolverForm};
 use crate::source::TargetSource;
 use crate::validate;
-use faer::linalg::solvers::{Llt, Solve};
 use faer::Mat;
+use faer::linalg::solvers::{Llt, Solve};
 use ndarray::{Array2, ArrayView2};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// Weights of a block of consecutive targets, in scikit-learn's `coef_` layout.
 #[derive(Debug)]
@@ -54,11 +55,7 @@ impl RidgeProblem {
             return Err(RidgeError::Invalid("block_cols must be > 0".into()));
         }
         let distinct = columns_by_alpha(alphas).len();
-        let spectrum = if distinct > 2 || self.spectrum_if_ready().is_some() {
-            Some(self.spectrum()?)
-        } else {
-            None
-        };
+        let spectrum = if distinct > 2 || self.spectrum_if_ready().is_some() { Some(self.spectrum()?) } else { None };
         let mut factors: HashMap<u64, Llt<f64>> = HashMap::new();
         let (n, p) = (self.n_samples(), self.n_features());
         let mut start = 0;
@@ -74,9 +71,7 @@ impl RidgeProblem {
                 let w = match &spectrum {
                     Some(spec) => {
                         let q = self.project_targets(spec, y.as_ref());
-                        let qa = Mat::from_fn(q.nrows(), q.ncols(), |k, j| {
-                            q[(k, j)] / (spec.values[k] + alpha)
-                        });
+                        let qa = Mat::from_fn(q.nrows(), q.ncols(), |k, j| q[(k, j)] / (spec.values[k] + alpha));
                         let t = linalg::mul(spec.vectors.as_ref(), qa.as_ref());
                         match self.form() {
                             SolverForm::Kernel => linalg::mul(self.xc().transpose(), t.as_ref()),
@@ -84,12 +79,10 @@ impl RidgeProblem {
                         }
                     }
                     None => {
-                        let key = alpha.to_bits();
-                        if !factors.contains_key(&key) {
-                            let llt = linalg::shifted_cholesky("Gram matrix", self.gram(), alpha)?;
-                            factors.insert(key, llt);
-                        }
-                        let llt = &factors[&key];
+                        let llt = match factors.entry(alpha.to_bits()) {
+                            Entry::Occupied(e) => e.into_mut(),
+                            Entry::Vacant(e) => e.insert(linalg::shifted_cholesky("Gram matrix", self.gram(), alpha)?),
+                        };
                         match self.form() {
                             SolverForm::Kernel => {
                                 let mut dual = y;
@@ -116,11 +109,7 @@ impl RidgeProblem {
                     }
                 }
             }
-            sink(WeightBlock {
-                first_target: start,
-                coef: coef.view(),
-                intercept: &intercept,
-            })?;
+            sink(WeightBlock { first_target: start, coef: coef.view(), intercept: &intercept })?;
             start = end;
         }
         Ok(())

@@ -5,9 +5,7 @@ mod common;
 
 use common::{Fixture, relative_error};
 use ndarray::Array2;
-use ridge::{
-    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeProblem,
-};
+use ridge::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeProblem};
 
 fn grid_fit(
     fx: &Fixture,
@@ -17,21 +15,12 @@ fn grid_fit(
 ) -> (RidgeProblem, ridge::RidgeFit) {
     let problem = RidgeProblem::new(
         fx.matrix_f32("x").view(),
-        ProblemOptions {
-            fit_intercept: fx.flag("fit_intercept"),
-            form: None,
-        },
+        ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form: None },
     )
     .unwrap();
     let y = fx.matrix_f32("y");
-    let policy = AlphaPolicy::Grid(AlphaGrid {
-        alphas: fx.vector("alphas").to_vec(),
-        criterion,
-        scope,
-    });
-    let fit = problem
-        .fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols })
-        .unwrap();
+    let policy = AlphaPolicy::Grid(AlphaGrid { alphas: fx.vector("alphas").to_vec(), criterion, scope });
+    let fit = problem.fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols }).unwrap();
     (problem, fit)
 }
 
@@ -39,10 +28,7 @@ fn assert_scores_close(name: &str, got: &Array2<f64>, want: &Array2<f64>, tol: f
     assert_eq!(got.dim(), want.dim(), "{name}: score table shape");
     for ((a, j), w) in want.indexed_iter() {
         let g = got[[a, j]];
-        assert!(
-            (g - w).abs() <= tol * w.abs(),
-            "{name}: score of alpha #{a}, target {j}: got {g}, want {w}"
-        );
+        assert!((g - w).abs() <= tol * w.abs(), "{name}: score of alpha #{a}, target {j}: got {g}, want {w}");
     }
 }
 
@@ -81,9 +67,8 @@ fn column_groups_share_the_alpha_minimising_their_mean_score() {
     for block_cols in [3, 4, 12] {
         let (_, fit) = grid_fit(&fx, Criterion::LeaveOneOut, AlphaScope::PerColumnGroup(4), block_cols);
         for g in 0..loo.ncols() / 4 {
-            let means: Vec<f64> = (0..grid.len())
-                .map(|a| (4 * g..4 * g + 4).map(|j| loo[[a, j]]).sum::<f64>())
-                .collect();
+            let means: Vec<f64> =
+                (0..grid.len()).map(|a| (4 * g..4 * g + 4).map(|j| loo[[a, j]]).sum::<f64>()).collect();
             let best = (0..grid.len()).min_by(|&a, &b| means[a].total_cmp(&means[b])).unwrap();
             for j in 4 * g..4 * g + 4 {
                 assert_eq!(fit.alphas[j], grid[best], "group {g}, block {block_cols}");
@@ -104,9 +89,7 @@ fn check_himalaya(name: &str) {
         scope: AlphaScope::PerTarget,
     });
     let y = fx.matrix_f32("y");
-    let fit = problem
-        .fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 5 })
-        .unwrap();
+    let fit = problem.fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 5 }).unwrap();
     // himalaya returns its alphas as exp(-log(alpha)), a few ulps off the grid values.
     for (j, (got, want)) in fit.alphas.iter().zip(fx.vector("best_alphas").iter()).enumerate() {
         assert!((got - want).abs() <= 1e-9 * want, "{name}: alpha of target {j}: {got} vs {want}");

@@ -1,10 +1,7 @@
 //! Bad input gives a typed error that says which input is wrong.
 
 use ndarray::{Array2, array};
-use ridge::{
-    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeError,
-    RidgeProblem,
-};
+use ridge::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeError, RidgeProblem};
 
 fn small() -> (Array2<f32>, Array2<f32>) {
     let x = Array2::from_shape_fn((6, 4), |(i, j)| ((i * 7 + j * 3) % 5) as f32 + 0.1 * j as f32);
@@ -56,10 +53,7 @@ fn mismatched_rows_and_columns_are_shape_errors() {
         other => panic!("expected Shape, got {other:?}"),
     }
     let x_test = Array2::<f32>::zeros((2, 5));
-    assert!(matches!(
-        problem.evaluation_set(x_test.view()),
-        Err(RidgeError::Shape { expected: 4, got: 5, .. })
-    ));
+    assert!(matches!(problem.evaluation_set(x_test.view()), Err(RidgeError::Shape { expected: 4, got: 5, .. })));
     let (_, y) = small();
     assert!(matches!(
         problem.fit_predict(&mut y.view(), &AlphaPolicy::PerTarget(vec![1.0; 2]), &[], &FitOptions::default()),
@@ -87,7 +81,8 @@ fn non_positive_alpha_is_rejected() {
         }
         other => panic!("expected InvalidAlpha, got {other:?}"),
     }
-    let r = problem.fit_predict(&mut y.view(), &AlphaPolicy::PerTarget(vec![1.0, 0.0, 1.0]), &[], &FitOptions::default());
+    let r =
+        problem.fit_predict(&mut y.view(), &AlphaPolicy::PerTarget(vec![1.0, 0.0, 1.0]), &[], &FitOptions::default());
     assert!(matches!(r, Err(RidgeError::InvalidAlpha { .. })));
 }
 
@@ -122,7 +117,13 @@ fn bad_options_and_foreign_evaluation_sets_are_rejected() {
         problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(1.0), &[&foreign], &FitOptions::default()),
         Err(RidgeError::Invalid(_))
     ));
-    let kfold = |folds| AlphaPolicy::Grid(AlphaGrid { alphas: vec![1.0], criterion: Criterion::KFold { folds }, scope: AlphaScope::PerTarget });
+    let kfold = |folds| {
+        AlphaPolicy::Grid(AlphaGrid {
+            alphas: vec![1.0],
+            criterion: Criterion::KFold { folds },
+            scope: AlphaScope::PerTarget,
+        })
+    };
     for folds in [1, 7] {
         assert!(matches!(
             problem.fit_predict(&mut y.view(), &kfold(folds), &[], &FitOptions::default()),

@@ -24,23 +24,17 @@ fn check_case(name: &str, natural: SolverForm) {
             let want_coef = fx.matrix(&format!("coef_{i}"));
             let want_icpt = fx.vector(&format!("intercept_{i}"));
             let options = FitOptions { block_cols: 4 };
-            let fit = problem
-                .fit_predict(&mut y.view(), &AlphaPolicy::Fixed(alpha), &[&test], &options)
-                .unwrap();
+            let fit = problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(alpha), &[&test], &options).unwrap();
             let e = relative_error(&fit.predictions[0], &want_pred);
             assert!(e < TOL, "{name} {form:?} alpha {alpha}: prediction rel. error {e:e}");
 
-            let model = RidgeModel::fit(&problem, &mut y.view(), &AlphaPolicy::Fixed(alpha), &options)
-                .unwrap();
+            let model = RidgeModel::fit(&problem, &mut y.view(), &AlphaPolicy::Fixed(alpha), &options).unwrap();
             let e = relative_error(&model.coef().to_owned(), &want_coef);
             assert!(e < TOL, "{name} {form:?} alpha {alpha}: coef rel. error {e:e}");
             let icpt = Array2::from_shape_vec((1, want_icpt.len()), model.intercept().to_vec()).unwrap();
             let want = want_icpt.clone().insert_axis(ndarray::Axis(0));
             let scale = want.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
-            let diff = icpt
-                .iter()
-                .zip(want.iter())
-                .fold(0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
+            let diff = icpt.iter().zip(want.iter()).fold(0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
             // Intercepts are compared on the scale of the predictions (they are exactly zero
             // without intercept).
             let pscale = want_pred.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -62,7 +56,13 @@ fn check_case(name: &str, natural: SolverForm) {
             let e = relative_error(&got, &want);
             assert!(e < TOL, "{name} {form:?} spectral target {j} alpha {alpha}: rel. error {e:e}");
         }
-        let model = RidgeModel::fit(&problem, &mut y.view(), &AlphaPolicy::PerTarget(per_target.clone()), &FitOptions::default()).unwrap();
+        let model = RidgeModel::fit(
+            &problem,
+            &mut y.view(),
+            &AlphaPolicy::PerTarget(per_target.clone()),
+            &FitOptions::default(),
+        )
+        .unwrap();
         for (j, &alpha) in per_target.iter().enumerate() {
             let i = alphas.iter().position(|&a| a == alpha).unwrap();
             let want = fx.matrix(&format!("coef_{i}")).row(j).to_owned().insert_axis(ndarray::Axis(0));

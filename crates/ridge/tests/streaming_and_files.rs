@@ -6,8 +6,8 @@ mod common;
 use common::{Fixture, fixture_path, relative_error};
 use ndarray::{Array2, s};
 use ridge::{
-    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, NpyTargets, ProblemOptions,
-    RidgeError, RidgeModel, RidgeProblem, SafetensorsTargets, TargetSource,
+    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, NpyTargets, ProblemOptions, RidgeError, RidgeModel,
+    RidgeProblem, SafetensorsTargets, TargetSource,
 };
 
 fn stream_problem() -> (Fixture, RidgeProblem) {
@@ -21,10 +21,8 @@ fn numpy_written_npy_targets_stream_to_sklearn_predictions() {
     let (fx, problem) = stream_problem();
     let test = problem.evaluation_set(fx.matrix_f32("x_test").view()).unwrap();
     let alpha = fx.vector("alpha")[0];
-    for (file, want) in [
-        ("stream_targets_c_f4.npy", "pred_c_f4"),
-        ("stream_targets_fortran_f8.npy", "pred_fortran_f8"),
-    ] {
+    for (file, want) in [("stream_targets_c_f4.npy", "pred_c_f4"), ("stream_targets_fortran_f8.npy", "pred_fortran_f8")]
+    {
         let mut src = NpyTargets::open(fixture_path(file)).unwrap();
         assert_eq!(src.n_rows(), problem.n_samples());
         for block_cols in [1, 3, 1000] {
@@ -51,6 +49,12 @@ fn safetensors_targets_stream_in_blocks_like_in_memory_targets() {
             assert_eq!(buf[k * problem.n_samples() + i], y[[i, 5 + k]] as f32);
         }
     }
+    // Requests outside the source are errors, not panics.
+    let mut buf3 = vec![0f32; problem.n_samples() * 3];
+    assert!(matches!(src.read_columns(10..13, &mut buf3), Err(RidgeError::Invalid(_))));
+    assert!(matches!(src.read_columns(0..2, &mut buf3), Err(RidgeError::Shape { .. })));
+    let y32 = fx.matrix_f32("y3_f32");
+    assert!(matches!(y32.view().read_columns(11..13, &mut buf[..problem.n_samples() * 2]), Err(RidgeError::Invalid(_))));
     match SafetensorsTargets::open(fixture_path("stream.safetensors"), "missing") {
         Err(RidgeError::File { message, .. }) => assert!(message.contains("y3_f32")),
         other => panic!("expected File error, got {:?}", other.err()),
@@ -68,14 +72,10 @@ fn results_do_not_depend_on_block_size() {
         criterion: Criterion::Gcv,
         scope: AlphaScope::PerGroup,
     });
-    let reference = problem
-        .fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 1000 })
-        .unwrap();
+    let reference = problem.fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 1000 }).unwrap();
     for block_cols in [1, 2, 5] {
         // block < d: the group spans several blocks, so this is the two-pass route.
-        let fit = problem
-            .fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols })
-            .unwrap();
+        let fit = problem.fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols }).unwrap();
         assert_eq!(fit.alphas, reference.alphas);
         let diff = (&fit.predictions[0] - &reference.predictions[0]).mapv(f32::abs);
         assert!(diff.iter().all(|&d| d <= 1e-5), "block {block_cols}");

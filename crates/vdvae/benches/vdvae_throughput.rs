@@ -2,7 +2,7 @@
 //! with random weights, against the machine's measured matmul rate.
 //!
 //! `cargo bench -p vdvae --bench vdvae_throughput -- [--batch 8] [--reps 3] [--blocks 31]
-//!  [--device cpu|cuda] [--config imagenet64|small] [--skip-reference]`
+//!  [--device cpu|cuda] [--config imagenet64|small] [--skip-reference] [--no-warmup]`
 //!
 //! Rows: `encode (ours, ...)` runs the encoder and the posterior pass over the first N decoder blocks
 //! only (later blocks cannot change those latents); `encode (reference)` runs the full posterior
@@ -24,6 +24,7 @@ struct Args {
     device: Device,
     config: VdvaeConfig,
     reference: bool,
+    warmup: bool,
 }
 
 fn parse_args() -> Args {
@@ -34,6 +35,7 @@ fn parse_args() -> Args {
         device: Device::Cpu,
         config: VdvaeConfig::imagenet64(),
         reference: true,
+        warmup: true,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -57,6 +59,10 @@ fn parse_args() -> Args {
             }
             "--skip-reference" => {
                 args.reference = false;
+                i -= 1;
+            }
+            "--no-warmup" => {
+                args.warmup = false;
                 i -= 1;
             }
             "--bench" => i -= 1, // passed by `cargo bench`
@@ -96,9 +102,11 @@ fn macs(config: &VdvaeConfig, n: usize) -> (f64, f64, f64) {
     (encoder, posterior, generative)
 }
 
-/// Median seconds of `reps` runs of `f` (after one warm-up run).
-fn time(reps: usize, device: Device, mut f: impl FnMut()) -> f64 {
-    f();
+/// Median seconds of `reps` runs of `f` (after one warm-up run unless disabled).
+fn time(reps: usize, warmup: bool, device: Device, mut f: impl FnMut()) -> f64 {
+    if warmup {
+        f();
+    }
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let start = Instant::now();
@@ -130,7 +138,7 @@ fn main() {
     let dim = 2048;
     let a = Tensor::randn([dim, dim], (Kind::Float, args.device));
     let b = Tensor::randn([dim, dim], (Kind::Float, args.device));
-    let gemm = time(args.reps, args.device, || {
+    let gemm = time(args.reps, args.warmup, args.device, || {
         let _ = a.matmul(&b);
     });
     let machine = 2.0 * (dim as f64).powi(3) / gemm;
@@ -151,10 +159,10 @@ fn main() {
         let _ = layout.flatten(&pass.z[..args.blocks]).expect("flatten");
     };
     if args.reference {
-        let t = time(args.reps, args.device, || encode(&model, model.n_decoder_blocks()));
+        let t = time(args.reps, args.warmup, args.device, || encode(&model, model.n_decoder_blocks()));
         rows.push(("encode (reference)", t, 2.0 * (enc_macs + full_post_macs)));
     }
-    let t = time(args.reps, args.device, || encode(&model, args.blocks));
+    let t = time(args.reps, args.warmup, args.device, || encode(&model, args.blocks));
     rows.push(("encode (ours, NCHW)", t, 2.0 * (enc_macs + post_macs)));
     let latents: Vec<Tensor> = (0..args.blocks)
         .map(|i| {
@@ -167,16 +175,19 @@ fn main() {
         let px_z = model.generate(n, &latents, 1.0, &mut noise).expect("generate");
         let _ = model.sample_output(&px_z, OutputDraw::Sample, &mut noise).expect("sample");
     };
-    let t = time(args.reps, args.device, || decode(&model));
+    let t = time(args.reps, args.warmup, args.device, || decode(&model));
     rows.push(("decode (NCHW)", t, 2.0 * gen_macs));
 
     model.set_channels_last(true);
-    let t = time(args.reps, args.device, || encode(&model, args.blocks));
+    let t = time(args.reps, args.warmup, args.device, || encode(&model, args.blocks));
     rows.push(("encode (ours, NHWC)", t, 2.0 * (enc_macs + post_macs)));
-    let t = time(args.reps, args.device, || decode(&model));
+    let t = time(args.reps, args.warmup, args.device, || decode(&model));
     rows.push(("decode (NHWC)", t, 2.0 * gen_macs));
 
-    println!("{:<20} {:>10} {:>10} {:>12} {:>10} {:>10}", "stage", "s/batch", "images/s", "GFLOP/image", "GFLOP/s", "of matmul");
+    println!(
+        "{:<20} {:>10} {:>10} {:>12} {:>10} {:>10}",
+        "stage", "s/batch", "images/s", "GFLOP/image", "GFLOP/s", "of matmul"
+    );
     for (name, t, flop) in rows {
         let rate = flop * n as f64 / t;
         println!(

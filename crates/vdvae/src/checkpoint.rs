@@ -39,7 +39,10 @@ pub fn detect_format(path: &Path) -> Result<CheckpointFormat, VdvaeError> {
                 .into(),
         ));
     }
-    Err(format_error(format!("unknown format (first bytes {:02x?}); expected a zip torch.save file or safetensors", &head[..n])))
+    Err(format_error(format!(
+        "unknown format (first bytes {:02x?}); expected a zip torch.save file or safetensors",
+        &head[..n]
+    )))
 }
 
 /// Reads every tensor of a state dict, on the CPU, with a leading `module.` (from a
@@ -51,10 +54,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, VdvaeError>
         CheckpointFormat::Safetensors => Tensor::read_safetensors(path),
     }
     .map_err(|e| VdvaeError::CheckpointFormat { path: path.to_path_buf(), message: e.to_string() })?;
-    Ok(tensors
-        .into_iter()
-        .map(|(k, t)| (k.strip_prefix("module.").map(str::to_string).unwrap_or(k), t))
-        .collect())
+    Ok(tensors.into_iter().map(|(k, t)| (k.strip_prefix("module.").map(str::to_string).unwrap_or(k), t)).collect())
 }
 
 /// Compares the names and shapes of a state dict with those the model expects.
@@ -90,7 +90,12 @@ mod tests {
         assert_eq!(m.unexpected, vec!["c"]);
         assert_eq!(m.misshaped, vec![("a.weight".to_string(), vec![2, 3], vec![3, 2])]);
         let text = m.to_string();
-        assert!(text.contains("1 missing: b") && text.contains("1 unexpected: c") && text.contains("a.weight (expected [2, 3], found [3, 2])"), "{text}");
+        assert!(
+            text.contains("1 missing: b")
+                && text.contains("1 unexpected: c")
+                && text.contains("a.weight (expected [2, 3], found [3, 2])"),
+            "{text}"
+        );
         assert!(compare_keys(&expected, &expected.clone()).is_empty());
     }
 

@@ -24,10 +24,7 @@ pub struct Normalisation {
 
 impl Normalisation {
     /// The ImageNet-64 statistics used by the official code and by brain-diffuser.
-    pub const IMAGENET64: Normalisation = Normalisation {
-        shift: -115.929_619_67,
-        scale: 1.0 / 69.374_04,
-    };
+    pub const IMAGENET64: Normalisation = Normalisation { shift: -115.929_619_67, scale: 1.0 / 69.374_04 };
 }
 
 /// The hyper-parameters that determine the VDVAE architecture (names as in the reference `hps`).
@@ -94,19 +91,13 @@ pub enum BlockString {
 }
 
 fn invalid(what: &str, message: String) -> VdvaeError {
-    VdvaeError::Invalid {
-        what: what.to_string(),
-        message,
-    }
+    VdvaeError::Invalid { what: what.to_string(), message }
 }
 
 fn parse_positive(token: &str, part: &str, what: &str) -> Result<i64, VdvaeError> {
     match part.trim().parse::<i64>() {
         Ok(v) if v > 0 => Ok(v),
-        _ => Err(invalid(
-            what,
-            format!("token {token:?}: {part:?} is not a positive integer"),
-        )),
+        _ => Err(invalid(what, format!("token {token:?}: {part:?} is not a positive integer"))),
     }
 }
 
@@ -166,8 +157,8 @@ impl VdvaeConfig {
     /// Reads the reference `hps` JSON object (as stored in fixture metadata); missing optional
     /// fields take the reference defaults, unknown fields are ignored.
     pub fn from_hps_json(hps: &str) -> Result<Self, VdvaeError> {
-        let config: VdvaeConfig = serde_json::from_str(hps)
-            .map_err(|e| invalid("hps JSON", format!("{e} (in {hps:?})")))?;
+        let config: VdvaeConfig =
+            serde_json::from_str(hps).map_err(|e| invalid("hps JSON", format!("{e} (in {hps:?})")))?;
         config.validate()?;
         Ok(config)
     }
@@ -244,7 +235,10 @@ impl VdvaeConfig {
         let width_at = |r: i64| widths.get(&r).copied().unwrap_or(self.width);
         for (&r, &w) in widths.iter() {
             if self.bottleneck(w) <= 0 {
-                return Err(invalid("custom_width_str", format!("width {w} at resolution {r} has an empty bottleneck")));
+                return Err(invalid(
+                    "custom_width_str",
+                    format!("width {w} at resolution {r} has an empty bottleneck"),
+                ));
             }
         }
         if self.bottleneck(self.width) <= 0 {
@@ -256,7 +250,10 @@ impl VdvaeConfig {
         if width_at(self.image_size) != self.width {
             return Err(invalid(
                 "custom_width_str",
-                format!("the image resolution {} must keep width {} (in_conv and gain/bias use it)", self.image_size, self.width),
+                format!(
+                    "the image resolution {} must keep width {} (in_conv and gain/bias use it)",
+                    self.image_size, self.width
+                ),
             ));
         }
 
@@ -278,7 +275,11 @@ impl VdvaeConfig {
                 if width_at(next) < width_at(current) {
                     return Err(invalid(
                         "custom_width_str",
-                        format!("encoder block {i} pads {} channels to width {} of resolution {next}", width_at(current), width_at(next)),
+                        format!(
+                            "encoder block {i} pads {} channels to width {} of resolution {next}",
+                            width_at(current),
+                            width_at(next)
+                        ),
                     ));
                 }
                 current = next;
@@ -299,7 +300,10 @@ impl VdvaeConfig {
             }
             if let Some(m) = block.mixin {
                 if !states.contains(&m) {
-                    return Err(invalid("dec_blocks", format!("block {i} mixes in resolution {m}, which has no state yet")));
+                    return Err(invalid(
+                        "dec_blocks",
+                        format!("block {i} mixes in resolution {m}, which has no state yet"),
+                    ));
                 }
                 if m > block.res || block.res % m != 0 {
                     return Err(invalid("dec_blocks", format!("block {i}: mix-in {m} does not divide {}", block.res)));
@@ -307,17 +311,18 @@ impl VdvaeConfig {
                 if width_at(m) < width_at(block.res) {
                     return Err(invalid(
                         "custom_width_str",
-                        format!("decoder block {i} takes {} channels from resolution {m}, which has {}", width_at(block.res), width_at(m)),
+                        format!(
+                            "decoder block {i} takes {} channels from resolution {m}, which has {}",
+                            width_at(block.res),
+                            width_at(m)
+                        ),
                     ));
                 }
             }
             states.push(block.res);
         }
         if !states.contains(&self.image_size) {
-            return Err(invalid(
-                "dec_blocks",
-                format!("no decoder state at the image resolution {}", self.image_size),
-            ));
+            return Err(invalid("dec_blocks", format!("no decoder state at the image resolution {}", self.image_size)));
         }
         Ok(())
     }
@@ -370,9 +375,7 @@ impl VdvaeConfig {
                 format!("{n_blocks} latent blocks requested; the decoder has {}", blocks.len()),
             ));
         }
-        Ok(crate::LatentLayout::new(
-            blocks[..n_blocks].iter().map(|b| [self.zdim, b.res, b.res]).collect(),
-        ))
+        Ok(crate::LatentLayout::new(blocks[..n_blocks].iter().map(|b| [self.zdim, b.res, b.res]).collect()))
     }
 }
 

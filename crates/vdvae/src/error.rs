@@ -18,10 +18,7 @@ pub enum VdvaeError {
     CheckpointFormat { path: std::path::PathBuf, message: String },
     /// A checkpoint's tensors do not match the model built from the configuration.
     #[error("checkpoint {path} does not fit the model: {mismatch}")]
-    CheckpointMismatch {
-        path: std::path::PathBuf,
-        mismatch: KeyMismatch,
-    },
+    CheckpointMismatch { path: std::path::PathBuf, mismatch: KeyMismatch },
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
@@ -64,10 +61,7 @@ impl fmt::Display for KeyMismatch {
         list(
             f,
             "mis-shaped",
-            self.misshaped
-                .iter()
-                .map(|(k, e, g)| format!("{k} (expected {e:?}, found {g:?})"))
-                .collect(),
+            self.misshaped.iter().map(|(k, e, g)| format!("{k} (expected {e:?}, found {g:?})")).collect(),
         )
     }
 }

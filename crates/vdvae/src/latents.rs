@@ -76,7 +76,13 @@ impl LatentLayout {
         if values.len() != n * self.dim {
             return Err(VdvaeError::Invalid {
                 what: "latents".into(),
-                message: format!("{} values for {n} images, expected {} x {} = {}", values.len(), n, self.dim, n * self.dim),
+                message: format!(
+                    "{} values for {n} images, expected {} x {} = {}",
+                    values.len(),
+                    n,
+                    self.dim,
+                    n * self.dim
+                ),
             });
         }
         let all = Tensor::from_slice(values).reshape([n as i64, self.dim as i64]);

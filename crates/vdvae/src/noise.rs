@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
+use rand::distr::Uniform;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand::distr::Uniform;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use tch::{Device, Tensor};
@@ -92,10 +92,8 @@ impl NoiseSource for SeededNoise {
     }
 
     fn uniform(&mut self, _draw: UniformDraw, shape: &[i64]) -> Result<Tensor, VdvaeError> {
-        let range = Uniform::new(1e-5f32, 1.0 - 1e-5).map_err(|e| VdvaeError::Invalid {
-            what: "uniform range".into(),
-            message: e.to_string(),
-        })?;
+        let range = Uniform::new(1e-5f32, 1.0 - 1e-5)
+            .map_err(|e| VdvaeError::Invalid { what: "uniform range".into(), message: e.to_string() })?;
         self.fill(shape, move |rng| rng.sample(range))
     }
 }
@@ -142,10 +140,7 @@ impl NoiseSource for ExplicitNoise {
         let what = format!("{draw:?} noise of decoder block {block}");
         match self.gaussians.get(&(draw, block)) {
             Some(t) => checked(t, shape, what),
-            None => Err(VdvaeError::Invalid {
-                what,
-                message: "was not given".into(),
-            }),
+            None => Err(VdvaeError::Invalid { what, message: "was not given".into() }),
         }
     }
 
@@ -153,10 +148,7 @@ impl NoiseSource for ExplicitNoise {
         let what = format!("{draw:?} uniform noise");
         match self.uniforms.get(&draw) {
             Some(t) => checked(t, shape, what),
-            None => Err(VdvaeError::Invalid {
-                what,
-                message: "was not given".into(),
-            }),
+            None => Err(VdvaeError::Invalid { what, message: "was not given".into() }),
         }
     }
 }
@@ -183,7 +175,11 @@ mod tests {
 
     #[test]
     fn explicit_noise_checks_presence_and_shape() {
-        let mut e = ExplicitNoise::new().with_gaussian(GaussianDraw::Prior, 4, Tensor::zeros([2, 4, 8, 8], (tch::Kind::Float, Device::Cpu)));
+        let mut e = ExplicitNoise::new().with_gaussian(
+            GaussianDraw::Prior,
+            4,
+            Tensor::zeros([2, 4, 8, 8], (tch::Kind::Float, Device::Cpu)),
+        );
         assert!(e.gaussian(GaussianDraw::Prior, 4, &[2, 4, 8, 8]).is_ok());
         assert!(e.gaussian(GaussianDraw::Prior, 4, &[2, 4, 4, 4]).unwrap_err().to_string().contains("block 4"));
         assert!(e.gaussian(GaussianDraw::Posterior, 4, &[2, 4, 8, 8]).is_err());

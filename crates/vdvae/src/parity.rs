@@ -35,30 +35,31 @@ impl Fixture {
     /// Reads a fixture (or a weights file carrying the same metadata) from a safetensors file.
     pub fn read(path: &Path) -> Result<Self, VdvaeError> {
         let bytes = std::fs::read(path).map_err(|source| VdvaeError::Io { path: path.to_path_buf(), source })?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fixture_error(path, e.to_string()))?;
+        let (_, header) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fixture_error(path, e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let get = |key: &str| meta.get(key).ok_or_else(|| fixture_error(path, format!("metadata has no {key:?}")));
         let mut config = VdvaeConfig::from_hps_json(get("hps")?)?;
         if let Some(norm) = meta.get("normalisation") {
-            config.normalisation = serde_json::from_str::<Normalisation>(norm).map_err(|e| fixture_error(path, format!("normalisation: {e}")))?;
+            config.normalisation = serde_json::from_str::<Normalisation>(norm)
+                .map_err(|e| fixture_error(path, format!("normalisation: {e}")))?;
         }
         let manual_latent_blocks = match meta.get("manual_latent_blocks") {
-            Some(v) => v.parse().map_err(|_| fixture_error(path, format!("manual_latent_blocks {v:?} is not a count")))?,
+            Some(v) => {
+                v.parse().map_err(|_| fixture_error(path, format!("manual_latent_blocks {v:?} is not a count")))?
+            }
             None => 0,
         };
-        let tensors = Tensor::read_safetensors(path)
-            .map_err(|e| fixture_error(path, e.to_string()))?
-            .into_iter()
-            .collect();
+        let tensors =
+            Tensor::read_safetensors(path).map_err(|e| fixture_error(path, e.to_string()))?.into_iter().collect();
         Ok(Fixture { config, manual_latent_blocks, tensors })
     }
 
     /// The tensor stored under `name`.
     pub fn tensor(&self, name: &str) -> Result<&Tensor, VdvaeError> {
-        self.tensors.get(name).ok_or_else(|| VdvaeError::Invalid {
-            what: "fixture".into(),
-            message: format!("has no tensor {name:?}"),
-        })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| VdvaeError::Invalid { what: "fixture".into(), message: format!("has no tensor {name:?}") })
     }
 
     /// Names of the stored tensors, sorted.
@@ -156,7 +157,11 @@ pub fn replay(model: &Vdvae, fixture: &Fixture) -> Result<ReplayReport, VdvaeErr
     let n_blocks = model.n_decoder_blocks();
     let mut posterior_noise = ExplicitNoise::new();
     for i in 0..n_blocks {
-        posterior_noise = posterior_noise.with_gaussian(GaussianDraw::Posterior, i, fixture.tensor(&format!("posterior.eps.{i}"))?.shallow_clone());
+        posterior_noise = posterior_noise.with_gaussian(
+            GaussianDraw::Posterior,
+            i,
+            fixture.tensor(&format!("posterior.eps.{i}"))?.shallow_clone(),
+        );
     }
     let pass = model.posterior_pass(&activations, n_blocks, PosteriorDraw::Sample, &mut posterior_noise, true)?;
     for (i, (z, kl)) in pass.z.iter().zip(&pass.kl).enumerate() {
@@ -179,7 +184,11 @@ pub fn replay(model: &Vdvae, fixture: &Fixture) -> Result<ReplayReport, VdvaeErr
         }
         let mut noise = ExplicitNoise::new();
         for i in fixture.manual_latent_blocks..n_blocks {
-            noise = noise.with_gaussian(GaussianDraw::Prior, i, fixture.tensor(&format!("{prefix}.prior_eps.{i}"))?.shallow_clone());
+            noise = noise.with_gaussian(
+                GaussianDraw::Prior,
+                i,
+                fixture.tensor(&format!("{prefix}.prior_eps.{i}"))?.shallow_clone(),
+            );
         }
         let px_z = model.generate(batch, &given, temperature, &mut noise)?;
         outputs.push(compare(&format!("{prefix}.px_z"), &px_z, fixture.tensor(&format!("{prefix}.px_z"))?)?);
@@ -197,7 +206,8 @@ pub fn replay(model: &Vdvae, fixture: &Fixture) -> Result<ReplayReport, VdvaeErr
             .with_uniform(UniformDraw::MixtureChoice, fixture.tensor("dmol.u_mix")?.shallow_clone())
             .with_uniform(UniformDraw::Logistic, fixture.tensor("dmol.u_logistic")?.shallow_clone());
         let _guard = tch::no_grad_guard();
-        let x = sample_mixture(&params, model.config().num_mixtures, OutputDraw::Sample, &mut noise)?.to_device(Device::Cpu);
+        let x = sample_mixture(&params, model.config().num_mixtures, OutputDraw::Sample, &mut noise)?
+            .to_device(Device::Cpu);
         sample = compare_u8(&to_u8(&x), &x, reference_u8)?;
     }
     Ok(ReplayReport { outputs, sample })

@@ -37,11 +37,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Number of pixel values that differ by more than one level.
 fn differing_levels(a: &[RgbImage], b: &[RgbImage]) -> usize {
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| x.as_raw().iter().zip(y.as_raw()))
-        .filter(|(p, q)| p.abs_diff(**q) > 1)
-        .count()
+    a.iter().zip(b).flat_map(|(x, y)| x.as_raw().iter().zip(y.as_raw())).filter(|(p, q)| p.abs_diff(**q) > 1).count()
 }
 
 #[test]
@@ -92,7 +88,11 @@ fn encoding_only_the_first_blocks_equals_the_full_posterior_pass() {
 fn posterior_mean_is_deterministic_and_is_the_noise_free_sample() {
     let (model, fx) = tiny();
     let imgs = images(&fx);
-    let mean = |seed| model.encode(&imgs, &EncodeOptions { n_blocks: 4, posterior: PosteriorDraw::Mean, seed, batch_size: 2 }).unwrap();
+    let mean = |seed| {
+        model
+            .encode(&imgs, &EncodeOptions { n_blocks: 4, posterior: PosteriorDraw::Mean, seed, batch_size: 2 })
+            .unwrap()
+    };
     assert_eq!(mean(1), mean(2));
     // With all-zero posterior noise the sample equals the mean.
     let x = model.preprocess(&imgs[..2]);
@@ -120,7 +120,11 @@ fn decode_round_trip_is_seeded_and_sized() {
     assert!(differing_levels(&a, &model.decode(&latents, &DecodeOptions { batch_size: 1, ..opts }).unwrap()) <= 3);
     assert!(differing_levels(&a, &model.decode(&latents, &DecodeOptions { seed: 5, ..opts }).unwrap()) > 300);
     // Prior mean and output mode: no randomness left.
-    let det = |seed| model.decode(&latents, &DecodeOptions { temperature: 0.0, output: OutputDraw::Mode, seed, batch_size: 3 }).unwrap();
+    let det = |seed| {
+        model
+            .decode(&latents, &DecodeOptions { temperature: 0.0, output: OutputDraw::Mode, seed, batch_size: 3 })
+            .unwrap()
+    };
     assert_eq!(det(1), det(2));
     assert_eq!(vdvae::upscale(&a[0], 512).dimensions(), (512, 512));
 }
@@ -132,7 +136,14 @@ fn decode_refuses_latents_of_the_wrong_size() {
     assert!(model.decode(&bad, &DecodeOptions::default()).unwrap_err().to_string().contains("dimension"));
     let too_many = Latents { n_blocks: 11, dim: 1, values: vec![0.0; 1] };
     assert!(model.decode(&too_many, &DecodeOptions::default()).is_err());
-    assert!(model.decode(&Latents { n_blocks: 4, dim: 136, values: vec![0.0; 136] }, &DecodeOptions { temperature: -1.0, ..Default::default() }).is_err());
+    assert!(
+        model
+            .decode(
+                &Latents { n_blocks: 4, dim: 136, values: vec![0.0; 136] },
+                &DecodeOptions { temperature: -1.0, ..Default::default() }
+            )
+            .is_err()
+    );
 }
 
 #[test]

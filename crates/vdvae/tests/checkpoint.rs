@@ -47,12 +47,18 @@ fn mismatched_checkpoints_are_refused_with_every_key_named() {
         VdvaeError::CheckpointMismatch { mismatch, .. } => {
             assert_eq!(mismatch.missing, vec!["decoder.gain"]);
             assert_eq!(mismatch.unexpected, vec!["decoder.extra.weight"]);
-            assert_eq!(mismatch.misshaped, vec![("encoder.in_conv.weight".to_string(), vec![16, 3, 3, 3], vec![8, 3, 3, 3])]);
+            assert_eq!(
+                mismatch.misshaped,
+                vec![("encoder.in_conv.weight".to_string(), vec![16, 3, 3, 3], vec![8, 3, 3, 3])]
+            );
         }
         other => panic!("unexpected error {other}"),
     }
     let text = err.to_string();
-    assert!(text.contains("bad.safetensors") && text.contains("decoder.gain") && text.contains("decoder.extra.weight"), "{text}");
+    assert!(
+        text.contains("bad.safetensors") && text.contains("decoder.gain") && text.contains("decoder.extra.weight"),
+        "{text}"
+    );
     // Nothing was copied.
     let vars = model.var_store().variables();
     assert_eq!(vars["decoder.dec_blocks.0.enc.c1.weight"].abs().sum(tch::Kind::Float).double_value(&[]), 0.0);

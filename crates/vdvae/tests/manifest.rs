@@ -31,7 +31,8 @@ fn imagenet64_preset_equals_the_manifest_hps() {
 #[test]
 fn imagenet64_shapes_from_the_config_equal_the_manifest() {
     let (json, expected) = manifest();
-    let shapes: BTreeMap<String, Vec<i64>> = VdvaeConfig::imagenet64().parameter_shapes().unwrap().into_iter().collect();
+    let shapes: BTreeMap<String, Vec<i64>> =
+        VdvaeConfig::imagenet64().parameter_shapes().unwrap().into_iter().collect();
     assert_eq!(shapes.len(), 2482);
     assert_eq!(json["n_tensors"].as_i64(), Some(2482));
     assert_eq!(shapes, expected);
@@ -56,10 +57,7 @@ fn tiny_model_var_store_equals_the_config_description_and_the_weights_file() {
     let built: BTreeMap<String, Vec<i64>> = model.parameter_shapes().into_iter().collect();
     let described: BTreeMap<String, Vec<i64>> = config.parameter_shapes().unwrap().into_iter().collect();
     assert_eq!(built, described);
-    let file: BTreeMap<String, Vec<i64>> = tch::Tensor::read_safetensors(fixture(TINY_WEIGHTS))
-        .unwrap()
-        .into_iter()
-        .map(|(k, t)| (k, t.size()))
-        .collect();
+    let file: BTreeMap<String, Vec<i64>> =
+        tch::Tensor::read_safetensors(fixture(TINY_WEIGHTS)).unwrap().into_iter().map(|(k, t)| (k, t.size())).collect();
     assert_eq!(built, file);
 }

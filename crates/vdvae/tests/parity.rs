@@ -29,7 +29,10 @@ fn tiny_reference_replays_within_tolerance() {
     // Every recorded output was compared: input, 4 activations, 10 x (z, kl), px_z, 2 manual px_z, params.
     assert_eq!(report.outputs.len(), 1 + 4 + 20 + 1 + 2 + 1);
     let s = report.sample;
-    println!("u8 sample: {} values, {} off by one at a boundary, {} other", s.total, s.off_by_one_at_boundary, s.other_mismatches);
+    println!(
+        "u8 sample: {} values, {} off by one at a boundary, {} other",
+        s.total, s.off_by_one_at_boundary, s.other_mismatches
+    );
     assert_eq!(s.total, 2 * 16 * 16 * 3);
     assert_eq!(s.other_mismatches, 0);
     assert!(report.passes(TOLERANCE));

@@ -325,8 +325,11 @@ impl View for TensorView {
     }
 }
 
+/// Named tensors in file order.
+type NamedTensors = Vec<(String, Tensor)>;
+
 /// Reads every tensor and the metadata of a safetensors file.
-fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>), DiffusionError> {
+fn read_safetensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String>), DiffusionError> {
     let bytes = std::fs::read(path).map_err(|source| DiffusionError::Io { path: path.to_path_buf(), source })?;
     let bad = |message: String| DiffusionError::Format { path: path.to_path_buf(), message };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -346,4 +349,24 @@ fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<Strin
         out.push((name, Tensor::f_from_data_size(view.data(), &shape, kind)?));
     }
     Ok((out, metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attention_position;
+
+    #[test]
+    fn attention_positions_are_found_only_in_unet_blocks() {
+        assert_eq!(
+            attention_position("down_blocks.2.attentions.1.transformer_blocks.0.attn2.to_k.weight"),
+            Some(("down_blocks.2.attentions.1", "transformer_blocks.0.attn2.to_k.weight"))
+        );
+        assert_eq!(
+            attention_position("mid_block.attentions.0.norm.bias"),
+            Some(("mid_block.attentions.0", "norm.bias"))
+        );
+        assert_eq!(attention_position("up_blocks.3.resnets.0.conv1.weight"), None);
+        assert_eq!(attention_position("encoder.mid_block.attentions.0.query.weight"), None);
+        assert_eq!(attention_position("down_blocks.x.attentions.0.norm.bias"), None);
+    }
 }

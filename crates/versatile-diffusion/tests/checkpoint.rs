@@ -87,7 +87,7 @@ fn missing_unexpected_and_misshaped_keys_are_named() {
     let mut weights = VdWeights::from_diffusers_folder(&tiny_folder()).unwrap();
     let missing = "mid_block.attentions.0.transformers.1.proj_out.bias";
     let reshaped = "conv_in.weight";
-    weights.unet.remove(missing).unwrap();
+    let _ = weights.unet.remove(missing).unwrap();
     let _ = weights.unet.insert(reshaped.into(), Tensor::zeros([1, 2, 3], (Kind::Float, Device::Cpu)));
     weights.unet.insert("extra.weight".into(), Tensor::zeros([1], (Kind::Float, Device::Cpu)));
     let problems = key_problems(VersatileDiffusion::from_weights(weights, Device::Cpu, Kind::Float, Kind::Float));
@@ -104,7 +104,7 @@ fn missing_unexpected_and_misshaped_keys_are_named() {
 #[test]
 fn error_message_names_the_key_and_the_file() {
     let mut weights = VdWeights::from_diffusers_folder(&tiny_folder()).unwrap();
-    weights.vae.remove("decoder.conv_out.bias").unwrap();
+    let _ = weights.vae.remove("decoder.conv_out.bias").unwrap();
     let err = VersatileDiffusion::from_weights(weights, Device::Cpu, Kind::Float, Kind::Float).err().unwrap();
     let text = err.to_string();
     assert!(text.contains("decoder.conv_out.bias") && text.contains("tiny") && text.contains("VAE"), "{text}");

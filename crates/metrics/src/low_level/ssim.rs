@@ -122,7 +122,8 @@ impl Moments {
     /// Adds `k` times the (already filtered) moment rows of `other` starting at `offset`.
     fn add_scaled(&mut self, k: f64, other: &Moments, offset: usize) {
         for (dst, src) in self.m.iter_mut().zip(&other.m) {
-            for (d, &s) in dst.iter_mut().zip(&src[offset..offset + dst.len()]) {
+            let len = dst.len();
+            for (d, &s) in dst.iter_mut().zip(&src[offset..offset + len]) {
                 *d += k * s;
             }
         }
@@ -143,28 +144,27 @@ pub fn ssim_gaussian_2d(a: &GrayF64, b: &GrayF64, params: &SsimParams) -> Result
     let radius = win / 2;
     let (w, h) = (a.width, a.height);
     let out_w = w - 2 * radius;
-    // Horizontal pass over every row, interior columns only: h x out_w moments, row-major.
-    let mut horizontal = Moments::zeros(h * out_w);
+    // Horizontal pass row by row (interior columns only) into a ring of the last `win` rows; as
+    // soon as a full window of rows is there, the vertical pass gives one row of the SSIM map.
+    let mut ring: Vec<Moments> = (0..win).map(|_| Moments::zeros(out_w)).collect();
     let mut row = Moments::zeros(out_w);
-    for y in 0..h {
-        row.clear();
-        let (ra, rb) = (&a.data[y * w..(y + 1) * w], &b.data[y * w..(y + 1) * w]);
-        for (t, &k) in kernel.iter().enumerate() {
-            row.add_products(k, &ra[t..t + out_w], &rb[t..t + out_w]);
-        }
-        for (dst, src) in horizontal.m.iter_mut().zip(&row.m) {
-            dst[y * out_w..(y + 1) * out_w].copy_from_slice(src);
-        }
-    }
-    // Vertical pass for the interior rows, then the SSIM map, summed row by row.
     let c = params.constants();
     let mut total = 0.0;
-    for y in radius..h - radius {
-        row.clear();
+    for y in 0..h {
+        let slot = &mut ring[y % win];
+        slot.clear();
+        let (ra, rb) = (&a.data[y * w..(y + 1) * w], &b.data[y * w..(y + 1) * w]);
         for (t, &k) in kernel.iter().enumerate() {
-            row.add_scaled(k, &horizontal, (y + t - radius) * out_w);
+            slot.add_products(k, &ra[t..t + out_w], &rb[t..t + out_w]);
         }
-        total += row.ssim_sum(c);
+        if y + 1 >= win {
+            row.clear();
+            let first = y + 1 - win;
+            for (t, &k) in kernel.iter().enumerate() {
+                row.add_scaled(k, &ring[(first + t) % win], 0);
+            }
+            total += row.ssim_sum(c);
+        }
     }
     Ok(total / ((h - 2 * radius) * out_w) as f64)
 }

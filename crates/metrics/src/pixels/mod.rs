@@ -34,6 +34,25 @@ pub struct GrayF64 {
     pub data: Vec<f64>,
 }
 
+impl GrayF64 {
+    /// scikit-image `rgb2gray(np.array(img) / 255)` straight from 8-bit RGB.
+    pub fn from_rgb8(image: &RgbImage) -> Self {
+        GrayF64 {
+            width: image.width() as usize,
+            height: image.height() as usize,
+            data: image
+                .as_raw()
+                .chunks_exact(3)
+                .map(|p| {
+                    (f64::from(p[0]) / 255.0) * RGB_TO_GRAY[0]
+                        + (f64::from(p[1]) / 255.0) * RGB_TO_GRAY[1]
+                        + (f64::from(p[2]) / 255.0) * RGB_TO_GRAY[2]
+                })
+                .collect(),
+        }
+    }
+}
+
 impl RgbF64 {
     /// `np.array(img) / 255.0`.
     pub fn from_rgb8(image: &RgbImage) -> Self {

@@ -6,6 +6,11 @@
 //! The `image` crate and libtorch's `_upsample_*_aa` use other roundings, so their uint8 outputs differ
 //! from Pillow's by one grey level here and there; this module follows Pillow's `Resample.c`
 //! arithmetic step by step, so the output bytes are identical (tested against Pillow).
+//!
+//! Pass order: Pillow up to at least 12 (and Brain-Diffuser's pinned 9.2) always runs the
+//! horizontal pass first, as here. Pillow 13 chooses the order per call when the two axes are
+//! scaled by different factors, which can move some pixels by one grey level. Uniform scaling (all
+//! NSD images are square) and single-axis resizes give the same bytes in every version.
 
 use image::RgbImage;
 
@@ -160,16 +165,23 @@ pub fn pil_resize(image: &RgbImage, width: u32, height: u32, filter: PilFilter) 
             message: "internal buffer size mismatch".into(),
         });
     }
-    let mut out = vec![0u8; out_w * out_h * 3];
-    for (yy, out_row) in out.chunks_exact_mut(out_w * 3).enumerate() {
+    // Vertical pass, one output row at a time: accumulate whole source rows so the loop vectorises.
+    // Pillow accumulates in 32-bit ints; the sums provably fit (weights' absolute sum < 1.3).
+    let row_len = out_w * 3;
+    let mut out = vec![0u8; out_h * row_len];
+    let mut acc = vec![0i32; row_len];
+    for (yy, out_row) in out.chunks_exact_mut(row_len).enumerate() {
         let (ymin, ymax) = vertical.bounds[yy];
         let k = &vertical.weights[yy * vertical.ksize..yy * vertical.ksize + ymax];
-        for (xc, value) in out_row.iter_mut().enumerate() {
-            let mut acc = 1i64 << (PRECISION_BITS - 1);
-            for (y, &w) in k.iter().enumerate() {
-                acc += i64::from(temp[(y + ymin - row_offset) * temp_w * 3 + xc]) * i64::from(w);
+        acc.iter_mut().for_each(|a| *a = 1 << (PRECISION_BITS - 1));
+        for (y, &w) in k.iter().enumerate() {
+            let start = (y + ymin - row_offset) * temp_w * 3;
+            for (a, &v) in acc.iter_mut().zip(&temp[start..start + row_len]) {
+                *a += i32::from(v) * w;
             }
-            *value = clip8(acc);
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = clip8(i64::from(a));
         }
     }
     RgbImage::from_raw(width, height, out).ok_or_else(|| MetricsError::Invalid {

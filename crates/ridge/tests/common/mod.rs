@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// A fixture file: tensors (F64 or F32, read as f64) by name plus the metadata strings.
@@ -28,16 +26,10 @@ impl Fixture {
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             let data = match view.dtype() {
-                Dtype::F64 => view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
-                    .collect(),
+                Dtype::F64 => view.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+                Dtype::F32 => {
+                    view.data().chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap()))).collect()
+                }
                 other => panic!("fixture tensor {name}: unexpected dtype {other:?}"),
             };
             tensors.insert(name, (view.shape().to_vec(), data));
@@ -69,9 +61,6 @@ impl Fixture {
 pub fn relative_error(got: &Array2<f32>, want: &Array2<f64>) -> f64 {
     assert_eq!(got.dim(), want.dim(), "shapes differ");
     let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let diff = got
-        .iter()
-        .zip(want.iter())
-        .fold(0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
+    let diff = got.iter().zip(want.iter()).fold(0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs()));
     diff / scale
 }

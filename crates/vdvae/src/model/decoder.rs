@@ -54,7 +54,14 @@ fn to_model(t: Tensor, like: &Tensor) -> Tensor {
 }
 
 impl DecBlock {
-    fn new(p: nn::Path, res: i64, mixin: Option<i64>, config: &VdvaeConfig, n_blocks: usize, init: WeightInit) -> Result<Self, VdvaeError> {
+    fn new(
+        p: nn::Path,
+        res: i64,
+        mixin: Option<i64>,
+        config: &VdvaeConfig,
+        n_blocks: usize,
+        init: WeightInit,
+    ) -> Result<Self, VdvaeError> {
         let width = config.width_at(res)?;
         let mid = config.bottleneck(width);
         let zdim = config.zdim;
@@ -66,7 +73,12 @@ impl DecBlock {
             width,
             zdim,
             enc: Block::new(&p / "enc", spec(2 * width, 2 * zdim, false), init, ConvInit::plain(init)),
-            prior: Block::new(&p / "prior", spec(width, 2 * zdim + width, false), init, ConvInit { init, scale: 1.0, zero: true }),
+            prior: Block::new(
+                &p / "prior",
+                spec(width, 2 * zdim + width, false),
+                init,
+                ConvInit { init, scale: 1.0, zero: true },
+            ),
             z_proj: Conv::new(&p / "z_proj", zdim, width, 1, ConvInit { init, scale, zero: false }),
             resnet: Block::new(&p / "resnet", spec(width, width, true), init, ConvInit { init, scale, zero: false }),
         })
@@ -75,17 +87,17 @@ impl DecBlock {
     /// The block input: the state at its resolution (or zeros), repeated to the batch, plus the
     /// nearest-upsampled mix-in state.
     fn input(&self, xs: &BTreeMap<i64, Tensor>, batch: i64, like: &Tensor) -> Tensor {
-        let mut x = match xs.get(&self.res) {
+        let x = match xs.get(&self.res) {
             Some(x) if x.size()[0] != batch => x.repeat([batch, 1, 1, 1]),
             Some(x) => x.shallow_clone(),
             None => Tensor::zeros([batch, self.width, self.res, self.res], (like.kind(), like.device())),
         };
-        if let Some(m) = self.mixin {
+        // Out of place: `x` may share storage with a stored state or with `bias_xs`.
+        match self.mixin {
             // Validated at build time: the mix-in state exists and has at least `width` channels.
-            let up = xs[&m].narrow(1, 0, self.width).upsample_nearest2d([self.res, self.res], None, None);
-            x = x + up;
+            Some(m) => x + xs[&m].narrow(1, 0, self.width).upsample_nearest2d([self.res, self.res], None, None),
+            None => x,
         }
-        x
     }
 
     /// Splits the prior net's output into (pm, pv, xpp).
@@ -136,7 +148,13 @@ impl Decoder {
             bias_xs,
             gain: p.ones("gain", &[1, config.width, 1, 1]),
             bias: p.zeros("bias", &[1, config.width, 1, 1]),
-            out_conv: Conv::new(&p / "out_net" / "out_conv", config.width, config.num_mixtures * 10, 1, ConvInit::plain(init)),
+            out_conv: Conv::new(
+                &p / "out_net" / "out_conv",
+                config.width,
+                config.num_mixtures * 10,
+                1,
+                ConvInit::plain(init),
+            ),
             image_size: config.image_size,
         })
     }
@@ -197,7 +215,13 @@ impl Decoder {
     /// The generative pass for `n` images: blocks `0..latents.len()` take the given latents,
     /// the rest draw from the prior with its standard deviation multiplied by `temperature`
     /// (0 gives the prior mean). Returns the decoder output after gain and bias.
-    pub fn generate(&self, n: i64, latents: &[Tensor], temperature: f64, noise: &mut dyn NoiseSource) -> Result<Tensor, VdvaeError> {
+    pub fn generate(
+        &self,
+        n: i64,
+        latents: &[Tensor],
+        temperature: f64,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor, VdvaeError> {
         let mut xs: BTreeMap<i64, Tensor> = self.bias_xs.iter().map(|(r, t)| (*r, t.repeat([n, 1, 1, 1]))).collect();
         let like = self.gain.shallow_clone();
         for (i, block) in self.blocks.iter().enumerate() {

@@ -21,7 +21,12 @@ pub enum OutputDraw {
 
 /// Draws pixel values in `[-1, 1]`, NHWC `[B, H, W, 3]` f32, from the parameters
 /// `[B, H, W, 10 * M]` (f32).
-pub fn sample_mixture(params: &Tensor, num_mixtures: i64, draw: OutputDraw, noise: &mut dyn NoiseSource) -> Result<Tensor, VdvaeError> {
+pub fn sample_mixture(
+    params: &Tensor,
+    num_mixtures: i64,
+    draw: OutputDraw,
+    noise: &mut dyn NoiseSource,
+) -> Result<Tensor, VdvaeError> {
     let size = params.size();
     let m = num_mixtures;
     if size.len() != 4 || size[3] != 10 * m {

@@ -192,7 +192,13 @@ impl Vdvae {
     /// The generative pass for `n` images from the latents of the first blocks (`[n, zdim, r, r]`
     /// each), the remaining blocks drawn from the prior at `temperature`. Returns `px_z`
     /// `[n, width, S, S]` (after gain and bias).
-    pub fn generate(&self, n: usize, latents: &[Tensor], temperature: f64, noise: &mut dyn NoiseSource) -> Result<Tensor, VdvaeError> {
+    pub fn generate(
+        &self,
+        n: usize,
+        latents: &[Tensor],
+        temperature: f64,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor, VdvaeError> {
         if latents.len() > self.n_decoder_blocks() {
             self.check_blocks(latents.len())?;
         }
@@ -213,7 +219,12 @@ impl Vdvae {
     }
 
     /// Draws uint8 NHWC images `[B, S, S, 3]` from a decoder output.
-    pub fn sample_output(&self, px_z: &Tensor, draw: OutputDraw, noise: &mut dyn NoiseSource) -> Result<Tensor, VdvaeError> {
+    pub fn sample_output(
+        &self,
+        px_z: &Tensor,
+        draw: OutputDraw,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor, VdvaeError> {
         let _guard = tch::no_grad_guard();
         let params = self.decoder.output_params(px_z);
         Ok(dmol::to_u8(&dmol::sample_mixture(&params, self.config.num_mixtures, draw, noise)?))
