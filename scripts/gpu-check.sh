@@ -59,11 +59,13 @@ if [[ "$MODE" == "dry-run" ]]; then
   DEVICE=cpu DTYPE=f32 TEST_DEVICE=cpu
   UNET_ARGS=(--channels 32,64,128,128 --latent 16 --iters 1)
   I2I_ARGS=(--channels 32,64,128,128 --vae-channels 32,32,64,64 --latent 16 --steps 10 --iters 1)
+  I2I_LABEL="img2img tiny 64x64, 7 of 10 steps" UNET_LABEL="one tiny U-Net step, batch 2"
 else
   "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || { echo "no CUDA device visible to torch" >&2; exit 1; }
   DEVICE=cuda DTYPE=f16 TEST_DEVICE=cuda
   UNET_ARGS=(--iters 5)
   I2I_ARGS=(--iters 2)
+  I2I_LABEL="img2img 512x512, 37 of 50 steps" UNET_LABEL="one U-Net step, 64x64, batch 2"
 fi
 
 declare -a ROWS=() BENCH_ROWS=()
@@ -96,8 +98,8 @@ bench() {  # $1 = label, rest = arguments of vd_speed
     tail -20 /tmp/gpu-check-bench.err
   fi
 }
-bench "img2img 512x512, 37 steps, $DTYPE" --mode img2img "${I2I_ARGS[@]}"
-bench "one U-Net step, batch 2, $DTYPE" --mode unet-step "${UNET_ARGS[@]}"
+bench "$I2I_LABEL, $DTYPE" --mode img2img "${I2I_ARGS[@]}"
+bench "$UNET_LABEL, $DTYPE" --mode unet-step "${UNET_ARGS[@]}"
 
 echo
 echo "## versatile-diffusion GPU check ($MODE, $((SECONDS - START)) s)"

@@ -206,6 +206,10 @@ def make_tokenizer_fixture(out_dir, seed, n_random, small_merges):
     for f in os.listdir(small_dir):
         if f not in ("vocab.json", "merges.txt"):
             os.remove(os.path.join(small_dir, f))
+    # the same tokenizer as a single tokenizer.json (the fast-tokenizer file format)
+    json_dir = os.path.join(folder, "small_tokenizer_json")
+    os.makedirs(json_dir, exist_ok=True)
+    small_tok.backend_tokenizer.save(os.path.join(json_dir, "tokenizer.json"), pretty=False)
     with open(os.path.join(folder, "expected_ids.json"), "w", encoding="utf-8") as f:
         json.dump(
             {

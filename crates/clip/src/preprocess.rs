@@ -5,9 +5,9 @@
 //! instead of using the `image` crate: Pillow runs a separable filter (cubic a = -0.5, support
 //! widened by the scale factor when shrinking, i.e. antialiased) in 22-bit fixed point, horizontal
 //! pass first, and rounds and clamps to u8 after each pass. The `image` crate's `CatmullRom`
-//! filter is the same kernel but computes in f32 with a vertical-first order, so it differs from
-//! Pillow by a grey level here and there; reproducing Pillow's arithmetic gives identical pixels,
-//! hence identical features (the crate's tests check this against Pillow's output).
+//! filter is the same kernel but evaluated in f32 with its own pass structure and rounding, so
+//! bit-equality with Pillow is not guaranteed; reproducing Pillow's arithmetic gives identical
+//! pixels, hence identical features (the crate's tests check this against Pillow's output).
 
 use image::RgbImage;
 use tch::{Device, Kind, Tensor};
@@ -210,6 +210,9 @@ impl ClipImageProcessor {
             all.extend(self.pixel_values(img)?);
         }
         let c = i64::from(self.crop_size);
-        Ok(Tensor::from_slice(&all).view([images.len() as i64, 3, c, c]).to_kind(Kind::Float).to_device(device))
+        Ok(Tensor::from_slice(&all)
+            .f_view([images.len() as i64, 3, c, c])?
+            .f_to_kind(Kind::Float)?
+            .f_to_device(device)?)
     }
 }

@@ -282,7 +282,7 @@ impl ClipTokenizer {
     /// [`Self::encode_batch`] as a `[captions, context_length]` int64 tensor on the CPU.
     pub fn encode_tensor(&self, texts: &[&str]) -> Result<tch::Tensor, ClipError> {
         let ids = self.encode_batch(texts)?;
-        Ok(tch::Tensor::from_slice(&ids).view([texts.len() as i64, self.context_length as i64]))
+        Ok(tch::Tensor::from_slice(&ids).f_view([texts.len() as i64, self.context_length as i64])?)
     }
 
     /// The underlying `tokenizers` tokenizer (e.g. to decode ids).

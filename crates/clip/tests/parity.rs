@@ -166,3 +166,36 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(model.text.vd_embeddings_mean(&ids, &[2, 2]).is_err());
     assert!(model.text.vd_embeddings_mean(&ids, &[3, 0]).is_err());
 }
+
+#[test]
+fn half_precision_checkpoints_are_cast_on_load() {
+    // A checkpoint stored in f16 (as VD's fp16 exports) loads into f32 weights; outputs stay
+    // within f16 rounding of the f32 reference.
+    let dir = &fixture_dirs()[0];
+    let t = io(dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(dir.join("image_encoder/model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_kind(Kind::Half)))
+        .collect();
+    Tensor::write_safetensors(&tensors, tmp.path().join("model.safetensors")).unwrap();
+    std::fs::copy(dir.join("image_encoder/config.json"), tmp.path().join("config.json")).unwrap();
+    let vision = ClipVisionModel::from_pretrained(tmp.path(), Device::Cpu, Kind::Float).unwrap();
+    for (_, v) in vision.var_store().variables() {
+        assert_eq!(v.kind(), Kind::Float);
+    }
+    let got = vision.vd_embeddings(&t["pixel_values"]).unwrap();
+    assert_close("f16 checkpoint vd_vision", &got, &t["vd_vision"], 1e-2);
+}
+
+#[test]
+fn folders_without_a_checkpoint_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &fixture_dirs()[0];
+    std::fs::copy(dir.join("config.json"), tmp.path().join("config.json")).unwrap();
+    let err = ClipModel::from_pretrained(tmp.path(), Device::Cpu, Kind::Float).unwrap_err().to_string();
+    assert!(err.contains("model.safetensors") && err.contains(&tmp.path().display().to_string()), "{err}");
+    let err = ClipModel::from_pretrained(tmp.path().join("absent"), Device::Cpu, Kind::Float).unwrap_err().to_string();
+    assert!(err.contains("config.json"), "{err}");
+}

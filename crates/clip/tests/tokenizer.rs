@@ -96,3 +96,13 @@ fn bad_vocabulary_files_are_errors() {
     assert!(err.contains("merges.txt") && err.contains("line 2"), "{err}");
     assert!(ClipTokenizer::from_dir(tmp.path().join("nothing")).is_err());
 }
+
+#[test]
+fn hugging_face_tokenizer_json_matches_transformers() {
+    let e = expected();
+    let captions: Vec<&str> = e["captions"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let want = rows(&e["small_vocab_ids"]);
+    let tok = ClipTokenizer::from_dir(fixtures().join("small_tokenizer_json")).unwrap();
+    assert_eq!(u64::from(tok.eos_id()), e["small_vocab_eos"].as_u64().unwrap());
+    compare(&tok, &captions, &want);
+}

@@ -22,9 +22,9 @@ use metrics::{TorchvisionExtractor, TorchvisionNetwork};
 use rayon::prelude::*;
 
 fn python() -> Option<PathBuf> {
-    let path = std::env::var_os("BRAIN_DIFFUSER_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/brain-diffuser/torch-2.11.0/bin/python")))?;
+    let path = std::env::var_os("BRAIN_DIFFUSER_PYTHON").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/brain-diffuser/torch-2.11.0/bin/python"))
+    })?;
     path.exists().then_some(path)
 }
 
@@ -82,7 +82,8 @@ fn low_level(pairs: usize) {
         few.iter().for_each(|(g, r)| f(g, r));
         println!("  {label}: {:.2} ms/pair (1 thread)", 1e3 * t.elapsed().as_secs_f64() / few.len() as f64);
     };
-    let resized: Vec<RgbImage> = few.iter().map(|(g, r)| pil_resize(r, g.width(), g.height(), PilFilter::Bicubic).unwrap()).collect();
+    let resized: Vec<RgbImage> =
+        few.iter().map(|(g, r)| pil_resize(r, g.width(), g.height(), PilFilter::Bicubic).unwrap()).collect();
     timed("Pillow bicubic 512->425", &|g, r| {
         pil_resize(r, g.width(), g.height(), PilFilter::Bicubic).unwrap();
     });
@@ -104,10 +105,19 @@ fn low_level(pairs: usize) {
         ssim_gaussian_2d(&gray(&resized[idx(g)]), &gray(g), &params).unwrap();
     });
     let mean = |f: fn(&(f64, f64, f64)) -> f64| scores.iter().map(f).sum::<f64>() / scores.len() as f64;
-    println!("\nPixCorr + column SSIM + 2-D SSIM, {pairs} pairs (425 GT, 512 recon), {} rayon threads", rayon::current_num_threads());
+    println!(
+        "\nPixCorr + column SSIM + 2-D SSIM, {pairs} pairs (425 GT, 512 recon), {} rayon threads",
+        rayon::current_num_threads()
+    );
     println!("| implementation | seconds | pairs/s | PixCorr | SSIM cols | SSIM 2-D |");
     println!("|---|---|---|---|---|---|");
-    println!("| metrics (Rust) | {ours:.3} | {:.1} | {:.6} | {:.6} | {:.6} |", pairs as f64 / ours, mean(|s| s.0), mean(|s| s.1), mean(|s| s.2));
+    println!(
+        "| metrics (Rust) | {ours:.3} | {:.1} | {:.6} | {:.6} | {:.6} |",
+        pairs as f64 / ours,
+        mean(|s| s.0),
+        mean(|s| s.1),
+        mean(|s| s.2)
+    );
     match reference(&["low-level", dir.path().to_str().unwrap()]) {
         Some(r) => {
             let secs = r["seconds"].as_f64().unwrap_or(f64::NAN);
@@ -126,7 +136,10 @@ fn low_level(pairs: usize) {
 
 fn networks(batch: i64, repeats: usize) {
     let x = tch::Tensor::rand([batch, 3, 224, 224], (tch::Kind::Float, tch::Device::Cpu));
-    println!("\nFeature extraction on CPU, batch {batch} at 224x224, {repeats} timed batches, {} libtorch threads", tch::get_num_threads());
+    println!(
+        "\nFeature extraction on CPU, batch {batch} at 224x224, {repeats} timed batches, {} libtorch threads",
+        tch::get_num_threads()
+    );
     let reference = reference(&["networks", "224", &batch.to_string(), &repeats.to_string()]);
     println!("| network | metrics (Rust) images/s | torchvision images/s |");
     println!("|---|---|---|");

@@ -10,12 +10,12 @@ use ndarray::{Array2, Array4, Axis, concatenate};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::MetricsError;
 use crate::high_level::{correlation_distances, two_way_identification};
 use crate::low_level::{pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
 use crate::networks::{FeatureExtractor, Normalization};
 use crate::pixels::{GrayF64, PilFilter, RgbF64, pil_resize};
 use crate::protocol::{FeatureScore, NetworkResize, PixelResize, Protocol, SsimVariant};
-use crate::MetricsError;
 
 /// The feature extractors available to an evaluation, by slot name (see [`crate::protocol::slots`]).
 /// A protocol column whose extractor is absent is left out of the report.
@@ -207,6 +207,11 @@ fn extract_all(
         .collect()
 }
 
+/// (extractor slot, input size, output name).
+type FeatureKey = (String, usize, String);
+/// Ground-truth and reconstruction feature rows.
+type FeaturePair = (Array2<f32>, Array2<f32>);
+
 /// Scores reconstructions against ground truths (pairs matched by index) under `protocol`.
 ///
 /// PixCorr and SSIM are always computed; each feature column is computed when its extractor is
@@ -229,8 +234,20 @@ pub fn evaluate(
     let (pixcorr, ssim): (Vec<f64>, Vec<f64>) = pixel.into_iter().unzip();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let mut rows = vec![
-        MetricRow { metric: "PixCorr".into(), value: mean(&pixcorr), better: "higher".into(), features: None, input_size: None },
-        MetricRow { metric: "SSIM".into(), value: mean(&ssim), better: "higher".into(), features: None, input_size: None },
+        MetricRow {
+            metric: "PixCorr".into(),
+            value: mean(&pixcorr),
+            better: "higher".into(),
+            features: None,
+            input_size: None,
+        },
+        MetricRow {
+            metric: "SSIM".into(),
+            value: mean(&ssim),
+            better: "higher".into(),
+            features: None,
+            input_size: None,
+        },
     ];
 
     // Group the feature columns by (extractor, input size) so that each network runs once per group.
@@ -243,7 +260,7 @@ pub fn evaluate(
             }
         }
     }
-    let mut features: BTreeMap<(String, usize, String), (Array2<f32>, Array2<f32>)> = BTreeMap::new();
+    let mut features: BTreeMap<FeatureKey, FeaturePair> = BTreeMap::new();
     for ((slot, size), outputs) in groups {
         let extractor = extractors.get(&slot).ok_or_else(|| invalid("extractor", slot.clone()))?;
         tracing::info!(extractor = extractor.name(), size, pairs = gt.len(), "extracting features");
@@ -313,8 +330,19 @@ fn natural_key(name: &str) -> (u64, String) {
     (stem.parse::<u64>().unwrap_or(u64::MAX), name.to_owned())
 }
 
+/// Image pairs loaded from two folders.
+#[derive(Debug, Clone)]
+pub struct ImagePairs {
+    /// File names, in natural order.
+    pub names: Vec<String>,
+    /// Ground truths, one per name.
+    pub ground_truths: Vec<RgbImage>,
+    /// Reconstructions, one per name.
+    pub reconstructions: Vec<RgbImage>,
+}
+
 /// Loads the image pairs of two folders, matched by file name (PNG/JPEG), in natural order.
-pub fn load_pairs(gt_dir: &Path, rec_dir: &Path) -> Result<(Vec<String>, Vec<RgbImage>, Vec<RgbImage>), MetricsError> {
+pub fn load_pairs(gt_dir: &Path, rec_dir: &Path) -> Result<ImagePairs, MetricsError> {
     let gt_files = list_images(gt_dir)?;
     let rec_files = list_images(rec_dir)?;
     let only_gt: Vec<&String> = gt_files.keys().filter(|k| !rec_files.contains_key(*k)).collect();
@@ -340,7 +368,7 @@ pub fn load_pairs(gt_dir: &Path, rec_dir: &Path) -> Result<(Vec<String>, Vec<Rgb
     names.sort_by_key(|n| natural_key(n));
     let gt = names.par_iter().map(|n| read_rgb(&gt_files[n])).collect::<Result<Vec<_>, _>>()?;
     let rec = names.par_iter().map(|n| read_rgb(&rec_files[n])).collect::<Result<Vec<_>, _>>()?;
-    Ok((names, gt, rec))
+    Ok(ImagePairs { names, ground_truths: gt, reconstructions: rec })
 }
 
 /// [`evaluate`] on two folders of images matched by file name.
@@ -351,8 +379,8 @@ pub fn evaluate_folders(
     extractors: &Extractors<'_>,
     batch_size: usize,
 ) -> Result<EvaluationReport, MetricsError> {
-    let (names, gt, rec) = load_pairs(gt_dir, rec_dir)?;
-    evaluate(&gt, &rec, &names, protocol, extractors, batch_size)
+    let pairs = load_pairs(gt_dir, rec_dir)?;
+    evaluate(&pairs.ground_truths, &pairs.reconstructions, &pairs.names, protocol, extractors, batch_size)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.

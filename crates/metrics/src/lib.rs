@@ -21,6 +21,6 @@ pub mod pixels;
 pub mod protocol;
 
 pub use error::MetricsError;
-pub use evaluate::{EvaluationReport, Extractors, MetricRow, evaluate, evaluate_folders};
+pub use evaluate::{EvaluationReport, Extractors, ImagePairs, MetricRow, evaluate, evaluate_folders, load_pairs};
 pub use networks::{FeatureExtractor, Normalization, TorchvisionExtractor, TorchvisionNetwork};
 pub use protocol::Protocol;

@@ -6,8 +6,8 @@ mod common;
 use common::{fixture, read_tensors, scaled_max_error};
 use metrics::MetricsError;
 use metrics::networks::checkpoint::{copy_into, read_state_dict};
-use tch::nn::{self, ModuleT};
 use tch::Device;
+use tch::nn::{self, ModuleT};
 
 /// A conv + batch-norm pair named like the checkpoint's `conv` and `bn` entries.
 fn tiny_net(vs: &nn::VarStore) -> impl ModuleT {

@@ -41,7 +41,8 @@ fn command_writes_json_csv_and_summary() {
     assert!(stdout.contains("AlexNet(5)"));
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(json["images"], 4);
     assert_eq!(json["rows"][2]["metric"], "AlexNet(2)");
 

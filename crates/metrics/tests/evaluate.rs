@@ -79,7 +79,12 @@ fn evaluate_matches_reference_formulas_under_both_protocols() {
     let fixture = read_json("evaluate.json");
     let n = fixture["pairs"].as_u64().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    write_pairs(dir.path(), n, fixture["gt_size"].as_u64().unwrap() as u32, fixture["rec_size"].as_u64().unwrap() as u32);
+    write_pairs(
+        dir.path(),
+        n,
+        fixture["gt_size"].as_u64().unwrap() as u32,
+        fixture["rec_size"].as_u64().unwrap() as u32,
+    );
     let nets = nets();
     let clip = PooledPixels;
 
@@ -91,8 +96,9 @@ fn evaluate_matches_reference_formulas_under_both_protocols() {
         .with(slots::SWAV_RESNET50, &nets.resnet)
         .with(slots::CLIP, &clip);
     let bd = &fixture["brain_diffuser"];
-    let report = evaluate_folders(&dir.path().join("gt"), &dir.path().join("rec"), &Protocol::brain_diffuser(), &extractors, 5)
-        .unwrap();
+    let report =
+        evaluate_folders(&dir.path().join("gt"), &dir.path().join("rec"), &Protocol::brain_diffuser(), &extractors, 5)
+            .unwrap();
     assert_eq!(report.images, n as usize);
     assert_eq!(report.names[..3], ["0.png".to_owned(), "1.png".into(), "2.png".into()]);
     let metrics: Vec<&str> = report.rows.iter().map(|r| r.metric.as_str()).collect();
@@ -116,7 +122,8 @@ fn evaluate_matches_reference_formulas_under_both_protocols() {
         .with(slots::CLIP, &clip);
     let me = &fixture["mindeye"];
     let report =
-        evaluate_folders(&dir.path().join("gt"), &dir.path().join("rec"), &Protocol::mindeye(), &extractors, 16).unwrap();
+        evaluate_folders(&dir.path().join("gt"), &dir.path().join("rec"), &Protocol::mindeye(), &extractors, 16)
+            .unwrap();
     let metrics: Vec<&str> = report.rows.iter().map(|r| r.metric.as_str()).collect();
     assert_eq!(metrics, ["PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "CLIP", "EffNet-B"]);
     for metric in ["PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "CLIP"] {

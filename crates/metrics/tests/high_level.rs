@@ -53,7 +53,11 @@ fn ties_count_as_failures_like_numpy() {
         let has_tie = (0..n).any(|j| (0..n).any(|i| i != j && tied[[i, j]] == tied[[j, j]]));
         assert!(has_tie, "{name}: the fixture should contain exact ties");
         let score = two_way_identification_from_matrix(tied.view()).unwrap();
-        assert!((score - case["tied_two_way"].as_f64().unwrap()).abs() < 1e-12, "{name}: {score} vs {}", case["tied_two_way"]);
+        assert!(
+            (score - case["tied_two_way"].as_f64().unwrap()).abs() < 1e-12,
+            "{name}: {score} vs {}",
+            case["tied_two_way"]
+        );
     }
 }
 

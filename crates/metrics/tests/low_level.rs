@@ -12,8 +12,18 @@ const TOL: f64 = 1e-6;
 #[test]
 fn image_recipes_match_python() {
     for case in read_json("low_level.json").as_array().expect("list") {
-        assert_eq!(bytes_fnv(image_from_spec(&case["gt"]).as_raw()), case["gt_fnv"].as_str().unwrap(), "{}", case["gt"]);
-        assert_eq!(bytes_fnv(image_from_spec(&case["rec"]).as_raw()), case["rec_fnv"].as_str().unwrap(), "{}", case["rec"]);
+        assert_eq!(
+            bytes_fnv(image_from_spec(&case["gt"]).as_raw()),
+            case["gt_fnv"].as_str().unwrap(),
+            "{}",
+            case["gt"]
+        );
+        assert_eq!(
+            bytes_fnv(image_from_spec(&case["rec"]).as_raw()),
+            case["rec_fnv"].as_str().unwrap(),
+            "{}",
+            case["rec"]
+        );
     }
 }
 
@@ -23,11 +33,26 @@ fn pil_resize_is_byte_identical_to_pillow() {
         let gt = image_from_spec(&case["gt"]);
         let rec = image_from_spec(&case["rec"]);
         let to_gt = pil_resize(&rec, gt.width(), gt.height(), PilFilter::Bicubic).unwrap();
-        assert_eq!(bytes_fnv(to_gt.as_raw()), case["pil_bicubic_to_gt_fnv"].as_str().unwrap(), "bicubic {}", case["rec"]);
+        assert_eq!(
+            bytes_fnv(to_gt.as_raw()),
+            case["pil_bicubic_to_gt_fnv"].as_str().unwrap(),
+            "bicubic {}",
+            case["rec"]
+        );
         let narrow = pil_resize(&rec, 29, rec.height(), PilFilter::Bilinear).unwrap();
-        assert_eq!(bytes_fnv(narrow.as_raw()), case["pil_bilinear_width29_fnv"].as_str().unwrap(), "bilinear {}", case["rec"]);
+        assert_eq!(
+            bytes_fnv(narrow.as_raw()),
+            case["pil_bilinear_width29_fnv"].as_str().unwrap(),
+            "bilinear {}",
+            case["rec"]
+        );
         let low = pil_resize(&rec, rec.width(), 23, PilFilter::Bilinear).unwrap();
-        assert_eq!(bytes_fnv(low.as_raw()), case["pil_bilinear_height23_fnv"].as_str().unwrap(), "bilinear {}", case["rec"]);
+        assert_eq!(
+            bytes_fnv(low.as_raw()),
+            case["pil_bilinear_height23_fnv"].as_str().unwrap(),
+            "bilinear {}",
+            case["rec"]
+        );
         let (uw, uh) = (case["up_size"][0].as_u64().unwrap() as u32, case["up_size"][1].as_u64().unwrap() as u32);
         let up = pil_resize(&gt, uw, uh, PilFilter::Bicubic).unwrap();
         assert_eq!(bytes_fnv(up.as_raw()), case["pil_bicubic_up_fnv"].as_str().unwrap(), "upsample {}", case["gt"]);

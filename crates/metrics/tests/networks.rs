@@ -14,7 +14,8 @@ use tch::{Device, Tensor};
 
 fn input(name: &str, batch: i64, size: i64) -> Tensor {
     let seed = fnv1a64(&format!("input.{name}"));
-    let values: Vec<f32> = (0..(batch * 3 * size * size) as u64).map(|i| symmetric_uniform(seed, i) as f32 * 2.0).collect();
+    let values: Vec<f32> =
+        (0..(batch * 3 * size * size) as u64).map(|i| symmetric_uniform(seed, i) as f32 * 2.0).collect();
     Tensor::from_slice(&values).view([batch, 3, size, size])
 }
 
@@ -93,7 +94,8 @@ fn parameter_names_and_shapes_match_torchvision_checkpoints() {
 fn feature_extractor_trait_flattens_rows() {
     use metrics::FeatureExtractor;
     let net = TorchvisionExtractor::with_synthetic_weights(TorchvisionNetwork::AlexNet, Device::Cpu).unwrap();
-    let batch = ndarray::Array4::<f32>::from_shape_fn((3, 3, 64, 64), |(n, c, y, x)| ((n + c + y * x) % 7) as f32 / 7.0);
+    let batch =
+        ndarray::Array4::<f32>::from_shape_fn((3, 3, 64, 64), |(n, c, y, x)| ((n + c + y * x) % 7) as f32 / 7.0);
     let rows = net.extract(batch.view()).unwrap();
     assert_eq!(net.outputs(), vec!["features.4", "features.11"]);
     assert_eq!(rows[0].dim(), (3, 192 * 7 * 7));

@@ -68,6 +68,11 @@ fn mask_order_and_masked_betas_match_numpy() {
     let offsets: ndarray::Array1<i64> = read_npy(dir.join("mask_offsets.npy")).unwrap();
     let want: Vec<usize> = offsets.iter().map(|&o| o as usize).collect();
     assert_eq!(mask.offsets(), want.as_slice());
+    // ROI values at the mask voxels, in mask order (what the ROI analysis indexes with).
+    let labels = mask.select(&roi).unwrap();
+    assert_eq!(labels.len(), want.len());
+    assert!(labels.iter().all(|&v| v > 0.0));
+    assert!(want.iter().zip(&labels).all(|(&o, &v)| roi.data[o] == v));
     let expected: Array2<f32> = read_npy(dir.join("betas_masked.npy")).unwrap();
     let mut reader = NiftiReader::open(&dir.join("betas.nii.gz")).unwrap();
     assert_eq!(reader.header().n_volumes(), expected.nrows());
@@ -169,6 +174,21 @@ mod hdf5 {
             assert_eq!(got.slice(s![slot, .., .., ..]), expected.slice(s![id, .., .., ..]));
         }
         assert!(matches!(brick.read(&[7]), Err(NsdError::OutOfRange { .. })));
+    }
+
+    #[test]
+    fn hdf5_bad_inputs_are_named_errors() {
+        let dir = fixtures().join("hdf5");
+        let missing = dir.join("nope.hdf5");
+        let err = StimulusBrick::open(&missing).err().unwrap();
+        assert!(matches!(err, NsdError::Missing { ref path, .. } if *path == missing), "{err}");
+        let err = StimulusBrick::open(&dir.join("betas.hdf5")).err().unwrap();
+        assert!(err.to_string().contains("no dataset 'imgBrick'"), "{err}");
+        // betas.hdf5 is i16 4-D; opened as betas it works, the brick is u8 and is refused.
+        let err = Hdf5Betas::open(&dir.join("stimuli.hdf5")).err().unwrap();
+        assert!(err.to_string().contains("no dataset 'betas'"), "{err}");
+        let err = StimulusBrick::open(&dir.join("betas.expected.npy")).err().unwrap();
+        assert!(matches!(err, NsdError::Hdf5 { .. }), "{err}");
     }
 
     #[test]

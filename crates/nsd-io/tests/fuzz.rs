@@ -1,6 +1,7 @@
 //! Property tests: the NIfTI, MAT and npy parsers never panic (nor allocate what the input only
 //! claims) on arbitrary bytes, or on valid files with random bytes overwritten. Every input must
-//! give either a value or a typed error.
+//! give either a value or a typed error. Each property runs `CASES` generated cases and checks
+//! that every one reached the parser; with `--nocapture` each prints its count.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -11,9 +12,9 @@ use nsd_io::CaptionTable;
 use nsd_io::mat::MatFile;
 use nsd_io::nifti::{NiftiReader, write_nifti};
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 
 const CASES: u32 = 4000;
-static RUN: AtomicUsize = AtomicUsize::new(0);
 
 fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats").join(rel)).unwrap()
@@ -28,14 +29,12 @@ fn valid_nifti() -> Vec<u8> {
 }
 
 fn read_nifti_bytes<R: std::io::Read>(source: R) {
-    RUN.fetch_add(1, Ordering::Relaxed);
     if let Ok(reader) = NiftiReader::new(source, Path::new("fuzz.nii")) {
         let _ = reader.read_array();
     }
 }
 
 fn parse_mat(bytes: &[u8]) {
-    RUN.fetch_add(1, Ordering::Relaxed);
     let _ = MatFile::parse(bytes, Path::new("fuzz.mat"));
 }
 
@@ -47,50 +46,81 @@ fn mutate(mut base: Vec<u8>, edits: &[(usize, u8)]) -> Vec<u8> {
     base
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
-
-    #[test]
-    fn nifti_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..1200)) {
-        read_nifti_bytes(Cursor::new(bytes.clone()));
-        read_nifti_bytes(MultiGzDecoder::new(Cursor::new(bytes)));
-    }
-
-    #[test]
-    fn nifti_mutated_header_and_data(edits in proptest::collection::vec((0usize..700, any::<u8>()), 1..8)) {
-        read_nifti_bytes(Cursor::new(mutate(valid_nifti(), &edits)));
-    }
-
-    #[test]
-    fn nifti_mutated_gzip(edits in proptest::collection::vec((0usize..4000, any::<u8>()), 1..4)) {
-        read_nifti_bytes(MultiGzDecoder::new(Cursor::new(mutate(fixture("nifti/int16_4d.nii.gz"), &edits))));
-    }
-
-    #[test]
-    fn mat_arbitrary_bytes(tail in proptest::collection::vec(any::<u8>(), 0..600)) {
-        // With and without a valid 128-byte header in front, so the element parser is reached.
-        let mut with_header = fixture("mat/plain.mat")[..128].to_vec();
-        with_header.extend_from_slice(&tail);
-        parse_mat(&with_header);
-        parse_mat(&tail);
-    }
-
-    #[test]
-    fn mat_mutated_files(edits in proptest::collection::vec((0usize..5000, any::<u8>()), 1..6)) {
-        parse_mat(&mutate(fixture("mat/plain.mat"), &edits));
-        parse_mat(&mutate(fixture("mat/compressed.mat"), &edits));
-    }
-
-    #[test]
-    fn npy_mutated_captions(edits in proptest::collection::vec((0usize..400, any::<u8>()), 1..6)) {
-        RUN.fetch_add(1, Ordering::Relaxed);
-        let _ = CaptionTable::parse_npy(&mutate(fixture("npy/captions_U.npy"), &edits), Path::new("fuzz.npy"));
-    }
+/// Runs `CASES` inputs from `strategy` through `check` (which makes `calls` parser calls each),
+/// and asserts that every call happened.
+fn fuzz<S: Strategy>(name: &str, strategy: S, calls: usize, check: impl Fn(S::Value)) {
+    let count = AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config { cases: CASES, failure_persistence: None, ..Config::default() });
+    runner
+        .run(&strategy, |input| {
+            check(input);
+            count.fetch_add(calls, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    let n = count.load(Ordering::Relaxed);
+    assert_eq!(n, CASES as usize * calls, "{name}");
+    eprintln!("fuzz {name}: {n} parser inputs, no panic");
 }
 
 #[test]
-fn zz_report_fuzz_count() {
-    // Printed with --nocapture; the properties may still be running in parallel, so this is a
-    // lower bound. In all, each of the CASES cases makes 9 parser calls (2+1+1+2+2+1).
-    eprintln!("fuzz: {} parser inputs so far (of {} in all)", RUN.load(Ordering::Relaxed), 9 * CASES);
+fn nifti_arbitrary_bytes() {
+    fuzz("nifti arbitrary bytes (raw and as gzip)", proptest::collection::vec(any::<u8>(), 0..1200), 2, |bytes| {
+        read_nifti_bytes(Cursor::new(bytes.clone()));
+        read_nifti_bytes(MultiGzDecoder::new(Cursor::new(bytes)));
+    });
+}
+
+#[test]
+fn nifti_mutated_header_and_data() {
+    let base = valid_nifti();
+    fuzz("nifti mutated .nii", proptest::collection::vec((0usize..700, any::<u8>()), 1..8), 1, |edits| {
+        read_nifti_bytes(Cursor::new(mutate(base.clone(), &edits)));
+    });
+}
+
+#[test]
+fn nifti_mutated_gzip() {
+    let base = fixture("nifti/int16_4d.nii.gz");
+    fuzz(
+        "nifti mutated .nii.gz (nibabel-written)",
+        proptest::collection::vec((0usize..4000, any::<u8>()), 1..4),
+        1,
+        |edits| {
+            read_nifti_bytes(MultiGzDecoder::new(Cursor::new(mutate(base.clone(), &edits))));
+        },
+    );
+}
+
+#[test]
+fn mat_arbitrary_bytes() {
+    let header = fixture("mat/plain.mat")[..128].to_vec();
+    fuzz(
+        "mat arbitrary bytes (with and without a valid header)",
+        proptest::collection::vec(any::<u8>(), 0..600),
+        2,
+        |tail| {
+            let mut with_header = header.clone();
+            with_header.extend_from_slice(&tail);
+            parse_mat(&with_header);
+            parse_mat(&tail);
+        },
+    );
+}
+
+#[test]
+fn mat_mutated_files() {
+    let (plain, compressed) = (fixture("mat/plain.mat"), fixture("mat/compressed.mat"));
+    fuzz("mat mutated scipy-written files", proptest::collection::vec((0usize..5000, any::<u8>()), 1..6), 2, |edits| {
+        parse_mat(&mutate(plain.clone(), &edits));
+        parse_mat(&mutate(compressed.clone(), &edits));
+    });
+}
+
+#[test]
+fn npy_mutated_captions() {
+    let base = fixture("npy/captions_U.npy");
+    fuzz("npy mutated caption array", proptest::collection::vec((0usize..400, any::<u8>()), 1..6), 1, |edits| {
+        let _ = CaptionTable::parse_npy(&mutate(base.clone(), &edits), Path::new("fuzz.npy"));
+    });
 }

@@ -126,7 +126,14 @@ fn main() -> AnyResult<()> {
         fit_seconds += secs;
         flops += nf.powi(3) / 3.0 + 2.0 * mf * nf * nf + 2.0 * mf * nf * d as f64;
         write_npy_atomic(&dir.join(format!("ours_pred_{name}.npy")), &fit.predictions[0])?;
-        println!("ours: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.2} s");
+        let ft = fit.timings;
+        println!(
+            "ours: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.2} s (operator {:.2} s, read {:.2} s, GEMM {:.2} s = {:.1} GFLOP/s)",
+            ft.operators_s,
+            ft.read_s,
+            ft.predict_s,
+            2.0 * mf * nf * d as f64 / ft.predict_s / 1e9
+        );
         groups_json.push(format!("\"{name}\": {{\"targets\": {d}, \"alpha\": {alpha}, \"seconds\": {secs:.4}}}"));
     }
     let compute = build + eval + fit_seconds;

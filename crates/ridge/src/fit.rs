@@ -6,7 +6,7 @@ use crate::linalg;
 use crate::problem::{EvaluationSet, RidgeProblem, Spectrum};
 use crate::source::TargetSource;
 use crate::validate;
-use faer::{Mat, MatRef};
+use faer::{Mat, MatMut, MatRef};
 use ndarray::Array2;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -40,6 +40,39 @@ pub struct RidgeFit {
     /// Criterion value of every candidate for every target (`grid.len() x d`; lower is better):
     /// mean squared error for leave-one-out and k-fold, the GCV score for GCV.
     pub scores: Option<Array2<f64>>,
+    /// Where the time went.
+    pub timings: FitTimings,
+}
+
+/// Wall-clock seconds spent in each phase of a fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FitTimings {
+    /// Reading, checking and averaging target blocks.
+    pub read_s: f64,
+    /// Building prediction operators (one Cholesky solve per alpha and evaluation set) and,
+    /// for grids, the eigendecomposition and fold problems.
+    pub operators_s: f64,
+    /// Scoring candidate alphas.
+    pub scoring_s: f64,
+    /// Target GEMMs writing the predictions.
+    pub predict_s: f64,
+}
+
+fn timed<T>(acc: &mut f64, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let r = f();
+    *acc += t.elapsed().as_secs_f64();
+    r
+}
+
+/// Builds the prediction operators of every evaluation set for the alphas in use.
+fn prepare_operators(problem: &RidgeProblem, evals: &[&EvaluationSet], alphas: &[f64]) -> Result<()> {
+    for alpha in columns_by_alpha(alphas).values().map(|(a, _)| *a) {
+        for e in evals {
+            e.smoother(problem, alpha)?;
+        }
+    }
+    Ok(())
 }
 
 /// One block of targets (column-major f32) with the column means of the training rows.
@@ -156,17 +189,28 @@ fn predict_block(
     let all_one = groups.len() == 1;
     for (eval, out) in evals.iter().zip(outputs.iter_mut()) {
         let m = eval.n_rows();
+        let d = out.ncols();
         for (alpha, cols) in groups.values() {
             let s = eval.smoother(problem, *alpha)?;
-            let gathered;
-            let y = if all_one {
-                view
-            } else {
-                gathered = gather(view, cols);
-                MatRef::from_column_major_slice(&gathered[..], n, cols.len())
-            };
+            let s = s.as_ref().as_ref();
+            if all_one && let Some(slice) = out.as_slice_mut() {
+                // The row-major m x d output seen column-major is d x m: its rows
+                // first..first+b are a strided b x m matrix, which the GEMM fills directly as
+                // Yc^T S^T, with no scatter.
+                let dst = MatMut::from_column_major_slice_with_stride_mut(&mut slice[block.first..], block.cols, m, d);
+                linalg::gemm(dst, view.transpose(), s.transpose(), 1.0f32);
+                for i in 0..m {
+                    let row = &mut slice[i * d + block.first..i * d + block.first + block.cols];
+                    for (v, mean) in row.iter_mut().zip(&block.means) {
+                        *v += *mean as f32;
+                    }
+                }
+                continue;
+            }
+            let gathered = gather(view, cols);
+            let y = MatRef::from_column_major_slice(&gathered[..], n, cols.len());
             let mut p = Mat::<f32>::zeros(m, cols.len());
-            linalg::gemm(p.as_mut(), s.as_ref().as_ref(), y, 1.0f32);
+            linalg::gemm(p.as_mut(), s, y, 1.0f32);
             for (k, &j) in cols.iter().enumerate() {
                 let mean = block.means[j] as f32;
                 let mut col = out.column_mut(block.first + j);
@@ -409,26 +453,22 @@ impl RidgeProblem {
                 for (j, &a) in v.iter().enumerate() {
                     validate::alpha(&format!("alpha of target {j}"), a)?;
                 }
-                Some(v.clone())
-            }
-            AlphaPolicy::Grid(g) => {
-                g.validate()?;
-                None
+                v.clone()
             }
         };
-        if let Some(alphas) = fixed {
-            let mut start = 0;
-            while start < d {
-                let end = (start + options.block_cols).min(d);
-                let mut block = read_block(self, targets, start..end)?;
-                predict_block(self, evals, &mut block, &alphas[start..end], &mut outputs)?;
-                tracing::debug!(done = end, of = d, seconds = started.elapsed().as_secs_f64(), "ridge: block");
-                start = end;
-            }
-            return Ok(RidgeFit { alphas, predictions: outputs, grid: Vec::new(), scores: None });
+        let mut timings = FitTimings::default();
+        timed(&mut timings.operators_s, || prepare_operators(self, evals, &alphas))?;
+        let mut start = 0;
+        while start < d {
+            let end = (start + options.block_cols).min(d);
+            let mut block = timed(&mut timings.read_s, || read_block(self, targets, start..end))?;
+            timed(&mut timings.predict_s, || {
+                predict_block(self, evals, &mut block, &alphas[start..end], &mut outputs)
+            })?;
+            tracing::debug!(done = end, of = d, seconds = started.elapsed().as_secs_f64(), "ridge: block");
+            start = end;
         }
-        let AlphaPolicy::Grid(grid) = policy else { unreachable!("fixed policies returned above") };
-        self.fit_predict_grid(targets, grid, evals, options, outputs)
+        Ok(RidgeFit { alphas, predictions: outputs, grid: Vec::new(), scores: None, timings })
     }
 
     fn fit_predict_grid(
@@ -444,15 +484,15 @@ impl RidgeProblem {
         let group = grid.scope.group_size(d);
         let single_pass = group <= options.block_cols;
         let block_cols = if single_pass { (options.block_cols / group) * group } else { options.block_cols };
-        let scorer = Scorer::new(self, grid.criterion)?;
+        let mut timings = FitTimings::default();
+        let scorer = timed(&mut timings.operators_s, || Scorer::new(self, grid.criterion))?;
         let mut scores = Array2::<f64>::zeros((grid.alphas.len(), d));
         let mut alphas = vec![0.0; d];
         let mut start = 0;
         while start < d {
             let end = (start + block_cols).min(d);
-            let mut block = read_block(self, targets, start..end)?;
-            let yc = block.centred_f64(n);
-            let s = scorer.score(self, yc.as_ref(), &grid.alphas)?;
+            let mut block = timed(&mut timings.read_s, || read_block(self, targets, start..end))?;
+            let s = timed(&mut timings.scoring_s, || scorer.score(self, block.centred_f64(n).as_ref(), &grid.alphas))?;
             for a in 0..grid.alphas.len() {
                 for j in 0..block.cols {
                     scores[[a, start + j]] = s[(a, j)];
@@ -461,7 +501,8 @@ impl RidgeProblem {
             if single_pass {
                 let chosen = choose(&scorer, &grid.alphas, s.as_ref(), group);
                 alphas[start..end].copy_from_slice(&chosen);
-                predict_block(self, evals, &mut block, &chosen, &mut outputs)?;
+                timed(&mut timings.operators_s, || prepare_operators(self, evals, &chosen))?;
+                timed(&mut timings.predict_s, || predict_block(self, evals, &mut block, &chosen, &mut outputs))?;
             }
             start = end;
         }
@@ -473,8 +514,11 @@ impl RidgeProblem {
                 let mut start = 0;
                 while start < d {
                     let end = (start + block_cols).min(d);
-                    let mut block = read_block(self, targets, start..end)?;
-                    predict_block(self, evals, &mut block, &alphas[start..end], &mut outputs)?;
+                    let mut block = timed(&mut timings.read_s, || read_block(self, targets, start..end))?;
+                    timed(&mut timings.operators_s, || prepare_operators(self, evals, &alphas[start..end]))?;
+                    timed(&mut timings.predict_s, || {
+                        predict_block(self, evals, &mut block, &alphas[start..end], &mut outputs)
+                    })?;
                     start = end;
                 }
             }
@@ -482,6 +526,6 @@ impl RidgeProblem {
         if matches!(grid.scope, AlphaScope::PerGroup) {
             tracing::info!(alpha = alphas[0], "ridge: alpha chosen for the group");
         }
-        Ok(RidgeFit { alphas, predictions: outputs, grid: grid.alphas.clone(), scores: Some(scores) })
+        Ok(RidgeFit { alphas, predictions: outputs, grid: grid.alphas.clone(), scores: Some(scores), timings })
     }
 }

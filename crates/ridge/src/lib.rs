@@ -39,7 +39,7 @@ mod weights;
 
 pub use alpha::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion};
 pub use error::{Result, RidgeError};
-pub use fit::{FitOptions, RidgeFit};
+pub use fit::{FitOptions, FitTimings, RidgeFit};
 pub use model::{MODEL_FORMAT, RidgeModel};
 pub use problem::{EvaluationSet, ProblemOptions, RidgeProblem, SolverForm};
 pub use source::{NpyTargets, SafetensorsTargets, TargetSource};

@@ -54,7 +54,10 @@ fn safetensors_targets_stream_in_blocks_like_in_memory_targets() {
     assert!(matches!(src.read_columns(10..13, &mut buf3), Err(RidgeError::Invalid(_))));
     assert!(matches!(src.read_columns(0..2, &mut buf3), Err(RidgeError::Shape { .. })));
     let y32 = fx.matrix_f32("y3_f32");
-    assert!(matches!(y32.view().read_columns(11..13, &mut buf[..problem.n_samples() * 2]), Err(RidgeError::Invalid(_))));
+    assert!(matches!(
+        y32.view().read_columns(11..13, &mut buf[..problem.n_samples() * 2]),
+        Err(RidgeError::Invalid(_))
+    ));
     match SafetensorsTargets::open(fixture_path("stream.safetensors"), "missing") {
         Err(RidgeError::File { message, .. }) => assert!(message.contains("y3_f32")),
         other => panic!("expected File error, got {:?}", other.err()),

@@ -125,3 +125,26 @@ fn missing_weight_file_is_an_io_error_with_the_path() {
     let err = load_state_dict(std::path::Path::new("/nonexistent/diffusion_pytorch_model.bin")).err().unwrap();
     assert!(err.to_string().contains("/nonexistent/diffusion_pytorch_model.bin"));
 }
+
+#[test]
+fn vd_convert_command_writes_a_loadable_merged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny-f16.safetensors");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_vd-convert"))
+        .arg(tiny_folder())
+        .arg(&out)
+        .args(["--precision", "f16"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let weights = VdWeights::open(&out).unwrap();
+    assert!(weights.unet.values().all(|t| t.kind() == Kind::Half));
+    assert_eq!(weights.unet_config.block_out_channels, vec![8, 16, 16]);
+    assert_eq!(weights.scheduler_config, versatile_diffusion::SchedulerConfig::versatile_diffusion());
+    // A folder without weights fails with a message naming the folder.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("image_unet")).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vd-convert")).arg(&empty).arg(&out).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("empty"));
+}

@@ -57,7 +57,10 @@ fn device(name: &str) -> anyhow::Result<tch::Device> {
         "cpu" => Ok(tch::Device::Cpu),
         "cuda" => Ok(tch::Device::cuda_if_available()),
         other => {
-            let index = other.strip_prefix("cuda:").and_then(|i| i.parse().ok()).context("device must be cpu, cuda or cuda:N")?;
+            let index = other
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .context("device must be cpu, cuda or cuda:N")?;
             Ok(tch::Device::Cuda(index))
         }
     }

@@ -18,7 +18,11 @@ const COLUMN_BLOCK: usize = 8192;
 fn check_features(what: &str, gt: &ArrayView2<f32>, rec: &ArrayView2<f32>) -> Result<(), MetricsError> {
     let invalid = |message: String| Err(MetricsError::Invalid { what: what.to_owned(), message });
     if gt.dim() != rec.dim() {
-        return invalid(format!("ground-truth features {:?} and reconstruction features {:?} differ in shape", gt.dim(), rec.dim()));
+        return invalid(format!(
+            "ground-truth features {:?} and reconstruction features {:?} differ in shape",
+            gt.dim(),
+            rec.dim()
+        ));
     }
     if gt.nrows() < 2 || gt.ncols() < 2 {
         return invalid(format!("needs at least 2 images with at least 2 features each, got {:?}", gt.dim()));

@@ -66,7 +66,10 @@ fn check_pair(a: &GrayF64, b: &GrayF64, win: usize, need_width: bool) -> Result<
         });
     }
     if a.data.len() != a.width * a.height || b.data.len() != b.width * b.height {
-        return Err(MetricsError::Invalid { what: "SSIM input".into(), message: "buffer length != width*height".into() });
+        return Err(MetricsError::Invalid {
+            what: "SSIM input".into(),
+            message: "buffer length != width*height".into(),
+        });
     }
     if a.height < win || (need_width && a.width < win) || a.width == 0 {
         return Err(MetricsError::Invalid {

@@ -62,7 +62,8 @@ pub fn copy_into(vs: &VarStore, state: &HashMap<String, Tensor>, source: &Path) 
     let mut variables = vs.variables();
     let mut names: Vec<&String> = variables.keys().collect();
     names.sort();
-    let missing: Vec<String> = names.iter().filter(|n| !state.contains_key(n.as_str())).map(|n| n.to_string()).collect();
+    let missing: Vec<String> =
+        names.iter().filter(|n| !state.contains_key(n.as_str())).map(|n| n.to_string()).collect();
     if !missing.is_empty() {
         let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
         return Err(MetricsError::Checkpoint {
@@ -76,7 +77,11 @@ pub fn copy_into(vs: &VarStore, state: &HashMap<String, Tensor>, source: &Path) 
             if value.size() != var.size() {
                 return Err(MetricsError::Checkpoint {
                     path: source.to_owned(),
-                    message: format!("parameter {name} has shape {:?}, the network expects {:?}", value.size(), var.size()),
+                    message: format!(
+                        "parameter {name} has shape {:?}, the network expects {:?}",
+                        value.size(),
+                        var.size()
+                    ),
                 });
             }
             var.f_copy_(value)?;

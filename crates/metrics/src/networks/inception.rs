@@ -17,7 +17,8 @@ struct BasicConv2d {
 
 impl BasicConv2d {
     fn new(p: nn::Path, c_in: i64, c_out: i64, kernel: [i64; 2], stride: i64, padding: [i64; 2]) -> Self {
-        let config = nn::ConvConfigND::<[i64; 2]> { stride: [stride, stride], padding, bias: false, ..Default::default() };
+        let config =
+            nn::ConvConfigND::<[i64; 2]> { stride: [stride, stride], padding, bias: false, ..Default::default() };
         let conv = nn::conv(&p / "conv", c_in, c_out, kernel, config);
         let bn = nn::batch_norm2d(&p / "bn", c_out, nn::BatchNormConfig { eps: 0.001, ..Default::default() });
         BasicConv2d { conv, bn }

@@ -35,7 +35,7 @@ impl Normalization {
     /// OpenAI CLIP's statistics.
     pub const CLIP: Normalization = Normalization {
         mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
-        std: [0.268_629_54, 0.261_302_58, 0.275_777_1],
+        std: [0.268_629_54, 0.261_302_6, 0.275_777_1],
     };
 }
 
@@ -101,9 +101,9 @@ impl TorchvisionNetwork {
 }
 
 enum Model {
-    AlexNet(AlexNetFeatures),
-    Inception(InceptionV3),
-    EfficientNet(EfficientNetB1),
+    AlexNet(Box<AlexNetFeatures>),
+    Inception(Box<InceptionV3>),
+    EfficientNet(Box<EfficientNetB1>),
     ResNet(Box<dyn nn::ModuleT + Send>),
 }
 
@@ -116,7 +116,10 @@ pub struct TorchvisionExtractor {
 
 impl std::fmt::Debug for TorchvisionExtractor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TorchvisionExtractor").field("network", &self.network).field("device", &self.vs.device()).finish()
+        f.debug_struct("TorchvisionExtractor")
+            .field("network", &self.network)
+            .field("device", &self.vs.device())
+            .finish()
     }
 }
 
@@ -126,9 +129,9 @@ impl TorchvisionExtractor {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let model = match network {
-            TorchvisionNetwork::AlexNet => Model::AlexNet(AlexNetFeatures::new(&root)),
-            TorchvisionNetwork::InceptionV3 => Model::Inception(InceptionV3::new(&root, true)),
-            TorchvisionNetwork::EfficientNetB1 => Model::EfficientNet(EfficientNetB1::new(&root)),
+            TorchvisionNetwork::AlexNet => Model::AlexNet(Box::new(AlexNetFeatures::new(&root))),
+            TorchvisionNetwork::InceptionV3 => Model::Inception(Box::new(InceptionV3::new(&root, true))),
+            TorchvisionNetwork::EfficientNetB1 => Model::EfficientNet(Box::new(EfficientNetB1::new(&root))),
             TorchvisionNetwork::SwavResNet50 => {
                 Model::ResNet(Box::new(tch::vision::resnet::resnet50_no_final_layer(&root)))
             }

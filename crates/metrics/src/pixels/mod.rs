@@ -90,9 +90,8 @@ impl RgbF64 {
             return Ok(self.clone());
         }
         let data: Vec<f32> = self.data.iter().map(|&v| v as f32).collect();
-        let tensor = tch::Tensor::from_slice(&data)
-            .view([1, self.height as i64, self.width as i64, 3])
-            .permute([0, 3, 1, 2]);
+        let tensor =
+            tch::Tensor::from_slice(&data).view([1, self.height as i64, self.width as i64, 3]).permute([0, 3, 1, 2]);
         let resized = tch::no_grad(|| {
             tensor
                 .f_upsample_bilinear2d([height as i64, width as i64], false, None, None)

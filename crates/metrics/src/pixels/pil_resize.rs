@@ -184,10 +184,8 @@ pub fn pil_resize(image: &RgbImage, width: u32, height: u32, filter: PilFilter) 
             *o = clip8(i64::from(a));
         }
     }
-    RgbImage::from_raw(width, height, out).ok_or_else(|| MetricsError::Invalid {
-        what: "resize".into(),
-        message: "internal buffer size mismatch".into(),
-    })
+    RgbImage::from_raw(width, height, out)
+        .ok_or_else(|| MetricsError::Invalid { what: "resize".into(), message: "internal buffer size mismatch".into() })
 }
 
 #[cfg(test)]
