@@ -5,7 +5,7 @@
 
 low-level: Brain-Diffuser's per-pair PixCorr (Pillow bicubic + np.corrcoef) and scikit-image SSIM,
 both variants, over every pair, on images already decoded in memory. networks: torchvision
-forward passes (random weights) on CPU. Prints one JSON object.
+forward passes on CPU with the synthetic weights of synthetic.py (as the Rust side). Prints one JSON object.
 """
 
 import glob
@@ -53,9 +53,13 @@ def networks(size, batch, repeats):
         "efficientnet_b1": torchvision.models.efficientnet_b1(),
         "swav_resnet50": torchvision.models.resnet50(),
     }
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import synthetic
+
     x = torch.rand(batch, 3, size, size)
     out = {}
     for name, m in models.items():
+        synthetic.fill_model(m)  # the same weights as the Rust side, so the work is identical
         m.eval()
         m(x)  # warm-up
         start = time.perf_counter()

@@ -14,6 +14,7 @@ pub mod renormalise;
 pub mod report;
 pub mod roi;
 pub mod shard;
+pub mod stages;
 mod stage;
 
 pub use config::Config;

@@ -202,6 +202,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("versatile-diffusion speed: {what}, channels {}, {} {}", args.channels, args.device, args.dtype);
         let ours = ours(&args, device, kind)?;
         let (our_median, our_min) = (median(ours.clone()), ours.iter().copied().fold(f64::INFINITY, f64::min));
+        eprintln!("ours: median {our_median:.3} s, min {our_min:.3} s over {} runs", ours.len());
         println!("| implementation | median s | min s | vs diffusers |");
         println!("|---|---|---|---|");
         match &args.python {

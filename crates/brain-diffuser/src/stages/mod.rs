@@ -1,0 +1,4 @@
+//! Adapters that make the stage crates' models [`Encoder`](crate::Encoder)s and
+//! [`Generator`](crate::Generator)s. Each adapter owns its model, device and precision.
+
+pub mod clip;
