@@ -194,6 +194,12 @@ fn extract_all(
                 format!("{} returned {} outputs, declared {}", extractor.name(), features.len(), outputs.len()),
             ));
         }
+        if let Some(bad) = features.iter().find(|f| f.nrows() != chunk.len()) {
+            return Err(invalid(
+                "extractor result",
+                format!("{} returned {} feature rows for {} images", extractor.name(), bad.nrows(), chunk.len()),
+            ));
+        }
         for (slot, &index) in indices.iter().enumerate() {
             parts[slot].push(features[index].clone());
         }

@@ -169,6 +169,54 @@ fn bad_folders_are_reported() {
     let msg = evaluate_folders(&gt, &rec, &bd, &none, 4).unwrap_err().to_string();
     assert!(msg.contains("1.png"), "{msg}");
 
+    // In-memory sets of different lengths, and a CLIP extractor without the protocol's output.
+    let pairs = metrics::load_pairs(&gt, &gt).unwrap();
+    let short = &pairs.reconstructions[..2];
+    let msg = metrics::evaluate(&pairs.ground_truths, short, &pairs.names, &bd, &none, 4).unwrap_err().to_string();
+    assert!(msg.contains("3 ground truths but 2 reconstructions"), "{msg}");
+    struct WrongOutput;
+    impl FeatureExtractor for WrongOutput {
+        fn name(&self) -> &str {
+            "wrong"
+        }
+        fn normalization(&self) -> Normalization {
+            Normalization::CLIP
+        }
+        fn outputs(&self) -> Vec<String> {
+            vec!["pooled".into()]
+        }
+        fn extract(&self, _: ArrayView4<f32>) -> Result<Vec<Array2<f32>>, MetricsError> {
+            Ok(vec![Array2::zeros((1, 2))])
+        }
+    }
+    let wrong = WrongOutput;
+    let with_wrong = Extractors::new().with(slots::CLIP, &wrong);
+    let msg = metrics::evaluate(&pairs.ground_truths, &pairs.ground_truths, &pairs.names, &bd, &with_wrong, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("no output \"final\""), "{msg}");
+    struct WrongRows;
+    impl FeatureExtractor for WrongRows {
+        fn name(&self) -> &str {
+            "wrong-rows"
+        }
+        fn normalization(&self) -> Normalization {
+            Normalization::CLIP
+        }
+        fn outputs(&self) -> Vec<String> {
+            vec!["final".into()]
+        }
+        fn extract(&self, _: ArrayView4<f32>) -> Result<Vec<Array2<f32>>, MetricsError> {
+            Ok(vec![Array2::zeros((1, 2))])
+        }
+    }
+    let rows = WrongRows;
+    let with_rows = Extractors::new().with(slots::CLIP, &rows);
+    let msg = metrics::evaluate(&pairs.ground_truths, &pairs.ground_truths, &pairs.names, &bd, &with_rows, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("1 feature rows for 3 images"), "{msg}");
+
     // A missing folder and an unknown protocol.
     assert!(matches!(evaluate_folders(&dir.path().join("nope"), &rec, &bd, &none, 4), Err(MetricsError::Io { .. })));
     assert!(Protocol::by_name("mindeye3").unwrap_err().to_string().contains("mindeye3"));

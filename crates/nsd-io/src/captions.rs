@@ -259,7 +259,7 @@ fn parse_shape(header: &str) -> Option<Vec<usize>> {
     let k = header.find("'shape'")?;
     let rest = &header[k..];
     let open = rest.find('(')?;
-    let close = rest.find(')')?;
+    let close = open + rest[open..].find(')')?;
     rest[open + 1..close].split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().ok()).collect()
 }
 

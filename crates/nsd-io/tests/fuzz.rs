@@ -1,6 +1,6 @@
 //! Property tests: the NIfTI, MAT and npy parsers never panic (nor allocate what the input only
 //! claims) on arbitrary bytes, or on valid files with random bytes overwritten. Every input must
-//! give either a value or a typed error. Each property runs `CASES` generated cases and checks
+//! give either a value or a typed error. Each property runs `cases()` generated cases and checks
 //! that every one reached the parser; with `--nocapture` each prints its count.
 
 use std::io::Cursor;
@@ -12,9 +12,12 @@ use nsd_io::CaptionTable;
 use nsd_io::mat::MatFile;
 use nsd_io::nifti::{NiftiReader, write_nifti};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-const CASES: u32 = 4000;
+/// Cases per property; `NSD_IO_FUZZ_CASES` raises it for a longer local run.
+fn cases() -> u32 {
+    std::env::var("NSD_IO_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4000)
+}
 
 fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats").join(rel)).unwrap()
@@ -46,11 +49,17 @@ fn mutate(mut base: Vec<u8>, edits: &[(usize, u8)]) -> Vec<u8> {
     base
 }
 
-/// Runs `CASES` inputs from `strategy` through `check` (which makes `calls` parser calls each),
-/// and asserts that every call happened.
+/// Runs `cases()` inputs from `strategy` through `check` (which makes `calls` parser calls each),
+/// and asserts that every call happened. The generator is seeded (a fixed seed, or
+/// `NSD_IO_FUZZ_SEED` to explore others), so a failure reproduces.
 fn fuzz<S: Strategy>(name: &str, strategy: S, calls: usize, check: impl Fn(S::Value)) {
     let count = AtomicUsize::new(0);
-    let mut runner = TestRunner::new(Config { cases: CASES, failure_persistence: None, ..Config::default() });
+    let config = Config { cases: cases(), failure_persistence: None, ..Config::default() };
+    let seed: u64 = std::env::var("NSD_IO_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(20_261_127);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
+    let mut runner = TestRunner::new_with_rng(config, rng);
     runner
         .run(&strategy, |input| {
             check(input);
@@ -59,7 +68,7 @@ fn fuzz<S: Strategy>(name: &str, strategy: S, calls: usize, check: impl Fn(S::Va
         })
         .unwrap();
     let n = count.load(Ordering::Relaxed);
-    assert_eq!(n, CASES as usize * calls, "{name}");
+    assert_eq!(n, cases() as usize * calls, "{name}");
     eprintln!("fuzz {name}: {n} parser inputs, no panic");
 }
 

@@ -2,3 +2,4 @@
 //! [`Generator`](crate::Generator)s. Each adapter owns its model, device and precision.
 
 pub mod clip;
+pub mod ridge;
