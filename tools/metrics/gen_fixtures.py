@@ -306,6 +306,18 @@ def gen_evaluate(out, models, n, gw, rw):
                "EffNet-B": score("efficientnet_b1", "avgpool", "dist"), "SwAV": score("swav_resnet50", "avgpool", "dist")})
     result["brain_diffuser"] = bd
 
+    # The preprocessed network inputs themselves (first 3 ground truths): hashes of the float32 bytes.
+    def digest(t):
+        a = np.ascontiguousarray(t.numpy().astype(np.float32))
+        return {"fnv": syn.bytes_fnv1a64(a.tobytes()), "sum": float(a.astype(np.float64).sum()),
+                "shape": list(a.shape)}
+
+    result["preprocess"] = {
+        "bd_imagenet_224": digest(bd_features(models, gts[:3], IMAGENET)),
+        "bd_clip_224": digest(bd_features(models, gts[:3], CLIP)),
+        "me_imagenet_255": digest(me_batch(gts[:3], 255, IMAGENET)),
+    }
+
     # MindEye: tensors, bilinear without antialias; pixels at 425 (here: the protocol's 425), 2-D SSIM.
     pc, ss = [], []
     for gt, rec in zip(gts, recs):

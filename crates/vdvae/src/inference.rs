@@ -101,25 +101,46 @@ impl Vdvae {
     /// remaining blocks draw from the prior at `options.temperature`, then the output is
     /// sampled (or its mode taken).
     pub fn decode(&self, latents: &Latents, options: &DecodeOptions) -> Result<Vec<RgbImage>, VdvaeError> {
-        check_batch_size(options.batch_size)?;
         let layout = self.config().latent_layout(latents.n_blocks)?;
-        if latents.dim != layout.dim() || latents.values.len() % layout.dim() != 0 {
+        if latents.dim != layout.dim() {
             return Err(VdvaeError::Invalid {
                 what: "latents".into(),
                 message: format!(
-                    "{} values of dimension {} for {} blocks, which need dimension {}",
-                    latents.values.len(),
+                    "dimension {} given for {} blocks, which need dimension {}",
                     latents.dim,
                     latents.n_blocks,
                     layout.dim()
                 ),
             });
         }
-        let n = latents.n_images();
+        self.decode_rows(&latents.values, latents.n_blocks, options)
+    }
+
+    /// [`decode`](Self::decode) from a flat slice of rows (each the latents of the first
+    /// `n_blocks` blocks in the reference layout), e.g. regression predictions.
+    pub fn decode_rows(
+        &self,
+        values: &[f32],
+        n_blocks: usize,
+        options: &DecodeOptions,
+    ) -> Result<Vec<RgbImage>, VdvaeError> {
+        check_batch_size(options.batch_size)?;
+        let layout = self.config().latent_layout(n_blocks)?;
+        if values.len() % layout.dim() != 0 {
+            return Err(VdvaeError::Invalid {
+                what: "latents".into(),
+                message: format!(
+                    "{} values are not whole rows of dimension {} ({n_blocks} blocks)",
+                    values.len(),
+                    layout.dim()
+                ),
+            });
+        }
+        let n = values.len() / layout.dim();
         let s = self.config().image_size as u32;
         let mut images = Vec::with_capacity(n);
         let rows_per_batch = options.batch_size * layout.dim();
-        for (b, rows) in latents.values.chunks(rows_per_batch).enumerate() {
+        for (b, rows) in values.chunks(rows_per_batch).enumerate() {
             let first = b * options.batch_size;
             let count = rows.len() / layout.dim();
             debug!(first, count, "VDVAE decode batch");

@@ -116,6 +116,8 @@ fn decode_round_trip_is_seeded_and_sized() {
     assert_eq!(a.len(), 3);
     assert!(a.iter().all(|img| img.dimensions() == (16, 16)));
     assert_eq!(a, model.decode(&latents, &opts).unwrap());
+    assert_eq!(a, model.decode_rows(&latents.values, 4, &opts).unwrap());
+    assert!(model.decode_rows(&latents.values[1..], 4, &opts).unwrap_err().to_string().contains("whole rows"));
     // Batching changes no draw; allow a rare level flip from batch-size-dependent rounding.
     assert!(differing_levels(&a, &model.decode(&latents, &DecodeOptions { batch_size: 1, ..opts }).unwrap()) <= 3);
     assert!(differing_levels(&a, &model.decode(&latents, &DecodeOptions { seed: 5, ..opts }).unwrap()) > 300);

@@ -1,0 +1,152 @@
+//! VDVAE as stage 1: an [`Encoder`] (images -> the latents of the first decoder blocks, the
+//! regression targets) and a [`Generator`] (predicted latents -> 64x64 images, upscaled for stage 2).
+//! Both share one loaded model.
+
+use std::sync::Arc;
+
+use image::RgbImage;
+use ndarray::Array2;
+use vdvae::{DecodeOptions, EncodeOptions, Latents, Vdvae};
+
+use crate::{Encoder, Generator, LatentCondition, StageError};
+
+/// Images -> flattened latents of the first `options.n_blocks` decoder blocks (91,168 values for 31).
+pub struct VdvaeEncoder {
+    model: Arc<Vdvae>,
+    options: EncodeOptions,
+    feature_shape: [usize; 1],
+    name: String,
+}
+
+impl VdvaeEncoder {
+    /// Wraps a loaded model; `weights_name` identifies the checkpoint in cache names.
+    /// `options.seed` seeds the posterior samples (faithful targets); with `PosteriorDraw::Mean`
+    /// the features are deterministic.
+    pub fn new(model: Arc<Vdvae>, weights_name: &str, options: EncodeOptions) -> Result<Self, StageError> {
+        let name = format!(
+            "vdvae:{weights_name}:blocks{}:{:?}:seed{}",
+            options.n_blocks, options.posterior, options.seed
+        );
+        let layout = model.config().latent_layout(options.n_blocks).map_err(|e| StageError::new(&name, e))?;
+        Ok(Self { model, options, feature_shape: [layout.dim()], name })
+    }
+}
+
+impl Encoder for VdvaeEncoder {
+    type Input = RgbImage;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn feature_shape(&self) -> &[usize] {
+        &self.feature_shape
+    }
+
+    fn encode(&self, batch: &[RgbImage]) -> Result<Array2<f32>, StageError> {
+        let latents = self.model.encode(batch, &self.options).map_err(|e| StageError::new(&self.name, e))?;
+        Array2::from_shape_vec((batch.len(), latents.dim), latents.values)
+            .map_err(|e| StageError::new(&self.name, format!("latent rows: {e}")))
+    }
+}
+
+/// Predicted latents -> images: the given blocks take the latents, the rest come from the prior,
+/// then the output distribution is sampled (or its mode taken); images are upscaled (bicubic) to
+/// `upscale_to` when set, as the reference does before stage 2.
+pub struct VdvaeDecoder {
+    model: Arc<Vdvae>,
+    n_blocks: usize,
+    options: DecodeOptions,
+    upscale_to: Option<u32>,
+    name: String,
+}
+
+impl VdvaeDecoder {
+    /// Wraps a loaded model; `options.seed` is replaced by the seed given to each `generate` call.
+    pub fn new(model: Arc<Vdvae>, weights_name: &str, n_blocks: usize, options: DecodeOptions, upscale_to: Option<u32>) -> Self {
+        let name = format!(
+            "vdvae-decode:{weights_name}:blocks{n_blocks}:t{}:{:?}:up{}",
+            options.temperature,
+            options.output,
+            upscale_to.unwrap_or(0)
+        );
+        Self { model, n_blocks, options, upscale_to, name }
+    }
+}
+
+impl Generator for VdvaeDecoder {
+    type Condition = LatentCondition;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn generate(&self, condition: &LatentCondition, seed: u64) -> Result<Vec<RgbImage>, StageError> {
+        let rows = condition.latents.as_standard_layout();
+        let latents = Latents {
+            n_blocks: self.n_blocks,
+            dim: rows.ncols(),
+            values: rows.iter().copied().collect(),
+        };
+        let options = DecodeOptions { seed, ..self.options };
+        let images = self.model.decode(&latents, &options).map_err(|e| StageError::new(&self.name, e))?;
+        Ok(match self.upscale_to {
+            Some(size) => images.iter().map(|img| vdvae::upscale(img, size)).collect(),
+            None => images,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+    use vdvae::{PosteriorDraw, VdvaeConfig, WeightInit};
+
+    /// The structure of the shared VDVAE parity fixture (every kind of block), random weights.
+    fn tiny_model() -> Arc<Vdvae> {
+        let config = VdvaeConfig {
+            width: 16,
+            zdim: 4,
+            image_size: 16,
+            num_mixtures: 3,
+            enc_blocks: "16x2,16d2,8x2,8d2,4x2,4d4,1x2".into(),
+            dec_blocks: "1x2,4m1,4x1,8m4,8x2,16m8,16x2".into(),
+            ..VdvaeConfig::imagenet64()
+        };
+        Arc::new(Vdvae::new(&config, tch::Device::Cpu, WeightInit::Reference { seed: 7 }).expect("tiny model builds"))
+    }
+
+    fn images() -> Vec<RgbImage> {
+        (0..3u8).map(|k| RgbImage::from_fn(20, 24, |x, y| Rgb([x as u8 * 10, y as u8 * 9, k * 80]))).collect()
+    }
+
+    #[test]
+    fn encoder_rows_are_the_models_latents_and_decoding_is_seeded() {
+        let model = tiny_model();
+        let options = EncodeOptions { n_blocks: 4, posterior: PosteriorDraw::Mean, seed: 0, batch_size: 2 };
+        let encoder = VdvaeEncoder::new(model.clone(), "tiny", options).unwrap();
+        let rows = encoder.encode(&images()).unwrap();
+        let direct = model.encode(&images(), &options).unwrap();
+        assert_eq!(rows.shape(), &[3, direct.dim]);
+        assert_eq!(encoder.feature_shape(), &[direct.dim]);
+        assert_eq!(rows.as_slice().unwrap(), direct.values.as_slice());
+
+        let decoder = VdvaeDecoder::new(model, "tiny", 4, DecodeOptions::default(), Some(32));
+        let condition = LatentCondition { latents: rows };
+        let a = decoder.generate(&condition, 5).unwrap();
+        let b = decoder.generate(&condition, 5).unwrap();
+        let c = decoder.generate(&condition, 6).unwrap();
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[0].dimensions(), (32, 32));
+        assert_eq!(a, b, "the same seed must give the same images");
+        assert_ne!(a, c, "another seed must give other samples");
+    }
+
+    #[test]
+    fn wrong_latent_width_is_a_stage_error() {
+        let decoder = VdvaeDecoder::new(tiny_model(), "tiny", 4, DecodeOptions::default(), None);
+        let err = decoder.generate(&LatentCondition { latents: Array2::zeros((1, 3)) }, 0).unwrap_err();
+        assert!(err.to_string().contains("vdvae-decode"), "{err}");
+    }
+}
