@@ -221,3 +221,25 @@ fn bad_folders_are_reported() {
     assert!(matches!(evaluate_folders(&dir.path().join("nope"), &rec, &bd, &none, 4), Err(MetricsError::Io { .. })));
     assert!(Protocol::by_name("mindeye3").unwrap_err().to_string().contains("mindeye3"));
 }
+
+#[test]
+fn network_inputs_are_bit_identical_to_torchvision_preprocessing() {
+    use metrics::evaluate::preprocess_batch;
+    use metrics::protocol::NetworkResize;
+    let fixture = read_json("evaluate.json");
+    let size = fixture["gt_size"].as_u64().unwrap() as u32;
+    let gts: Vec<_> = (0..3).map(|i| structured_image(100 + i, size, size)).collect();
+    for (key, side, resize, norm) in [
+        ("bd_imagenet_224", 224, NetworkResize::PilBilinear, Normalization::IMAGENET),
+        ("bd_clip_224", 224, NetworkResize::PilBilinear, Normalization::CLIP),
+        ("me_imagenet_255", 255, NetworkResize::TorchBilinear, Normalization::IMAGENET),
+    ] {
+        let expected = &fixture["preprocess"][key];
+        let batch = preprocess_batch(&gts, side, resize, norm).unwrap();
+        assert_eq!(batch.shape(), [3, 3, side, side], "{key}");
+        let sum: f64 = batch.iter().map(|&v| f64::from(v)).sum();
+        close(sum, &expected["sum"], 1e-6 * batch.len() as f64, key);
+        let bytes: Vec<u8> = batch.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(common::bytes_fnv(&bytes), expected["fnv"].as_str().unwrap(), "{key}: not bit-identical");
+    }
+}

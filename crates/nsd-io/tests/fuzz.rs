@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 /// Cases per property; `NSD_IO_FUZZ_CASES` raises it for a longer local run.
 fn cases() -> u32 {
-    std::env::var("NSD_IO_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4000)
+    std::env::var("NSD_IO_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
 }
 
 fn fixture(rel: &str) -> Vec<u8> {

@@ -27,7 +27,7 @@ struct Args {
 fn parse_args() -> AnyResult<Args> {
     let mut args = Args {
         workdir: PathBuf::from("/tmp/ridge-bench"),
-        block_cols: 4096,
+        block_cols: FitOptions::default().block_cols,
         groups: vec![("vdvae".into(), 50_000.0), ("clipv".into(), 60_000.0), ("clipt".into(), 100_000.0)],
     };
     let mut it = std::env::args().skip(1);

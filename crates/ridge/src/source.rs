@@ -11,8 +11,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// A matrix of targets (`rows` samples x `cols` targets) that can be read one column block at a
-/// time.
-pub trait TargetSource {
+/// time. `Send` because blocks are read on a thread of their own, ahead of the computation.
+pub trait TargetSource: Send {
     /// Number of samples (must equal the problem's training rows).
     fn n_rows(&self) -> usize;
     /// Number of targets.

@@ -353,7 +353,22 @@ fn read_safetensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String
 
 #[cfg(test)]
 mod tests {
-    use super::attention_position;
+    use super::{attention_position, check_text_unet_config};
+    use crate::config::UNetConfig;
+
+    #[test]
+    fn full_text_unet_config_fits_the_image_unet_and_a_wrong_one_is_named() {
+        // VD_FIXTURES: where carried test binaries find the fixtures (scripts/gpu-check.sh).
+        let fixtures = std::env::var_os("VD_FIXTURES").map(std::path::PathBuf::from);
+        let fixtures =
+            fixtures.unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
+        let full = fixtures.join("full");
+        let image = UNetConfig::from_file(&full.join("image_unet/config.json")).unwrap();
+        check_text_unet_config(&full.join("text_unet/config.json"), &image).unwrap();
+        let tiny = full.join("../tiny/text_unet/config.json");
+        let err = check_text_unet_config(&tiny, &image).unwrap_err().to_string();
+        assert!(err.contains("block_out_channels") && err.contains("text_unet"), "{err}");
+    }
 
     #[test]
     fn attention_positions_are_found_only_in_unet_blocks() {
