@@ -299,7 +299,7 @@ impl Default for RoiConfig {
 
 /// Seeds of every random draw; recorded with the outputs. The reference sets only the diffusion
 /// seed (0); the others are unseeded there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeedConfig {
     /// VDVAE posterior samples used as regression targets.
@@ -310,12 +310,6 @@ pub struct SeedConfig {
     pub diffusion: u64,
     /// Synthetic data (quickstart, tests).
     pub synthetic: u64,
-}
-
-impl Default for SeedConfig {
-    fn default() -> Self {
-        Self { vdvae_targets: 0, vdvae_decode: 0, diffusion: 0, synthetic: 0 }
-    }
 }
 
 impl Config {
@@ -329,8 +323,7 @@ impl Config {
 
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -367,7 +360,10 @@ impl Config {
             return Err(ConfigError::Invalid { key: "data.subjects", message: "names no subject".to_owned() });
         }
         if let Some(bad) = d.subjects.iter().find(|s| !(1..=8).contains(*s)) {
-            return Err(ConfigError::Invalid { key: "data.subjects", message: format!("NSD has subjects 1-8, got {bad}") });
+            return Err(ConfigError::Invalid {
+                key: "data.subjects",
+                message: format!("NSD has subjects 1-8, got {bad}"),
+            });
         }
         if !(1..=40).contains(&d.sessions) {
             return Err(ConfigError::Invalid {
@@ -472,12 +468,21 @@ mod tests {
         assert_eq!((c.data.sessions, c.data.fmri_divisor), (37, 300.0));
         assert_eq!(c.vdvae.layers, 31);
         assert_eq!(c.vdvae_latent_len(), 91_168);
-        assert_eq!((c.regression.vdvae_alpha, c.regression.clip_vision_alpha, c.regression.clip_text_alpha), (50e3, 60e3, 100e3));
-        assert_eq!((c.diffusion.steps, c.diffusion.strength, c.diffusion.guidance_scale, c.diffusion.text_weight), (50, 0.75, 7.5, 0.4));
+        assert_eq!(
+            (c.regression.vdvae_alpha, c.regression.clip_vision_alpha, c.regression.clip_text_alpha),
+            (50e3, 60e3, 100e3)
+        );
+        assert_eq!(
+            (c.diffusion.steps, c.diffusion.strength, c.diffusion.guidance_scale, c.diffusion.text_weight),
+            (50, 0.75, 7.5, 0.4)
+        );
         assert_eq!(c.denoising_steps(), 37);
         assert_eq!((c.clip.vision_tokens, c.clip.text_tokens, c.clip.embedding_dim), (257, 77, 768));
         assert_eq!(c.evaluation.test_images, 982);
-        assert_eq!((c.roi.vdvae_scale, c.roi.vdvae_norm, c.roi.clip_text_scale, c.roi.clip_vision_scale), (50.0, 80.0, 9.0, 15.0));
+        assert_eq!(
+            (c.roi.vdvae_scale, c.roi.vdvae_norm, c.roi.clip_text_scale, c.roi.clip_vision_scale),
+            (50.0, 80.0, 9.0, 15.0)
+        );
         // Faithful defaults for every quirk except the V1-V4 mask bug.
         assert_eq!(c.vdvae.target, LatentTarget::PosteriorSample);
         assert_eq!(c.regression.renormalisation, Renormalisation::TestSet);

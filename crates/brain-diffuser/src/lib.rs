@@ -9,14 +9,16 @@
 
 pub mod config;
 mod error;
-pub mod runtime;
+pub mod pipeline;
 pub mod renormalise;
 pub mod report;
 pub mod roi;
+pub mod runtime;
 pub mod shard;
-pub mod stages;
 mod stage;
+pub mod stages;
 
 pub use config::Config;
 pub use error::{PipelineError, StageError};
+pub use pipeline::{Pipeline, TargetGroup};
 pub use stage::{Encoder, Generator, GuidedCondition, LatentCondition, Regressor};

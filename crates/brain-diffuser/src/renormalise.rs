@@ -59,9 +59,9 @@ pub fn renormalise(
     let source = match mode {
         Renormalisation::None => return Ok(predictions.to_owned()),
         Renormalisation::TestSet => ColumnStats::of(predictions),
-        Renormalisation::TrainOnly => train_prediction_stats
-            .cloned()
-            .ok_or_else(|| "renormalisation 'train-only' needs the statistics of the training predictions".to_owned())?,
+        Renormalisation::TrainOnly => train_prediction_stats.cloned().ok_or_else(|| {
+            "renormalisation 'train-only' needs the statistics of the training predictions".to_owned()
+        })?,
     };
     if source.mean.len() != predictions.ncols() {
         return Err(format!(

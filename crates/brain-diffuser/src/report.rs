@@ -12,8 +12,11 @@ pub fn image_grid(rows: &[Vec<RgbImage>], cell: u32, gutter: u32) -> RgbImage {
     let mut grid = RgbImage::from_pixel(side(columns), side(rows.len() as u32), Rgb([255, 255, 255]));
     for (r, row) in rows.iter().enumerate() {
         for (c, img) in row.iter().enumerate() {
-            let tile =
-                if img.dimensions() == (cell, cell) { img.clone() } else { resize(img, cell, cell, FilterType::CatmullRom) };
+            let tile = if img.dimensions() == (cell, cell) {
+                img.clone()
+            } else {
+                resize(img, cell, cell, FilterType::CatmullRom)
+            };
             let (x, y) = (c as u32 * (cell + gutter), r as u32 * (cell + gutter));
             image::imageops::replace(&mut grid, &tile, i64::from(x), i64::from(y));
         }

@@ -119,7 +119,11 @@ pub fn vdvae_roi_latents(
 /// ROI-optimal CLIP embeddings: `response` is `patterns @ W^T` (ROIs x tokens*768, all tokens of
 /// one ROI in a row), normalised per ROI over all tokens (the Frobenius norm), scaled by `scale`
 /// (9 for text, 15 for vision) and shifted by the intercepts `bias` (tokens*768).
-pub fn clip_roi_embeddings(response: ArrayView2<f32>, bias: ArrayView1<f32>, scale: f32) -> Result<Array2<f32>, String> {
+pub fn clip_roi_embeddings(
+    response: ArrayView2<f32>,
+    bias: ArrayView1<f32>,
+    scale: f32,
+) -> Result<Array2<f32>, String> {
     if bias.len() != response.ncols() {
         return Err(format!("ROI CLIP embeddings: response has {} columns, bias {}", response.ncols(), bias.len()));
     }

@@ -33,20 +33,18 @@ pub struct ClipVisionEncoder {
 impl ClipVisionEncoder {
     /// Wraps a loaded vision tower. `name` should identify the weights (e.g. the checkpoint's
     /// folder name); the resize and the token shape are appended to it.
-    pub fn new(model: ClipVisionModel, weights_name: &str, resize_to: u32, batch_size: usize) -> Result<Self, StageError> {
+    pub fn new(
+        model: ClipVisionModel,
+        weights_name: &str,
+        resize_to: u32,
+        batch_size: usize,
+    ) -> Result<Self, StageError> {
         let name = format!("clip-vision-vd:{weights_name}:resize{resize_to}");
         let config = model.config();
         let tokens = (config.image_size / config.patch_size).pow(2) as usize + 1;
         let width = config.projection().map_err(|e| StageError::new(&name, e))? as usize;
         let round_trip = std::array::from_fn(|v| reference_round_trip(v as u8));
-        Ok(Self {
-            model,
-            resize_to,
-            batch_size: batch_size.max(1),
-            feature_shape: [tokens, width],
-            name,
-            round_trip,
-        })
+        Ok(Self { model, resize_to, batch_size: batch_size.max(1), feature_shape: [tokens, width], name, round_trip })
     }
 
     fn prepare(&self, image: &RgbImage) -> RgbImage {
@@ -75,14 +73,16 @@ impl Encoder for ClipVisionEncoder {
 
     fn encode(&self, batch: &[RgbImage]) -> Result<Array2<f32>, StageError> {
         let prepared: Vec<RgbImage> = batch.iter().map(|img| self.prepare(img)).collect();
-        let embeddings =
-            clip::encode_images_vd(&self.model, &prepared, self.batch_size).map_err(|e| StageError::new(&self.name, e))?;
+        let embeddings = clip::encode_images_vd(&self.model, &prepared, self.batch_size)
+            .map_err(|e| StageError::new(&self.name, e))?;
         rows(embeddings, batch.len(), &self.name)
     }
 }
 
 /// CLIP-Text features as the reference extracts them: every non-empty caption of an image is
-/// encoded into VD-normalised tokens and the image's captions are averaged.
+/// encoded into VD-normalised tokens and the image's captions are averaged. An item without any
+/// non-empty caption encodes the empty string, which is also how the unconditional (negative)
+/// text embedding of classifier-free guidance is made.
 pub struct ClipTextEncoder {
     model: ClipTextModel,
     tokenizer: ClipTokenizer,
@@ -115,11 +115,11 @@ impl Encoder for ClipTextEncoder {
     fn encode(&self, batch: &[Vec<String>]) -> Result<Array2<f32>, StageError> {
         let captions: Vec<Vec<&str>> = batch
             .iter()
-            .map(|caps| caps.iter().map(|c| c.as_str()).filter(|c| !c.trim().is_empty()).collect())
+            .map(|caps| {
+                let kept: Vec<&str> = caps.iter().map(String::as_str).filter(|c| !c.trim().is_empty()).collect();
+                if kept.is_empty() { vec![""] } else { kept }
+            })
             .collect();
-        if let Some(i) = captions.iter().position(Vec::is_empty) {
-            return Err(StageError::new(&self.name, format!("item {i} of the batch has no non-empty caption")));
-        }
         let embeddings = clip::encode_captions_vd(&self.model, &self.tokenizer, &captions)
             .map_err(|e| StageError::new(&self.name, e))?;
         rows(embeddings, batch.len(), &self.name)

@@ -22,7 +22,11 @@ impl RidgeRegressor {
     /// A regression with the fixed `alpha` (50,000 / 60,000 / 100,000 in the paper), intercept by
     /// centring as scikit-learn's `Ridge(fit_intercept=True)`.
     pub fn fixed(alpha: f64, fit_intercept: bool) -> Self {
-        Self::with_policy(AlphaPolicy::Fixed(alpha), fit_intercept, format!("ridge:alpha={alpha}:intercept={fit_intercept}"))
+        Self::with_policy(
+            AlphaPolicy::Fixed(alpha),
+            fit_intercept,
+            format!("ridge:alpha={alpha}:intercept={fit_intercept}"),
+        )
     }
 
     /// A regression whose alphas follow `policy` (e.g. a grid scored by leave-one-out); `name`

@@ -1,8 +1,8 @@
 //! VDVAE as stage 1: an [`Encoder`] (images -> the latents of the first decoder blocks, the
 //! regression targets) and a [`Generator`] (predicted latents -> 64x64 images, upscaled for stage 2).
-//! Both share one loaded model.
+//! Both share one loaded model (an `Rc`: tch modules stay on the thread that made them).
 
-use std::sync::Arc;
+use std::rc::Rc;
 
 use image::RgbImage;
 use ndarray::Array2;
@@ -12,7 +12,7 @@ use crate::{Encoder, Generator, LatentCondition, StageError};
 
 /// Images -> flattened latents of the first `options.n_blocks` decoder blocks (91,168 values for 31).
 pub struct VdvaeEncoder {
-    model: Arc<Vdvae>,
+    model: Rc<Vdvae>,
     options: EncodeOptions,
     feature_shape: [usize; 1],
     name: String,
@@ -22,11 +22,9 @@ impl VdvaeEncoder {
     /// Wraps a loaded model; `weights_name` identifies the checkpoint in cache names.
     /// `options.seed` seeds the posterior samples (faithful targets); with `PosteriorDraw::Mean`
     /// the features are deterministic.
-    pub fn new(model: Arc<Vdvae>, weights_name: &str, options: EncodeOptions) -> Result<Self, StageError> {
-        let name = format!(
-            "vdvae:{weights_name}:blocks{}:{:?}:seed{}",
-            options.n_blocks, options.posterior, options.seed
-        );
+    pub fn new(model: Rc<Vdvae>, weights_name: &str, options: EncodeOptions) -> Result<Self, StageError> {
+        let name =
+            format!("vdvae:{weights_name}:blocks{}:{:?}:seed{}", options.n_blocks, options.posterior, options.seed);
         let layout = model.config().latent_layout(options.n_blocks).map_err(|e| StageError::new(&name, e))?;
         Ok(Self { model, options, feature_shape: [layout.dim()], name })
     }
@@ -54,7 +52,7 @@ impl Encoder for VdvaeEncoder {
 /// then the output distribution is sampled (or its mode taken); images are upscaled (bicubic) to
 /// `upscale_to` when set, as the reference does before stage 2.
 pub struct VdvaeDecoder {
-    model: Arc<Vdvae>,
+    model: Rc<Vdvae>,
     n_blocks: usize,
     options: DecodeOptions,
     upscale_to: Option<u32>,
@@ -63,7 +61,13 @@ pub struct VdvaeDecoder {
 
 impl VdvaeDecoder {
     /// Wraps a loaded model; `options.seed` is replaced by the seed given to each `generate` call.
-    pub fn new(model: Arc<Vdvae>, weights_name: &str, n_blocks: usize, options: DecodeOptions, upscale_to: Option<u32>) -> Self {
+    pub fn new(
+        model: Rc<Vdvae>,
+        weights_name: &str,
+        n_blocks: usize,
+        options: DecodeOptions,
+        upscale_to: Option<u32>,
+    ) -> Self {
         let name = format!(
             "vdvae-decode:{weights_name}:blocks{n_blocks}:t{}:{:?}:up{}",
             options.temperature,
@@ -83,11 +87,7 @@ impl Generator for VdvaeDecoder {
 
     fn generate(&self, condition: &LatentCondition, seed: u64) -> Result<Vec<RgbImage>, StageError> {
         let rows = condition.latents.as_standard_layout();
-        let latents = Latents {
-            n_blocks: self.n_blocks,
-            dim: rows.ncols(),
-            values: rows.iter().copied().collect(),
-        };
+        let latents = Latents { n_blocks: self.n_blocks, dim: rows.ncols(), values: rows.iter().copied().collect() };
         let options = DecodeOptions { seed, ..self.options };
         let images = self.model.decode(&latents, &options).map_err(|e| StageError::new(&self.name, e))?;
         Ok(match self.upscale_to {
@@ -104,7 +104,7 @@ mod tests {
     use vdvae::{PosteriorDraw, VdvaeConfig, WeightInit};
 
     /// The structure of the shared VDVAE parity fixture (every kind of block), random weights.
-    fn tiny_model() -> Arc<Vdvae> {
+    fn tiny_model() -> Rc<Vdvae> {
         let config = VdvaeConfig {
             width: 16,
             zdim: 4,
@@ -114,7 +114,7 @@ mod tests {
             dec_blocks: "1x2,4m1,4x1,8m4,8x2,16m8,16x2".into(),
             ..VdvaeConfig::imagenet64()
         };
-        Arc::new(Vdvae::new(&config, tch::Device::Cpu, WeightInit::Reference { seed: 7 }).expect("tiny model builds"))
+        Rc::new(Vdvae::new(&config, tch::Device::Cpu, WeightInit::Reference { seed: 7 }).expect("tiny model builds"))
     }
 
     fn images() -> Vec<RgbImage> {

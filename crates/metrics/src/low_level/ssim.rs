@@ -111,14 +111,17 @@ impl Moments {
     /// Written as one flat loop per row so that it vectorises.
     fn add_products(&mut self, k: f64, a: &[f64], b: &[f64]) {
         let [m0, m1, m2, m3, m4] = &mut self.m;
-        for ((((((o0, o1), o2), o3), o4), &x), &y) in
-            m0.iter_mut().zip(m1.iter_mut()).zip(m2.iter_mut()).zip(m3.iter_mut()).zip(m4.iter_mut()).zip(a).zip(b)
-        {
-            *o0 += k * x;
-            *o1 += k * y;
-            *o2 += k * (x * x);
-            *o3 += k * (y * y);
-            *o4 += k * (x * y);
+        let n = m0.len();
+        // Equal-length reslices let the compiler drop bounds checks and vectorise.
+        let (a, b) = (&a[..n], &b[..n]);
+        let (m1, m2, m3, m4) = (&mut m1[..n], &mut m2[..n], &mut m3[..n], &mut m4[..n]);
+        for i in 0..n {
+            let (x, y) = (a[i], b[i]);
+            m0[i] += k * x;
+            m1[i] += k * y;
+            m2[i] += k * (x * x);
+            m3[i] += k * (y * y);
+            m4[i] += k * (x * y);
         }
     }
 
