@@ -39,18 +39,25 @@ for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="vd_speed" and m.get("executable"): print(m["executable"])' \
     | while read -r exe; do cp "$exe" "$BUNDLE/vd_speed"; done
-  strip --strip-debug "$BUNDLE"/tests/* "$BUNDLE/vd_speed" 2>/dev/null || true
+  cargo build -p versatile-diffusion --bin vd-convert --message-format=json 2>/dev/null \
+    | "$PYTHON" -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="vd-convert" and m.get("executable"): print(m["executable"])' \
+    | while read -r exe; do cp "$exe" "$BUNDLE/vd-convert"; done
+  strip --strip-debug "$BUNDLE"/tests/* "$BUNDLE/vd_speed" "$BUNDLE/vd-convert" 2>/dev/null || true
   ls -la "$BUNDLE" "$BUNDLE/tests"
   du -sh "$BUNDLE"
   echo "prepared $BUNDLE: carry it (with the repository: tools/ and crates/versatile-diffusion/tests/fixtures) to the CUDA machine"
   exit 0
 fi
 
-[[ -x "$BUNDLE/vd_speed" && -d "$BUNDLE/tests" ]] || { echo "no binaries in $BUNDLE: run $0 --prepare on the build machine" >&2; exit 1; }
+[[ -x "$BUNDLE/vd_speed" && -x "$BUNDLE/vd-convert" && -d "$BUNDLE/tests" ]] || { echo "no binaries in $BUNDLE: run $0 --prepare on the build machine" >&2; exit 1; }
 TORCH_LIB="$("$PYTHON" -c 'import os,torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export VD_FIXTURES="$ROOT/crates/versatile-diffusion/tests/fixtures"
 export VD_BENCH_SCRIPT="$ROOT/tools/versatile-diffusion/bench.py"
+export VD_CONVERT_BIN="$BUNDLE/vd-convert"
 "$PYTHON" -c 'import torch; print("torch", torch.__version__, "| CUDA:", torch.cuda.is_available(), "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 HAVE_DIFFUSERS=1
 "$PYTHON" -c 'import diffusers' 2>/dev/null || HAVE_DIFFUSERS=0

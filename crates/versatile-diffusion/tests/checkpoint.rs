@@ -126,16 +126,17 @@ fn missing_weight_file_is_an_io_error_with_the_path() {
     assert!(err.to_string().contains("/nonexistent/diffusion_pytorch_model.bin"));
 }
 
+/// The `vd-convert` binary: cargo's, or `VD_CONVERT_BIN` for carried test binaries.
+fn vd_convert() -> std::process::Command {
+    let bin = std::env::var_os("VD_CONVERT_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vd-convert").into());
+    std::process::Command::new(bin)
+}
+
 #[test]
 fn vd_convert_command_writes_a_loadable_merged_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tiny-f16.safetensors");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_vd-convert"))
-        .arg(tiny_folder())
-        .arg(&out)
-        .args(["--precision", "f16"])
-        .status()
-        .unwrap();
+    let status = vd_convert().arg(tiny_folder()).arg(&out).args(["--precision", "f16"]).status().unwrap();
     assert!(status.success());
     let weights = VdWeights::open(&out).unwrap();
     assert!(weights.unet.values().all(|t| t.kind() == Kind::Half));
@@ -144,7 +145,7 @@ fn vd_convert_command_writes_a_loadable_merged_file() {
     // A folder without weights fails with a message naming the folder.
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(empty.join("image_unet")).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vd-convert")).arg(&empty).arg(&out).output().unwrap();
+    let output = vd_convert().arg(&empty).arg(&out).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("empty"));
 }

@@ -2,5 +2,6 @@
 //! [`Generator`](crate::Generator)s. Each adapter owns its model, device and precision.
 
 pub mod clip;
+pub mod clip_metric;
 pub mod ridge;
 pub mod vdvae;
