@@ -5,3 +5,4 @@ pub mod clip;
 pub mod clip_metric;
 pub mod ridge;
 pub mod vdvae;
+pub mod versatile_diffusion;

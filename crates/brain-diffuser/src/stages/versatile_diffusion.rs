@@ -1,0 +1,203 @@
+//! Versatile Diffusion's dual-guided img2img as stage 2: initial guesses + predicted CLIP-Vision
+//! and CLIP-Text embeddings -> reconstructions.
+
+use image::RgbImage;
+use image::imageops::{FilterType, resize};
+use ndarray::{Array2, ArrayView2};
+use tracing::info;
+use versatile_diffusion::{Conditioning, Img2ImgSettings, Noise, RgbImages, VersatileDiffusion};
+
+use crate::{Generator, GuidedCondition, StageError};
+
+/// The seed of image `index` of a condition generated with `seed` (SplitMix64 of both), so that
+/// each image's noise depends only on the seed and its position, never on batch composition.
+pub fn image_seed(seed: u64, index: usize) -> u64 {
+    let mut z = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Dual-guided img2img with classifier-free guidance against the unconditional embeddings of
+/// Versatile Diffusion (the CLIP-Vision embedding of a grey image and the CLIP-Text embedding of
+/// the empty prompt, both supplied by the caller, who owns CLIP).
+pub struct VersatileDiffusionRefiner {
+    model: VersatileDiffusion,
+    settings: Img2ImgSettings,
+    negative_vision: Array2<f32>,
+    negative_text: Array2<f32>,
+    resolution: u32,
+    name: String,
+}
+
+impl VersatileDiffusionRefiner {
+    /// Wraps a loaded model. `negative_vision` is `[vision tokens, width]`, `negative_text`
+    /// `[text tokens, width]`; init images are resized (bicubic) to `resolution` first.
+    pub fn new(
+        model: VersatileDiffusion,
+        settings: Img2ImgSettings,
+        negative_vision: ArrayView2<f32>,
+        negative_text: ArrayView2<f32>,
+        resolution: u32,
+        weights_name: &str,
+    ) -> Self {
+        let name = format!(
+            "versatile-diffusion:{weights_name}:steps{}:strength{}:cfg{}:text{}:eta{}:{:?}:{resolution}",
+            settings.steps,
+            settings.strength,
+            settings.guidance_scale,
+            settings.text_weight,
+            settings.eta,
+            settings.noise_timestep
+        );
+        Self {
+            model,
+            settings,
+            negative_vision: negative_vision.to_owned(),
+            negative_text: negative_text.to_owned(),
+            resolution,
+            name,
+        }
+    }
+
+    fn error(&self, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StageError {
+        StageError::new(&self.name, e)
+    }
+
+    fn tensor(&self, values: &[f32], shape: [usize; 3]) -> Result<tch::Tensor, StageError> {
+        let shape = shape.map(|d| d as i64);
+        versatile_diffusion::pipeline::tensor_from_f32(values, &shape)
+            .map(|t| t.to_device(self.model.device()))
+            .map_err(|e| self.error(e))
+    }
+}
+
+impl Generator for VersatileDiffusionRefiner {
+    type Condition = GuidedCondition;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Image `i` is generated alone with the seed [`image_seed`]`(seed, i)`.
+    fn generate(&self, condition: &GuidedCondition, seed: u64) -> Result<Vec<RgbImage>, StageError> {
+        let n = condition.init_images.len();
+        let (vn, vt, vw) = condition.vision.dim();
+        let (tn, tt, tw) = condition.text.dim();
+        if vn != n || tn != n {
+            return Err(self.error(format!("{n} init images but {vn} vision and {tn} text embeddings")));
+        }
+        if (vt, vw) != self.negative_vision.dim() || (tt, tw) != self.negative_text.dim() {
+            return Err(self.error(format!(
+                "embeddings [{vt}, {vw}] and [{tt}, {tw}] do not match the unconditional ones {:?} and {:?}",
+                self.negative_vision.dim(),
+                self.negative_text.dim()
+            )));
+        }
+        let settings = Img2ImgSettings { vision_tokens: vt as i64, text_tokens: tt as i64, ..self.settings.clone() };
+        let negative_vision =
+            self.tensor(self.negative_vision.as_standard_layout().as_slice().unwrap_or_default(), [1, vt, vw])?;
+        let negative_text =
+            self.tensor(self.negative_text.as_standard_layout().as_slice().unwrap_or_default(), [1, tt, tw])?;
+        let side = self.resolution;
+        let mut out = Vec::with_capacity(n);
+        for (i, init) in condition.init_images.iter().enumerate() {
+            let init = if init.dimensions() == (side, side) {
+                init.clone()
+            } else {
+                resize(init, side, side, FilterType::CatmullRom)
+            };
+            let init = RgbImages::new(1, side as usize, side as usize, init.into_raw()).map_err(|e| self.error(e))?;
+            let vision = condition.vision.index_axis(ndarray::Axis(0), i).to_owned();
+            let text = condition.text.index_axis(ndarray::Axis(0), i).to_owned();
+            let cond = Conditioning {
+                vision: self.tensor(vision.as_slice().unwrap_or_default(), [1, vt, vw])?,
+                text: self.tensor(text.as_slice().unwrap_or_default(), [1, tt, tw])?,
+                negative_vision: negative_vision.shallow_clone(),
+                negative_text: negative_text.shallow_clone(),
+            };
+            let mut progress = |p: versatile_diffusion::StepProgress| {
+                tracing::debug!(image = i, step = p.step, total = p.total, timestep = p.timestep, "denoising");
+            };
+            let images = self
+                .model
+                .img2img(&init, &cond, &settings, Noise::Seed(image_seed(seed, i)), &mut progress)
+                .map_err(|e| self.error(e))?;
+            let image = RgbImage::from_raw(images.width as u32, images.height as u32, images.data)
+                .ok_or_else(|| self.error("the generated bytes do not form an image"))?;
+            info!(image = i + 1, of = n, "stage 2 image done");
+            out.push(image);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+    use ndarray::{Array2, Array3};
+    use tch::{Device, Kind};
+    use versatile_diffusion::VdWeights;
+
+    /// The tiny diffusers checkpoint of the versatile-diffusion crate's parity fixtures.
+    fn tiny_refiner(settings: Img2ImgSettings) -> VersatileDiffusionRefiner {
+        let folder =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../versatile-diffusion/tests/fixtures/tiny");
+        let weights = VdWeights::from_diffusers_folder(&folder).expect("tiny checkpoint");
+        let model =
+            VersatileDiffusion::from_weights(weights, Device::Cpu, Kind::Float, Kind::Float).expect("tiny model");
+        let negative_vision = Array2::from_elem((5, 16), 0.1f32);
+        let negative_text = Array2::from_elem((3, 16), -0.1f32);
+        VersatileDiffusionRefiner::new(model, settings, negative_vision.view(), negative_text.view(), 64, "tiny")
+    }
+
+    fn condition() -> GuidedCondition {
+        let init =
+            (0..2u8).map(|k| RgbImage::from_fn(48, 48, |x, y| Rgb([x as u8 * 5, y as u8 * 5, k * 100]))).collect();
+        GuidedCondition {
+            init_images: init,
+            vision: Array3::from_shape_fn((2, 5, 16), |(n, t, c)| ((n + t * c) % 7) as f32 / 7.0),
+            text: Array3::from_shape_fn((2, 3, 16), |(n, t, c)| ((n * 3 + t + c) % 5) as f32 / 5.0),
+        }
+    }
+
+    #[test]
+    fn generation_is_seeded_per_image_and_has_the_resolution() {
+        let refiner = tiny_refiner(Img2ImgSettings { steps: 10, ..Img2ImgSettings::default() });
+        let c = condition();
+        let a = refiner.generate(&c, 3).unwrap();
+        let b = refiner.generate(&c, 3).unwrap();
+        let other = refiner.generate(&c, 4).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].dimensions(), (64, 64));
+        assert_eq!(a, b, "same seed, same images");
+        assert_ne!(a, other, "another seed, other images");
+        // The same init and embeddings at another position get other noise.
+        let twin = GuidedCondition {
+            init_images: vec![c.init_images[0].clone(), c.init_images[0].clone()],
+            vision: ndarray::concatenate![
+                ndarray::Axis(0),
+                c.vision.slice(ndarray::s![0..1, .., ..]),
+                c.vision.slice(ndarray::s![0..1, .., ..])
+            ],
+            text: ndarray::concatenate![
+                ndarray::Axis(0),
+                c.text.slice(ndarray::s![0..1, .., ..]),
+                c.text.slice(ndarray::s![0..1, .., ..])
+            ],
+        };
+        let twins = refiner.generate(&twin, 3).unwrap();
+        assert_eq!(twins[0], a[0], "image 0 depends only on its inputs, the seed and its position");
+        assert_ne!(twins[0], twins[1], "positions get independent noise");
+    }
+
+    #[test]
+    fn mismatched_embeddings_are_errors() {
+        let refiner = tiny_refiner(Img2ImgSettings { steps: 4, ..Img2ImgSettings::default() });
+        let mut c = condition();
+        c.text = Array3::zeros((2, 4, 16));
+        let err = refiner.generate(&c, 0).unwrap_err();
+        assert!(err.to_string().contains("do not match"), "{err}");
+    }
+}
