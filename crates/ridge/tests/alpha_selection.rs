@@ -5,7 +5,7 @@ mod common;
 
 use common::{Fixture, relative_error};
 use ndarray::Array2;
-use ridge::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeProblem};
+use ridge::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeProblem, SolverForm};
 
 fn grid_fit(
     fx: &Fixture,
@@ -13,11 +13,19 @@ fn grid_fit(
     scope: AlphaScope,
     block_cols: usize,
 ) -> (RidgeProblem, ridge::RidgeFit) {
-    let problem = RidgeProblem::new(
-        fx.matrix_f32("x").view(),
-        ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form: None },
-    )
-    .unwrap();
+    grid_fit_form(fx, criterion, scope, block_cols, None)
+}
+
+fn grid_fit_form(
+    fx: &Fixture,
+    criterion: Criterion,
+    scope: AlphaScope,
+    block_cols: usize,
+    form: Option<SolverForm>,
+) -> (RidgeProblem, ridge::RidgeFit) {
+    let problem =
+        RidgeProblem::new(fx.matrix_f32("x").view(), ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form })
+            .unwrap();
     let y = fx.matrix_f32("y");
     let policy = AlphaPolicy::Grid(AlphaGrid { alphas: fx.vector("alphas").to_vec(), criterion, scope });
     let fit = problem.fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols }).unwrap();
@@ -44,6 +52,30 @@ fn check_loo(name: &str) {
     }
     let (_, fit) = grid_fit(&fx, Criterion::Gcv, AlphaScope::PerTarget, 5);
     assert_scores_close(name, fit.scores.as_ref().unwrap(), &fx.matrix("gcv_score"), 1e-6);
+    // The other form on the same data has a rank-deficient Gram matrix (zero eigenvalues):
+    // both criteria must still equal the truths.
+    for form in [SolverForm::Kernel, SolverForm::Primal] {
+        for (criterion, truth) in [(Criterion::LeaveOneOut, "loo_mse"), (Criterion::Gcv, "gcv_score")] {
+            let (_, fit) = grid_fit_form(&fx, criterion, AlphaScope::PerTarget, 5, Some(form));
+            assert_scores_close(
+                &format!("{name} {form:?} {criterion:?}"),
+                fit.scores.as_ref().unwrap(),
+                &fx.matrix(truth),
+                1e-5,
+            );
+        }
+    }
+}
+
+#[test]
+fn log_spaced_grid_equals_numpy_geomspace() {
+    // The fixtures' grid is numpy.geomspace(1e-2, 1e4, 13).
+    let want = Fixture::load("loo_kernel_intercept").vector("alphas");
+    let got = AlphaGrid::log_spaced(-2.0, 4.0, 13);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want.iter()) {
+        assert!((g - w).abs() <= 1e-12 * w, "{g} vs {w}");
+    }
 }
 
 #[test]
