@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates every fixture of crates/nsd-io/tests/fixtures (needs tools/setup.sh's Python and
-# cmake on PATH for the `hdf5` feature):
+# Regenerates every fixture of crates/nsd-io/tests/fixtures (needs tools/setup.sh's Python, or
+# PYTHON=/path/to/python with its packages):
 #   formats/        canonical writers (nibabel, scipy.io.savemat, h5py, numpy) -> make_fixtures.py
 #   mini_nsd/       our own synthetic writer (seed 0, default SynthConfig)    -> write_mini_nsd example
 #   mini_nsd_ref/   the reference's prepare_nsddata.py logic over mini_nsd    -> reference_assembly.py

@@ -177,11 +177,15 @@ def main():
     ap.add_argument("--himalaya-cols", type=int, default=0, help="0: all targets of each group")
     ap.add_argument("--skip-generate", action="store_true")
     ap.add_argument("--skip-himalaya", action="store_true")
+    ap.add_argument("--only-ours", action="store_true", help="generate (unless skipped) and run ours only")
     ap.add_argument("--ours-cmd", default="cargo run --release -q -p ridge --example subject1_bench --")
     args = ap.parse_args()
     if not args.skip_generate:
         generate(args)
     ours = run_ours(args)
+    if args.only_ours:
+        print(json.dumps(ours, indent=1))
+        return
     x_train, x_test, ys = load(args)
     ref = run_sklearn(args, x_train, x_test, ys)
     him = None if args.skip_himalaya else run_himalaya(args, x_train, x_test, ys)

@@ -1,5 +1,5 @@
 //! Peak memory of assembling one full-size subject (81x104x83 volume, 750 trials per session,
-//! 73k stimuli) from synthetic NSD files. Heavy (about 0.4 GB of disk and ~20 s per session to
+//! 73k stimuli) from synthetic NSD files. Heavy (about 0.5 GB of disk and ~30 s per session to
 //! write), so it is an example, not a test:
 //!
 //! `cargo run --release -p nsd-io --example assemble_peak_memory -- DIR [SESSIONS=3]`

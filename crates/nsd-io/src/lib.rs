@@ -2,7 +2,7 @@
 //!
 //! Reads the Natural Scenes Dataset (NSD) from the files it is distributed in — NIfTI-1 betas and
 //! ROI volumes ([`nifti`]), the HDF5 stimulus brick and HDF5 betas (`hdf5`, behind the `hdf5`
-//! feature), the MATLAB v5 experiment design ([`mat`], [`expdesign`]), the curated caption array
+//! feature, on by default), the MATLAB v5 experiment design ([`mat`], [`expdesign`]), the curated caption array
 //! or COCO caption files ([`captions`]) — and assembles each subject's train/test fMRI, image ids
 //! and captions exactly as the Brain-Diffuser reference prepares them ([`subject`]), one session at
 //! a time so a subject never needs the reference's 80 GB.
