@@ -85,7 +85,7 @@ fn environment_report() -> Result<Device, String> {
     let rhs = Tensor::randn([n, 1], options);
     let x = Tensor::f_linalg_solve(&a, &rhs, true).map_err(|e| format!("linalg_solve: {e}"))?;
     let residual = (a.matmul(&x) - &rhs).norm().double_value(&[]) / rhs.norm().double_value(&[]);
-    if !(residual < 1e-10) {
+    if !residual.is_finite() || residual >= 1e-10 {
         return Err(format!("libtorch check failed: relative residual {residual:e} of a {n}x{n} solve"));
     }
     println!("  libtorch check         : seeded {n}x{n} SPD solve, relative residual {residual:.1e} -- OK\n");
