@@ -8,7 +8,8 @@ use brain_diffuser::{Config, Encoder, Generator, GuidedCondition, LatentConditio
 use image::{Rgb, RgbImage};
 use metrics::high_level::two_way_identification;
 use ndarray::{Array2, Axis};
-use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
+
+mod common;
 
 /// A downstream encoder: the synthetic truth's features of an image, which it reads from the
 /// image's first pixel (the test encodes the NSD id there), tiled `tokens` times.
@@ -106,24 +107,7 @@ fn id_image(id: usize) -> RgbImage {
 
 #[test]
 fn downstream_stages_compose_with_the_ridge_regressions() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let synth = SynthConfig {
-        seed: 3,
-        sessions: 4,
-        trials_per_session: 150,
-        volume: [14, 14, 10],
-        n_images: 600,
-        images_per_subject: 200,
-        n_shared: 40,
-        image_size: 16,
-        n_features: 16,
-        noise_sd: 0.5,
-        ..SynthConfig::default()
-    };
-    let nsd = write_synthetic_nsd(dir.path(), &synth).expect("synthetic NSD");
-    let mut subject = nsd_io::assemble_subject(&nsd.layout, 1, &synth.assembly_options()).expect("subject 1");
-    subject.divide(300.0);
-    subject.zscore_with_train_stats().expect("train statistics");
+    let (_dir, nsd, subject) = common::synthetic_subject(3);
 
     let truth = nsd.truth.features.clone();
     let encoder =

@@ -6,7 +6,8 @@ use brain_diffuser::Regressor;
 use brain_diffuser::stages::ridge::RidgeRegressor;
 use metrics::high_level::two_way_identification;
 use ndarray::{Array2, Axis};
-use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
+
+mod common;
 
 /// Rows of `features` for the given NSD ids.
 fn rows(features: &Array2<f32>, ids: &[usize]) -> Array2<f32> {
@@ -15,27 +16,7 @@ fn rows(features: &Array2<f32>, ids: &[usize]) -> Array2<f32> {
 
 #[test]
 fn predicted_test_features_identify_their_images() {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    // 4 sessions x 150 trials over 200 images (40 shared test images), 16 features, noise 0.5 of a
-    // unit-variance signal per trial.
-    let config = SynthConfig {
-        seed: 11,
-        sessions: 4,
-        trials_per_session: 150,
-        volume: [14, 14, 10],
-        n_images: 600,
-        images_per_subject: 200,
-        n_shared: 40,
-        image_size: 16,
-        n_features: 16,
-        noise_sd: 0.5,
-        ..SynthConfig::default()
-    };
-    let nsd = write_synthetic_nsd(dir.path(), &config).expect("the synthetic NSD is written");
-    let mut subject =
-        nsd_io::assemble_subject(&nsd.layout, 1, &config.assembly_options()).expect("subject 1 assembles");
-    subject.divide(f64::from(config.beta_scale));
-    subject.zscore_with_train_stats().expect("train statistics");
+    let (_dir, nsd, subject) = common::synthetic_subject(11);
     assert_eq!(subject.test_ids.len(), 40, "every shared image is a test image");
 
     let train_y = rows(&nsd.truth.features, &subject.train_ids);
