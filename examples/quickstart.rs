@@ -26,7 +26,7 @@ use brain_diffuser::runtime::{LibtorchInfo, default_device, loaded_libtorch_path
 use brain_diffuser::stages::clip::{ClipTextEncoder, ClipVisionEncoder};
 use brain_diffuser::stages::ridge::RidgeRegressor;
 use brain_diffuser::stages::vdvae::{VdvaeDecoder, VdvaeEncoder};
-use brain_diffuser::stages::versatile_diffusion::VersatileDiffusionRefiner;
+use brain_diffuser::stages::versatile_diffusion::{VersatileDiffusionRefiner, img2img_settings};
 use brain_diffuser::{Config, Encoder, Pipeline, Regressor};
 use clip::{ClipTextModel, ClipTokenizer, ClipVisionModel, TextConfig, VisionConfig};
 use image::{ImageEncoder, RgbImage};
@@ -36,7 +36,7 @@ use ndarray::Array2;
 use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
 use tch::{Device, Kind, Tensor};
 use vdvae::{DecodeOptions, EncodeOptions, PosteriorDraw, Vdvae, VdvaeConfig, WeightInit};
-use versatile_diffusion::{Img2ImgSettings, VdWeights, VersatileDiffusion};
+use versatile_diffusion::{VdWeights, VersatileDiffusion};
 
 type AnyError = Box<dyn std::error::Error>;
 
@@ -263,21 +263,13 @@ fn build_pipeline(config: Config, device: Device) -> Result<Pipeline, AnyError> 
         Kind::Float,
         Kind::Float,
     )?;
-    let d = &config.diffusion;
-    let settings = Img2ImgSettings {
-        steps: d.steps,
-        strength: d.strength,
-        guidance_scale: d.guidance_scale,
-        text_weight: d.text_weight,
-        eta: d.eta,
-        ..Img2ImgSettings::default()
-    };
+    let settings = img2img_settings(&config.diffusion);
     let refiner = VersatileDiffusionRefiner::new(
         vd,
         settings,
         negative_vision.view(),
         negative_text.view(),
-        d.resolution,
+        config.diffusion.resolution,
         "tiny-random",
     );
     Ok(Pipeline {

@@ -5,9 +5,27 @@ use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use ndarray::{Array2, ArrayView2};
 use tracing::info;
-use versatile_diffusion::{Conditioning, Img2ImgSettings, Noise, RgbImages, VersatileDiffusion};
+use versatile_diffusion::{Conditioning, Img2ImgSettings, Noise, NoiseTimestep, RgbImages, VersatileDiffusion};
 
+use crate::config::{DiffusionConfig, NoiseStart};
 use crate::{Generator, GuidedCondition, StageError};
+
+/// The img2img settings that `config` asks for: steps, strength, guidance, text weight, eta and the
+/// noise-start convention; everything else keeps Versatile Diffusion's Brain-Diffuser defaults.
+pub fn img2img_settings(config: &DiffusionConfig) -> Img2ImgSettings {
+    Img2ImgSettings {
+        steps: config.steps,
+        strength: config.strength,
+        guidance_scale: config.guidance_scale,
+        text_weight: config.text_weight,
+        eta: config.eta,
+        noise_timestep: match config.noise_start {
+            NoiseStart::Reference => NoiseTimestep::BrainDiffuser,
+            NoiseStart::Consistent => NoiseTimestep::Consistent,
+        },
+        ..Img2ImgSettings::default()
+    }
+}
 
 /// The seed of image `index` of a condition generated with `seed` (SplitMix64 of both), so that
 /// each image's noise depends only on the seed and its position, never on batch composition.
@@ -190,6 +208,13 @@ mod tests {
         let twins = refiner.generate(&twin, 3).unwrap();
         assert_eq!(twins[0], a[0], "image 0 depends only on its inputs, the seed and its position");
         assert_ne!(twins[0], twins[1], "positions get independent noise");
+    }
+
+    #[test]
+    fn paper_config_gives_the_crates_brain_diffuser_defaults() {
+        assert_eq!(img2img_settings(&DiffusionConfig::default()), Img2ImgSettings::default());
+        let consistent = DiffusionConfig { noise_start: NoiseStart::Consistent, ..DiffusionConfig::default() };
+        assert_eq!(img2img_settings(&consistent).noise_timestep, NoiseTimestep::Consistent);
     }
 
     #[test]
