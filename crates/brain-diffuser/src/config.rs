@@ -54,11 +54,25 @@ pub struct DataConfig {
     pub fmri_divisor: f32,
     /// Stimulus side in pixels (NSD's 425).
     pub stimulus_size: u32,
+    /// Trials per scan session (750 in NSD).
+    pub trials_per_session: usize,
+    /// Images whose `masterordering` index is at most this form the shared test set (1000 in NSD).
+    pub test_threshold: usize,
+    /// Images in the stimulus set (73,000 in NSD), for range checks of image ids.
+    pub n_images: usize,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { subjects: vec![1, 2, 5, 7], sessions: 37, fmri_divisor: 300.0, stimulus_size: 425 }
+        Self {
+            subjects: vec![1, 2, 5, 7],
+            sessions: 37,
+            fmri_divisor: 300.0,
+            stimulus_size: 425,
+            trials_per_session: 750,
+            test_threshold: 1000,
+            n_images: 73_000,
+        }
     }
 }
 
@@ -373,6 +387,9 @@ impl Config {
         }
         positive("data.fmri_divisor", f64::from(d.fmri_divisor))?;
         at_least_one("data.stimulus_size", d.stimulus_size as usize)?;
+        at_least_one("data.trials_per_session", d.trials_per_session)?;
+        at_least_one("data.test_threshold", d.test_threshold)?;
+        at_least_one("data.n_images", d.n_images)?;
 
         let v = &self.vdvae;
         if !(1..=75).contains(&v.layers) {

@@ -8,7 +8,9 @@
 //! [`Generator`] — so that any stage can be swapped for another project's.
 
 pub mod config;
+pub mod demo;
 mod error;
+pub mod models;
 pub mod pipeline;
 pub mod renormalise;
 pub mod report;
@@ -17,6 +19,7 @@ pub mod runtime;
 pub mod shard;
 mod stage;
 pub mod stages;
+pub mod workflow;
 
 pub use config::Config;
 pub use error::{PipelineError, StageError};

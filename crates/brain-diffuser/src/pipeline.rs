@@ -114,7 +114,7 @@ fn encode_all<I>(
     let mut out = Array2::<f32>::zeros((items.len(), width));
     let mut start = 0;
     for chunk in items.chunks(batch_size.max(1)) {
-        let rows = encoder.encode(chunk)?;
+        let rows = encoder.encode_at(start, chunk)?;
         if rows.dim() != (chunk.len(), width) {
             return Err(PipelineError::Shape(format!(
                 "encoder '{}' returned {:?} for {} items of {width} values",

@@ -20,18 +20,51 @@ pub struct ColumnStats {
 impl ColumnStats {
     /// Statistics of `rows` (n x d), accumulated in f64.
     pub fn of(rows: ArrayView2<f32>) -> Self {
-        let n = rows.nrows().max(1) as f64;
-        let mut sum = Array1::<f64>::zeros(rows.ncols());
-        let mut sum_sq = Array1::<f64>::zeros(rows.ncols());
+        let mut acc = ColumnAccumulator::new(rows.ncols());
+        acc.add(rows);
+        acc.finish()
+    }
+}
+
+/// [`ColumnStats`] of a matrix that arrives in row blocks (e.g. feature files on disk), so that
+/// the whole matrix is never held. Adding the blocks in order gives exactly [`ColumnStats::of`]
+/// of their concatenation.
+#[derive(Debug, Clone)]
+pub struct ColumnAccumulator {
+    rows: usize,
+    sum: Array1<f64>,
+    sum_sq: Array1<f64>,
+}
+
+impl ColumnAccumulator {
+    /// An empty accumulator for `columns` columns.
+    pub fn new(columns: usize) -> Self {
+        Self { rows: 0, sum: Array1::zeros(columns), sum_sq: Array1::zeros(columns) }
+    }
+
+    /// The number of columns.
+    pub fn columns(&self) -> usize {
+        self.sum.len()
+    }
+
+    /// Adds a block of rows; its width must be [`ColumnAccumulator::columns`] (checked by callers;
+    /// extra columns are ignored, missing ones are not accumulated).
+    pub fn add(&mut self, rows: ArrayView2<f32>) {
         for row in rows.rows() {
-            Zip::from(&mut sum).and(&mut sum_sq).and(&row).for_each(|s, q, &x| {
+            Zip::from(&mut self.sum).and(&mut self.sum_sq).and(&row).for_each(|s, q, &x| {
                 *s += f64::from(x);
                 *q += f64::from(x) * f64::from(x);
             });
         }
-        let mean = sum.mapv(|s| s / n);
-        let var = Zip::from(&sum_sq).and(&mean).map_collect(|&q, &m| (q / n - m * m).max(0.0));
-        Self { mean: mean.mapv(|m| m as f32), std: var.mapv(|v| v.sqrt() as f32) }
+        self.rows += rows.nrows();
+    }
+
+    /// The mean and standard deviation (ddof 0) of every row added.
+    pub fn finish(&self) -> ColumnStats {
+        let n = self.rows.max(1) as f64;
+        let mean = self.sum.mapv(|s| s / n);
+        let var = Zip::from(&self.sum_sq).and(&mean).map_collect(|&q, &m| (q / n - m * m).max(0.0));
+        ColumnStats { mean: mean.mapv(|m| m as f32), std: var.mapv(|v| v.sqrt() as f32) }
     }
 }
 

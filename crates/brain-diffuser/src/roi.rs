@@ -196,6 +196,17 @@ pub struct RoiWeightDifference {
     /// Standard errors of the two means.
     pub clip_vision_sem: f64,
     pub clip_text_sem: f64,
+    /// Mean VDVAE percentile over the ROI's voxels: the paper's Figure 7 divides the two
+    /// differences by it ([`RoiWeightDifference::normalised`]).
+    pub vdvae_percentile: f64,
+}
+
+impl RoiWeightDifference {
+    /// The Figure 7 values: the mean differences divided by the ROI's mean VDVAE percentile
+    /// (CLIP-Vision, CLIP-Text).
+    pub fn normalised(&self) -> (f64, f64) {
+        (self.clip_vision_minus_vdvae / self.vdvae_percentile, self.clip_text_minus_vdvae / self.vdvae_percentile)
+    }
 }
 
 /// The paper's Figure 7 statistic from the per-voxel L1 norms of the three regressions and the ROI
@@ -230,6 +241,7 @@ pub fn roi_weight_differences(
             let dv: Vec<f64> = inside.iter().map(|&i| pc[i] - pv[i]).collect();
             let dt: Vec<f64> = inside.iter().map(|&i| pt[i] - pv[i]).collect();
             let ((cv, cv_sem), (ct, ct_sem)) = (mean_sem(&dv), mean_sem(&dt));
+            let vdvae_percentile = inside.iter().map(|&i| pv[i]).sum::<f64>() / inside.len() as f64;
             RoiWeightDifference {
                 roi,
                 voxels: inside.len(),
@@ -237,6 +249,7 @@ pub fn roi_weight_differences(
                 clip_text_minus_vdvae: ct,
                 clip_vision_sem: cv_sem,
                 clip_text_sem: ct_sem,
+                vdvae_percentile,
             }
         })
         .collect())

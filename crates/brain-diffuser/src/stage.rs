@@ -26,6 +26,15 @@ pub trait Encoder {
 
     /// Encodes `batch`, returning one row of `feature_shape().iter().product()` values per item.
     fn encode(&self, batch: &[Self::Input]) -> Result<Array2<f32>, StageError>;
+
+    /// Encodes items `first..first + batch.len()` of a longer sequence. Encoders that draw random
+    /// numbers per item (VDVAE's posterior samples) override this so that an item's features do
+    /// not depend on how the sequence was cut into batches, shards or resumed runs; the default
+    /// ignores `first`.
+    fn encode_at(&self, first: usize, batch: &[Self::Input]) -> Result<Array2<f32>, StageError> {
+        let _ = first;
+        self.encode(batch)
+    }
 }
 
 /// Learns a linear map from fMRI rows to feature rows and applies it to new fMRI.

@@ -82,11 +82,23 @@ impl Vdvae {
     /// Encodes images into the latents of the first `options.n_blocks` decoder blocks: one row
     /// of `layout.dim()` values per image (91,168 for ImageNet-64 and 31 blocks).
     pub fn encode(&self, images: &[RgbImage], options: &EncodeOptions) -> Result<Latents, VdvaeError> {
+        self.encode_from(images, 0, options)
+    }
+
+    /// [`encode`](Self::encode) for images `first..first + images.len()` of a longer sequence:
+    /// posterior draws of image `first + j` come from stream `first + j` of `options.seed`, so
+    /// encoding a sequence in pieces (shards, resumed runs) gives the same latents as in one call.
+    pub fn encode_from(
+        &self,
+        images: &[RgbImage],
+        first: usize,
+        options: &EncodeOptions,
+    ) -> Result<Latents, VdvaeError> {
         check_batch_size(options.batch_size)?;
         let layout = self.config().latent_layout(options.n_blocks)?;
         let mut values = Vec::with_capacity(images.len() * layout.dim());
         for (b, chunk) in images.chunks(options.batch_size).enumerate() {
-            let first = b * options.batch_size;
+            let first = first + b * options.batch_size;
             debug!(first, count = chunk.len(), "VDVAE encode batch");
             let x = self.preprocess(chunk);
             let activations = self.encoder_activations(&x)?;

@@ -32,8 +32,9 @@ impl FeatureExtractor for ClipImageEmbedding {
         Normalization::CLIP
     }
 
+    /// One output, `final`: the name both protocols give the CLIP column's features.
     fn outputs(&self) -> Vec<String> {
-        vec!["image_embeds".to_owned()]
+        vec!["final".to_owned()]
     }
 
     fn extract(&self, batch: ArrayView4<f32>) -> Result<Vec<Array2<f32>>, MetricsError> {
@@ -83,5 +84,18 @@ mod tests {
             }
         }
         assert!(all[0].row(0).iter().zip(all[0].row(1)).any(|(a, b)| (a - b).abs() > 1e-4), "images differ");
+        // Both protocols find the output their CLIP column asks for.
+        for protocol in [metrics::Protocol::brain_diffuser(), metrics::Protocol::mindeye()] {
+            let wanted: Vec<&str> = protocol
+                .feature_metrics
+                .iter()
+                .filter(|m| m.extractor == metrics::protocol::slots::CLIP)
+                .map(|m| m.output.as_str())
+                .collect();
+            assert!(!wanted.is_empty(), "{} has a CLIP column", protocol.name);
+            for output in wanted {
+                assert!(extractor.outputs().iter().any(|o| o == output), "{}: no output '{output}'", protocol.name);
+            }
+        }
     }
 }

@@ -42,7 +42,13 @@ impl Encoder for VdvaeEncoder {
     }
 
     fn encode(&self, batch: &[RgbImage]) -> Result<Array2<f32>, StageError> {
-        let latents = self.model.encode(batch, &self.options).map_err(|e| StageError::new(&self.name, e))?;
+        self.encode_at(0, batch)
+    }
+
+    /// Image `first + j` draws its posterior samples from stream `first + j` of the seed.
+    fn encode_at(&self, first: usize, batch: &[RgbImage]) -> Result<Array2<f32>, StageError> {
+        let latents =
+            self.model.encode_from(batch, first, &self.options).map_err(|e| StageError::new(&self.name, e))?;
         Array2::from_shape_vec((batch.len(), latents.dim), latents.values)
             .map_err(|e| StageError::new(&self.name, format!("latent rows: {e}")))
     }

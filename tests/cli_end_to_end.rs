@@ -1,0 +1,230 @@
+//! The `brain-diffuser` command line end to end on the synthetic demo (synthetic NSD in the native
+//! formats, tiny random models in the real checkpoint formats), and resumption.
+//!
+//! Run A goes through every step for both demo subjects without interruption. Run B does subject 1
+//! again with the same configuration, but its extraction is split into two shards, the process is
+//! killed in the middle of extraction and of reconstruction, outputs are deleted and a half-written
+//! temporary file is left behind, and each step is then simply run again. Every file of subject 1
+//! must be byte-identical between the two runs: resuming never changes a result.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use brain_diffuser::TargetGroup;
+use brain_diffuser::demo::write_demo;
+use brain_diffuser::workflow::features::FeatureFiles;
+use brain_diffuser::workflow::{DataSplit, RunDir, load_npy};
+use metrics::high_level::two_way_identification;
+
+struct Demo {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+fn demo() -> Demo {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_path_buf();
+    let d = write_demo(&root.join("demo"), 2023).expect("demo data and models");
+    Demo { config: d.config, root, _dir: dir }
+}
+
+fn command(demo: &Demo, run: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_brain-diffuser"));
+    c.arg("--run")
+        .arg(demo.root.join(run))
+        .arg("--config")
+        .arg(&demo.config)
+        .arg("--nsd")
+        .arg(demo.root.join("demo/nsd"))
+        .arg("--models")
+        .arg(demo.root.join("demo/models"))
+        .arg("--device")
+        .arg("cpu")
+        .args(args)
+        .env("RUST_LOG", "warn");
+    c
+}
+
+fn step(demo: &Demo, run: &str, args: &[&str]) -> String {
+    let out = command(demo, run, args).output().expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "brain-diffuser {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn count_files(dir: &Path, extension: &str) -> usize {
+    walk(dir).iter().filter(|p| p.extension().is_some_and(|e| e == extension)).count()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Starts a step and kills it once `folder` holds more than `files_before` files ending in
+/// `extension`. Returns whether the kill interrupted it (it may have finished first).
+fn run_and_kill(demo: &Demo, run: &str, args: &[&str], folder: &Path, extension: &str) -> bool {
+    let before = count_files(folder, extension);
+    let mut child = command(demo, run, args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "{args:?} failed before it could be interrupted");
+            return false;
+        }
+        if count_files(folder, extension) > before || started.elapsed() > Duration::from_secs(300) {
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every file under `dir` (relative path -> bytes), without temporary files of atomic writes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tmp")))
+        .map(|p| (p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
+    let demo = demo();
+
+    // Run A: every step, both subjects, no interruption.
+    for args in [
+        &["prepare"][..],
+        &["extract"],
+        &["fit"],
+        &["predict"],
+        &["reconstruct"],
+        &["ablate", "--subject", "1"],
+        &["average"],
+        &["roi"],
+        &["weights-roi"],
+        &["evaluate", "--batch-size", "8"],
+        &["report", "--images", "4", "--cell", "32"],
+    ] {
+        step(&demo, "a", args);
+    }
+    let a = RunDir::new(demo.root.join("a"));
+    let subject = a.subject(1);
+
+    // The predicted test features identify their images: the synthetic fMRI carry the stimulus
+    // features through a known linear model (noise sd 0.5), and the image features of the tiny
+    // models are deterministic functions of the images, so identification is near perfect. The
+    // captions take only 32 distinct values (8 nouns x 4 tones), so images that share a caption
+    // cannot be told apart by CLIP-Text, which bounds its score well below 1. Row-shuffled truths
+    // (the mean over five shifts) stay at chance.
+    let predicted = brain_diffuser::workflow::fit::load_predicted(&subject.outputs).unwrap();
+    for (group, p, floor) in [
+        (TargetGroup::Vdvae, &predicted.vdvae, 0.9),
+        (TargetGroup::ClipVision, &predicted.clip_vision, 0.9),
+        (TargetGroup::ClipText, &predicted.clip_text, 0.62),
+    ] {
+        let truth =
+            FeatureFiles::open(&subject.features(group, DataSplit::Test), p.nrows()).unwrap().read_all().unwrap();
+        let score = two_way_identification(truth.view(), p.view()).unwrap();
+        let control = (1..=5)
+            .map(|shift| {
+                let mut shuffled = truth.clone();
+                for i in 0..truth.nrows() {
+                    shuffled.row_mut(i).assign(&truth.row((i + 7 * shift) % truth.nrows()));
+                }
+                two_way_identification(shuffled.view(), p.view()).unwrap()
+            })
+            .sum::<f64>()
+            / 5.0;
+        assert!(score > floor, "{}: identification {score} (floor {floor})", group.name());
+        assert!((control - 0.5).abs() < 0.1, "{}: shuffled control {control}", group.name());
+    }
+
+    // Every step left its outputs.
+    let n_test = predicted.ids.len();
+    for variant in ["only-vdvae", "brain-diffuser", "no-vdvae", "no-clip-text", "no-clip-vision"] {
+        assert_eq!(count_files(&subject.root().join("reconstructions").join(variant), "png"), n_test, "{variant}");
+        assert!(subject.root().join("metrics").join(variant).join("brain-diffuser/metrics.json").exists(), "{variant}");
+    }
+    assert_eq!(count_files(&a.average().root().join("reconstructions/brain-diffuser"), "png"), n_test);
+    for out in [a.subject(1).outputs, a.subject(2).outputs, a.average()] {
+        assert_eq!(count_files(&out.root().join("roi/brain-diffuser"), "png"), 13, "{}", out.root().display());
+    }
+    let figure7 = std::fs::read_to_string(a.weights_roi().join("figure7.csv")).unwrap();
+    assert_eq!(figure7.lines().count(), 14, "{figure7}");
+    assert!(a.weights_roi().join("figure7.png").exists() && a.report().join("grid.png").exists());
+    let models = command(&demo, "a", &["models"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&models.stdout).to_lowercase().contains("tiny"),
+        "models must say the folder is tiny"
+    );
+
+    // Run B: subject 1 again, interrupted and resumed.
+    step(&demo, "b", &["--subjects", "1", "prepare"]);
+    step(&demo, "b", &["--subjects", "1", "extract", "--shard", "2/2"]);
+    let b = RunDir::new(demo.root.join("b"));
+    let features = b.subject(1).root().join("features");
+    run_and_kill(&demo, "b", &["--subjects", "1", "extract"], &features, "npy");
+    step(&demo, "b", &["--subjects", "1", "extract", "--shard", "1/2"]);
+    // A lost chunk and the leftover of an interrupted atomic write.
+    let chunk = features.join("vdvae/train/rows-000064-000128.npy");
+    std::fs::remove_file(&chunk).unwrap();
+    std::fs::write(features.join("vdvae/train/.rows-000064-000128.npy.tmp123"), b"half a file").unwrap();
+    step(&demo, "b", &["--subjects", "1", "extract"]);
+    step(&demo, "b", &["--subjects", "1", "fit"]);
+    step(&demo, "b", &["--subjects", "1", "predict"]);
+    let finals = b.subject(1).root().join("reconstructions/brain-diffuser");
+    let interrupted = run_and_kill(&demo, "b", &["--subjects", "1", "reconstruct"], &finals, "png");
+    assert!(interrupted, "reconstruction finished before it could be interrupted");
+    let partial = count_files(&finals, "png");
+    assert!(partial < n_test, "the interrupted run made {partial} of {n_test} final images");
+    std::fs::remove_file(b.subject(1).root().join("reconstructions/only-vdvae/0003.png")).ok();
+    step(&demo, "b", &["--subjects", "1", "reconstruct", "--shard", "2/3"]);
+    step(&demo, "b", &["--subjects", "1", "reconstruct"]);
+
+    let (tree_a, tree_b) = (tree(a.subject(1).root()), tree(b.subject(1).root()));
+    let compared = [
+        "fmri",
+        "features",
+        "regression",
+        "predicted",
+        "ground_truth",
+        "reconstructions/only-vdvae",
+        "reconstructions/brain-diffuser",
+    ];
+    let pick = |t: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        t.iter()
+            .filter(|(k, _)| compared.iter().any(|c| k.starts_with(c)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let (pa, pb) = (pick(&tree_a), pick(&tree_b));
+    assert!(pa.len() > 2 * n_test, "too few files compared: {}", pa.len());
+    assert_eq!(pa.keys().collect::<Vec<_>>(), pb.keys().collect::<Vec<_>>(), "the two runs wrote different files");
+    for (name, bytes) in &pa {
+        assert!(bytes == &pb[name], "{name} differs between the uninterrupted and the resumed run");
+    }
+    // The resumed features also equal run A's test features loaded back (a sanity check of the reader).
+    let fa =
+        load_npy(&a.subject(1).features(TargetGroup::Vdvae, DataSplit::Test).join("rows-000000-000040.npy")).unwrap();
+    assert_eq!(fa.nrows(), n_test);
+}
