@@ -87,7 +87,7 @@ fn main() -> ExitCode {
 fn identification(label: &str, truth: &brain_diffuser::pipeline::Features, p: &Predictions) {
     let score = |t: &Array2<f32>, p: &Array2<f32>| two_way_identification(t.view(), p.view()).unwrap_or(f64::NAN);
     println!(
-        "  {label:<28} VDVAE {:5.1}%   CLIP-Vision {:5.1}%   CLIP-Text {:5.1}%",
+        "  {label:<30} VDVAE {:5.1}%   CLIP-Vision {:5.1}%   CLIP-Text {:5.1}%",
         100.0 * score(&truth.vdvae.test, &p.vdvae),
         100.0 * score(&truth.clip_vision.test, &p.clip_vision),
         100.0 * score(&truth.clip_text.test, &p.clip_text)

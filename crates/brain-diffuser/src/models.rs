@@ -857,6 +857,15 @@ impl ModelsReport {
         self.entries.iter().all(|e| e.status == ModelStatus::Valid)
     }
 
+    /// True when every model the reconstruction needs (all but the metric networks, whose absence
+    /// only drops their evaluation columns) is present and valid at full size.
+    pub fn reconstruction_ready(&self) -> bool {
+        self.entries
+            .iter()
+            .filter(|e| !METRIC_NETWORKS.iter().any(|m| m.name == e.name))
+            .all(|e| e.status == ModelStatus::Valid)
+    }
+
     /// The entry named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&ModelEntry> {
         self.entries.iter().find(|e| e.name == name)
@@ -1562,6 +1571,7 @@ mod tests {
         }
         assert!(report.entries.iter().skip(7).all(|e| e.status == ModelStatus::Missing), "{report}");
         assert!(!report.all_present_and_valid());
+        assert!(!report.reconstruction_ready(), "tiny models never count as ready");
         let text = report.to_string();
         assert!(text.contains("tiny random (synthetic)") && text.contains("TINY RANDOM MODELS"), "{text}");
     }
@@ -1844,6 +1854,7 @@ mod tests {
         }
         assert_eq!(report.get("CLIP tokenizer").unwrap().status, ModelStatus::Missing);
         assert!(!report.all_present_and_valid());
+        assert!(!report.reconstruction_ready(), "the tokenizer is missing");
 
         // The downloaded diffusers folders instead: the text U-Net with its unused layers, the VAE
         // with the legacy attention names of the hub files.
@@ -1887,6 +1898,25 @@ mod tests {
             panic!("tiny hps.json accepted")
         };
         assert!(reason.contains("hps.json describes another architecture"), "{reason}");
+    }
+
+    #[test]
+    fn missing_metric_networks_do_not_block_reconstruction() {
+        let entry = |name: &'static str, status| ModelEntry {
+            name,
+            role: "",
+            path: PathBuf::new(),
+            status,
+            downloads: Vec::new(),
+            note: None,
+        };
+        let mut entries: Vec<ModelEntry> =
+            ["VDVAE", "VD U-Nets", "CLIP tokenizer"].into_iter().map(|n| entry(n, ModelStatus::Valid)).collect();
+        entries.extend(METRIC_NETWORKS.iter().map(|m| entry(m.name, ModelStatus::Missing)));
+        let mut report = ModelsReport { root: PathBuf::new(), tiny: false, entries };
+        assert!(report.reconstruction_ready() && !report.all_present_and_valid());
+        report.entries[1].status = ModelStatus::Missing;
+        assert!(!report.reconstruction_ready());
     }
 
     #[test]
