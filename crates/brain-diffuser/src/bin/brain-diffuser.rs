@@ -48,7 +48,7 @@ struct Global {
     /// The NSD root folder (holding nsddata/, nsddata_betas/, nsddata_stimuli/).
     #[arg(long, global = true, env = "BRAIN_DIFFUSER_NSD", default_value = "nsd")]
     nsd: PathBuf,
-    /// NSD caption array (nsd_captions.npy, the reference's curated captions). Default: <nsd>/nsd_captions.npy.
+    /// The curated caption array (COCO_73k_annots_curated.npy). Default: <nsd>/annots/COCO_73k_annots_curated.npy.
     #[arg(long, global = true)]
     captions: Option<PathBuf>,
     /// The models folder (see `brain-diffuser models`).
