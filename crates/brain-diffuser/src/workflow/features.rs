@@ -44,6 +44,7 @@ pub struct FeatureFiles {
     sources: Vec<NpyTargets>,
     rows: usize,
     cols: usize,
+    progress: Option<indicatif::ProgressBar>,
 }
 
 impl FeatureFiles {
@@ -104,7 +105,14 @@ impl FeatureFiles {
             }
             sources.push(source);
         }
-        Ok(Self { dir: dir.to_owned(), chunks, sources, rows, cols: cols.unwrap_or(0) })
+        Ok(Self { dir: dir.to_owned(), chunks, sources, rows, cols: cols.unwrap_or(0), progress: None })
+    }
+
+    /// Advances `bar` by the columns of every block read as a [`TargetSource`] (the regressions'
+    /// progress: each target column is read once per pass).
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Some(bar);
+        self
     }
 
     /// Rows (stimuli).
@@ -162,6 +170,9 @@ impl TargetSource for FeatureFiles {
                 out[k * n + range.start..k * n + range.end]
                     .copy_from_slice(&buffer[k * range.len()..(k + 1) * range.len()]);
             }
+        }
+        if let Some(bar) = &self.progress {
+            bar.inc(cols.len() as u64);
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use ridge::{AlphaPolicy, FitOptions, ProblemOptions, RidgeProblem};
 use tracing::info;
 
 use super::features::FeatureFiles;
-use super::{DataSplit, SubjectDir, WorkflowError, check_settings, load_npy, save_npy, write_text};
+use super::{DataSplit, SubjectDir, WorkflowError, check_settings, load_npy, progress_bar, save_npy, write_text};
 use crate::TargetGroup;
 use crate::config::{Config, Renormalisation};
 use crate::renormalise::{ColumnStats, renormalise};
@@ -84,6 +84,8 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
         let out = dir.regression(group);
         check_settings(&out, &settings_of(dir, group, config)?)?;
         let mut targets = FeatureFiles::open(&dir.features(group, DataSplit::Train), subject.train_ids.len())?;
+        let bar = progress_bar(targets.cols(), &format!("subj{:02} ridge {}", dir.subject, group.name()));
+        targets = targets.with_progress(bar.clone());
         let mut evals = vec![&test];
         evals.extend(roi.as_ref());
         evals.extend(train.as_ref());
@@ -94,6 +96,7 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
             &evals,
             &FitOptions::default(),
         )?;
+        bar.finish_and_clear();
         info!(
             subject = dir.subject,
             group = group.name(),

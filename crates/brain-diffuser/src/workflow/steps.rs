@@ -22,6 +22,14 @@ use crate::shard::Shard;
 use crate::stages::clip_metric::ClipImageEmbedding;
 use crate::{Encoder, Generator, GuidedCondition, TargetGroup};
 
+/// The stimuli of one subject: NSD ids and caption rows.
+struct StimulusLists {
+    train_ids: Vec<usize>,
+    test_ids: Vec<usize>,
+    train_captions: nsd_io::CaptionTable,
+    test_captions: nsd_io::CaptionTable,
+}
+
 /// Everything the steps share: where the run, the data and the models are, the configuration,
 /// the subjects and the device.
 pub struct Session {
@@ -57,25 +65,32 @@ impl Session {
             .collect()
     }
 
-    /// `extract`: the features of `groups` for the training and test stimuli of this shard.
+    /// `extract`: the features of `groups` for the training and test stimuli of this shard. Each
+    /// model is loaded once and serves every subject.
     pub fn extract(&self, shard: Shard, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
         let stimuli = self.stimuli()?;
         let loader = self.loader();
-        for &s in &self.subjects {
-            let dir = self.run.subject(s);
-            let subject = load_subject(&dir)?;
-            for &group in groups {
-                if group == TargetGroup::ClipText {
-                    let encoder = loader.clip_text()?;
-                    for (split, rows) in [
-                        (DataSplit::Train, &subject.train_captions.rows),
-                        (DataSplit::Test, &subject.test_captions.rows),
+        let subjects = self
+            .subjects
+            .iter()
+            .map(|&s| {
+                // Only the ids and captions are kept (not the fMRI).
+                let nsd_io::SubjectData { train_ids, test_ids, train_captions, test_captions, .. } =
+                    load_subject(&self.run.subject(s))?;
+                Ok((s, self.run.subject(s), StimulusLists { train_ids, test_ids, train_captions, test_captions }))
+            })
+            .collect::<Result<Vec<_>, WorkflowError>>()?;
+        for &group in groups {
+            if group == TargetGroup::ClipText {
+                let encoder = loader.clip_text()?;
+                for (s, dir, subject) in &subjects {
+                    for (split, rows, n) in [
+                        (DataSplit::Train, &subject.train_captions.rows, subject.train_ids.len()),
+                        (DataSplit::Test, &subject.test_captions.rows, subject.test_ids.len()),
                     ] {
-                        if rows.len() != subject.train_ids.len() && split == DataSplit::Train
-                            || rows.len() != subject.test_ids.len() && split == DataSplit::Test
-                        {
+                        if rows.len() != n {
                             return Err(WorkflowError::Invalid(format!(
-                                "subject {s}: {} captions rows for the {} images; prepare with the NSD caption array",
+                                "subject {s}: {} caption rows for {n} {} images; prepare with the NSD caption array",
                                 rows.len(),
                                 split.name()
                             )));
@@ -83,12 +98,14 @@ impl Session {
                         let label = format!("subj{s:02} clip-text {}", split.name());
                         super::extract::extract_captions(&dir.features(group, split), &encoder, rows, shard, &label)?;
                     }
-                    continue;
                 }
-                let encoder: Box<dyn Encoder<Input = RgbImage>> = match group {
-                    TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
-                    _ => Box::new(loader.clip_vision()?),
-                };
+                continue;
+            }
+            let encoder: Box<dyn Encoder<Input = RgbImage>> = match group {
+                TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
+                _ => Box::new(loader.clip_vision()?),
+            };
+            for (s, dir, subject) in &subjects {
                 for (split, ids) in [(DataSplit::Train, &subject.train_ids), (DataSplit::Test, &subject.test_ids)] {
                     let label = format!("subj{s:02} {} {}", group.name(), split.name());
                     super::extract::extract_images(
