@@ -37,4 +37,7 @@ pub use error::{NsdError, Result};
 pub use expdesign::{ExpDesign, Split, SplitPlan, Stimulus};
 pub use layout::NsdLayout;
 pub use nifti::{NiftiHeader, NiftiReader, Volume, VoxelMask, read_nifti, read_volume};
-pub use subject::{AssemblyOptions, BetasFormat, SubjectData, TrainStats, assemble_subject, nsdgeneral_mask};
+pub use subject::{
+    AssemblyOptions, BetasFormat, SubjectData, TrainStats, assemble_subject, assemble_subject_with_progress,
+    nsdgeneral_mask,
+};

@@ -145,6 +145,17 @@ pub fn read_session(
 
 /// Assembles `subject` (1-based) from the NSD files under `layout`.
 pub fn assemble_subject(layout: &NsdLayout, subject: u8, opts: &AssemblyOptions) -> Result<SubjectData> {
+    assemble_subject_with_progress(layout, subject, opts, &mut |_, _| {})
+}
+
+/// [`assemble_subject`], calling `progress(sessions_done, sessions)` after each session is read
+/// (for a progress bar: a subject takes minutes).
+pub fn assemble_subject_with_progress(
+    layout: &NsdLayout,
+    subject: u8,
+    opts: &AssemblyOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<SubjectData> {
     if opts.sessions == 0 || opts.trials_per_session == 0 {
         return Err(NsdError::Config(format!(
             "sessions ({}) and trials_per_session ({}) must be positive",
@@ -156,7 +167,7 @@ pub fn assemble_subject(layout: &NsdLayout, subject: u8, opts: &AssemblyOptions)
     let plan = design.split(subject, n_trials, opts.n_images, opts.test_threshold)?;
     let mask = nsdgeneral_mask(layout, subject)?;
     info!(subject, voxels = mask.len(), train = plan.train.len(), test = plan.test.len(), "assembling subject");
-    let (train_fmri, test_fmri) = average_sessions(layout, subject, &mask, &plan, opts)?;
+    let (train_fmri, test_fmri) = average_sessions(layout, subject, &mask, &plan, opts, progress)?;
     let train_ids: Vec<usize> = plan.train.iter().map(|s| s.nsd_id).collect();
     let test_ids: Vec<usize> = plan.test.iter().map(|s| s.nsd_id).collect();
     let (train_captions, test_captions) = if opts.with_captions {
@@ -181,6 +192,7 @@ fn average_sessions(
     mask: &VoxelMask,
     plan: &SplitPlan,
     opts: &AssemblyOptions,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     let n = mask.len();
     let mut train = Array2::<f32>::zeros((plan.train.len(), n));
@@ -214,6 +226,7 @@ fn average_sessions(
                 seen[slot] += 1;
             }
             info!(subject, session = s, "session read");
+            progress(s, opts.sessions);
         }
     }
     for (arr, seen) in [(&mut train, &seen_train), (&mut test, &seen_test)] {

@@ -82,6 +82,18 @@ fn hdf5_betas_and_stimuli_give_the_same_subject() {
 }
 
 #[test]
+fn progress_is_reported_once_per_session_and_changes_nothing() {
+    let (layout, _) = mini();
+    let mut calls = Vec::new();
+    let with =
+        nsd_io::assemble_subject_with_progress(&layout, 1, &options(), &mut |done, total| calls.push((done, total)))
+            .unwrap();
+    let sessions = options().sessions;
+    assert_eq!(calls, (1..=sessions).map(|s| (s, sessions)).collect::<Vec<_>>());
+    assert_eq!(with, assemble_subject(&layout, 1, &options()).unwrap());
+}
+
+#[test]
 fn cache_round_trips_through_npy() {
     let (layout, _) = mini();
     let subject = assemble_subject(&layout, 1, &options()).unwrap();

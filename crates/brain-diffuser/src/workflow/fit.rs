@@ -59,6 +59,10 @@ fn settings_of(dir: &SubjectDir, group: TargetGroup, config: &Config) -> Result<
 
 /// Fits the regressions of `groups` for one subject (skipping those already fitted).
 pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
+    // Regressions already fitted must have been fitted with these settings.
+    for &group in groups {
+        check_settings(&dir.regression(group), &settings_of(dir, group, config)?)?;
+    }
     let todo: Vec<TargetGroup> =
         groups.iter().copied().filter(|g| !dir.regression(*g).join("test.npy").exists()).collect();
     if todo.is_empty() {
@@ -82,7 +86,6 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
     let train = if train_only { Some(problem.evaluation_set(subject.train_fmri.view())?) } else { None };
     for group in todo {
         let out = dir.regression(group);
-        check_settings(&out, &settings_of(dir, group, config)?)?;
         let mut targets = FeatureFiles::open(&dir.features(group, DataSplit::Train), subject.train_ids.len())?;
         let bar = progress_bar(targets.cols(), &format!("subj{:02} ridge {}", dir.subject, group.name()));
         targets = targets.with_progress(bar.clone());

@@ -56,3 +56,21 @@ pub fn check_settings(dir: &std::path::Path, settings: &str) -> Result<(), Workf
         Err(e) => Err(WorkflowError::io(&path, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_recorded_once_and_other_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("regression/vdvae");
+        check_settings(&out, "alpha = 50000\n").unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("settings.toml")).unwrap(), "alpha = 50000\n");
+        check_settings(&out, "alpha = 50000\n").unwrap();
+        let err = check_settings(&out, "alpha = 1\n").unwrap_err();
+        assert!(matches!(err, WorkflowError::Stale { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("alpha = 50000") && message.contains("alpha = 1"), "{message}");
+    }
+}

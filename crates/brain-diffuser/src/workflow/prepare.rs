@@ -78,7 +78,12 @@ pub fn prepare_subject(
         SubjectData::load(&fmri_dir, dir.subject)?
     } else {
         info!(subject = dir.subject, sessions = d.sessions, "assembling the subject from NSD");
-        let mut subject = nsd_io::assemble_subject(nsd, dir.subject, &assembly_options(config))?;
+        let bar = progress_bar(d.sessions, &format!("subj{:02} sessions", dir.subject));
+        let mut subject =
+            nsd_io::assemble_subject_with_progress(nsd, dir.subject, &assembly_options(config), &mut |done, _| {
+                bar.set_position(done as u64)
+            })?;
+        bar.finish_and_clear();
         subject.divide(f64::from(d.fmri_divisor));
         subject.zscore_with_train_stats()?;
         subject.save(&fmri_dir)?;

@@ -286,6 +286,7 @@ impl Session {
             outputs.push(("average".into(), self.run.average(), self.run.subject(first).ground_truth()));
         }
         let mut reports = Vec::new();
+        let bar = super::progress_bar(protocols.len() * outputs.len() * Variant::ALL.len(), "evaluate");
         for protocol in protocols {
             let networks = self.models.load_metric_networks(self.device, &metrics::Protocol::by_name(protocol)?)?;
             if networks.is_empty() {
@@ -305,9 +306,11 @@ impl Session {
                     {
                         reports.push((format!("{label} {protocol}"), variant, r));
                     }
+                    bar.inc(1);
                 }
             }
         }
+        bar.finish_and_clear();
         Ok(reports)
     }
 

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::features::FeatureFiles;
 use super::fit::load_subject;
-use super::{DataSplit, RunDir, SubjectDir, WorkflowError, load_npy, progress_bar, write_text};
+use super::{DataSplit, RunDir, SubjectDir, WorkflowError, check_settings, load_npy, progress_bar, write_text};
 use crate::TargetGroup;
 use crate::config::Config;
 use crate::roi::{ROI_NAMES, RoiWeightDifference, VoxelWeightNorms, roi_weight_differences};
@@ -49,6 +49,12 @@ pub fn subject_weight_roi(dir: &SubjectDir, config: &Config) -> Result<Vec<RoiWe
         return Err(WorkflowError::missing("ROI patterns (the NSD ROI volumes)", &patterns_path, "prepare"));
     }
     let patterns = load_npy(&patterns_path)?;
+    let settings: String = TargetGroup::ALL
+        .iter()
+        .map(|g| format!("{}_alpha = {}\n", g.name().replace('-', "_"), g.alpha(config)))
+        .chain([format!("fit_intercept = {}\n", config.regression.fit_intercept)])
+        .collect();
+    check_settings(&dir.weights_roi(), &settings)?;
     let [v, cv, ct] = TargetGroup::ALL.map(|g| voxel_weight_norms(dir, config, g));
     let rows =
         roi_weight_differences(v?.view(), cv?.view(), ct?.view(), patterns.view()).map_err(WorkflowError::Invalid)?;
