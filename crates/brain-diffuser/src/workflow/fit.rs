@@ -143,8 +143,12 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
 /// Renormalises the test predictions of `groups` (per `regression.renormalisation`) into
 /// `predicted/<group>.npy`, and records the test ids in row order.
 pub fn predict_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
-    let subject = load_subject(dir)?;
-    let ids: String = subject.test_ids.iter().map(|id| format!("{id}\n")).collect();
+    let ids_path = SubjectData::cache_paths(&dir.fmri(), dir.subject)[3].clone();
+    if !ids_path.exists() {
+        return Err(WorkflowError::missing(format!("subject {} test ids", dir.subject), &ids_path, "prepare"));
+    }
+    let test_ids: ndarray::Array1<i64> = nsd_io::subject::load_npy(&ids_path)?;
+    let ids: String = test_ids.iter().map(|id| format!("{id}\n")).collect();
     let predicted_dir = dir.outputs.predicted_ids();
     let predicted_dir = predicted_dir.parent().unwrap_or(dir.root());
     check_settings(predicted_dir, &format!("renormalisation = {:?}\n", config.regression.renormalisation))?;
@@ -176,35 +180,45 @@ pub struct PredictedFeatures {
     pub clip_text: Array2<f32>,
 }
 
-/// Reads `predicted/` (written by `predict` or `average`).
-pub fn load_predicted(outputs: &super::OutputDir) -> Result<PredictedFeatures, WorkflowError> {
+/// Reads the NSD ids of the rows of `predicted/` (written by `predict` or `average`).
+pub fn load_predicted_ids(outputs: &super::OutputDir) -> Result<Vec<usize>, WorkflowError> {
     let ids_path = outputs.predicted_ids();
     let text = std::fs::read_to_string(&ids_path)
         .map_err(|_| WorkflowError::missing("predicted features", &ids_path, "predict"))?;
-    let ids = text
-        .lines()
+    text.lines()
         .map(|l| {
             l.trim()
                 .parse::<usize>()
                 .map_err(|e| WorkflowError::File { path: ids_path.clone(), message: e.to_string() })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let read = |group: TargetGroup| -> Result<Array2<f32>, WorkflowError> {
-        let m = load_npy(&outputs.predicted(group))?;
-        if m.nrows() != ids.len() {
-            return Err(WorkflowError::Invalid(format!(
-                "{}: {} rows for {} test ids",
-                outputs.predicted(group).display(),
-                m.nrows(),
-                ids.len()
-            )));
-        }
-        Ok(m)
-    };
+        .collect()
+}
+
+/// Reads one group's predictions of `predicted/`, checking its row count against `rows`.
+pub fn load_predicted_group(
+    outputs: &super::OutputDir,
+    group: TargetGroup,
+    rows: usize,
+) -> Result<Array2<f32>, WorkflowError> {
+    let m = load_npy(&outputs.predicted(group))?;
+    if m.nrows() != rows {
+        return Err(WorkflowError::Invalid(format!(
+            "{}: {} rows for {rows} test ids",
+            outputs.predicted(group).display(),
+            m.nrows()
+        )));
+    }
+    Ok(m)
+}
+
+/// Reads `predicted/` (written by `predict` or `average`): the ids and the three groups.
+pub fn load_predicted(outputs: &super::OutputDir) -> Result<PredictedFeatures, WorkflowError> {
+    let ids = load_predicted_ids(outputs)?;
+    let n = ids.len();
     Ok(PredictedFeatures {
-        vdvae: read(TargetGroup::Vdvae)?,
-        clip_vision: read(TargetGroup::ClipVision)?,
-        clip_text: read(TargetGroup::ClipText)?,
+        vdvae: load_predicted_group(outputs, TargetGroup::Vdvae, n)?,
+        clip_vision: load_predicted_group(outputs, TargetGroup::ClipVision, n)?,
+        clip_text: load_predicted_group(outputs, TargetGroup::ClipText, n)?,
         ids,
     })
 }

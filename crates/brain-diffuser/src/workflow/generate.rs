@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{ArrayView2, Axis};
 
 use super::{WorkflowError, check_settings, load_png, progress_bar, save_png};
 use crate::stages::versatile_diffusion::image_seed;
@@ -109,16 +109,4 @@ fn check_lengths(names: usize, inputs: &[(&str, usize)]) -> Result<(), WorkflowE
         }
     }
     Ok(())
-}
-
-/// Rows of `m` in the order of `ids` within `order` (both NSD ids), for aligning subjects.
-pub fn rows_in_order(m: &Array2<f32>, ids: &[usize], order: &[usize]) -> Result<Array2<f32>, WorkflowError> {
-    let position: std::collections::HashMap<usize, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let rows = order
-        .iter()
-        .map(|id| {
-            position.get(id).copied().ok_or_else(|| WorkflowError::Invalid(format!("test image {id} is missing")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(m.select(Axis(0), &rows))
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use image::RgbImage;
 use metrics::EvaluationReport;
 
-use super::fit::load_predicted;
+use super::fit::load_predicted_ids;
 use super::prepare::image_name;
 use super::{OutputDir, RunDir, Variant, WorkflowError, load_png, save_png, write_text};
 use crate::report::{labelled_grid, stack_vertical, table_image};
@@ -83,11 +83,11 @@ pub fn write_report(
     if run.average().predicted_ids().exists() {
         outputs.push(("average".into(), run.average()));
     }
-    let order = load_predicted(&run.subject(first).outputs)?.ids;
+    let order = load_predicted_ids(&run.subject(first).outputs)?;
     let mut titles = vec!["ground truth".to_owned()];
     let mut columns = Vec::new();
     for (label, out) in &outputs {
-        let ids = load_predicted(out)?.ids;
+        let ids = load_predicted_ids(out)?;
         let position: std::collections::HashMap<usize, usize> =
             ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         for variant in [Variant::OnlyVdvae, Variant::BrainDiffuser] {

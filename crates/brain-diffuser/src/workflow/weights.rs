@@ -17,18 +17,25 @@ use crate::roi::{ROI_NAMES, RoiWeightDifference, VoxelWeightNorms, roi_weight_di
 /// Targets per weight block.
 const WEIGHT_BLOCK: usize = 4096;
 
-/// The per-voxel L1 norms of one regression's weights (cached in `weights-roi/<group>_l1.npy`).
-pub fn voxel_weight_norms(dir: &SubjectDir, config: &Config, group: TargetGroup) -> Result<Array1<f64>, WorkflowError> {
-    let path = dir.weights_roi().join(format!("{}_l1.npy", group.name()));
+fn l1_path(dir: &SubjectDir, group: TargetGroup) -> std::path::PathBuf {
+    dir.weights_roi().join(format!("{}_l1.npy", group.name()))
+}
+
+/// The per-voxel L1 norms of one regression's weights on `problem` (the subject's training fMRI),
+/// computed in blocks of 4,096 targets and cached in `weights-roi/<group>_l1.npy`.
+pub fn voxel_weight_norms(
+    dir: &SubjectDir,
+    problem: &RidgeProblem,
+    config: &Config,
+    group: TargetGroup,
+) -> Result<Array1<f64>, WorkflowError> {
+    let path = l1_path(dir, group);
     if path.exists() {
         return Ok(nsd_io::subject::load_npy::<Array1<f64>>(&path)?);
     }
-    let subject = load_subject(dir)?;
-    let options = ProblemOptions { fit_intercept: config.regression.fit_intercept, form: None };
-    let problem = RidgeProblem::new(subject.train_fmri.view(), options)?;
-    let mut targets = FeatureFiles::open(&dir.features(group, DataSplit::Train), subject.train_ids.len())?;
+    let mut targets = FeatureFiles::open(&dir.features(group, DataSplit::Train), problem.n_samples())?;
     let alphas = vec![group.alpha(config); targets.cols()];
-    let mut norms = VoxelWeightNorms::new(subject.n_voxels());
+    let mut norms = VoxelWeightNorms::new(problem.n_features());
     let bar = progress_bar(targets.cols(), &format!("weights {}", group.name()));
     problem.weights_by_block(&mut targets, &alphas, WEIGHT_BLOCK, |block| {
         norms.add_block(block.coef.t()).map_err(ridge::RidgeError::Invalid)?;
@@ -55,9 +62,28 @@ pub fn subject_weight_roi(dir: &SubjectDir, config: &Config) -> Result<Vec<RoiWe
         .chain([format!("fit_intercept = {}\n", config.regression.fit_intercept)])
         .collect();
     check_settings(&dir.weights_roi(), &settings)?;
-    let [v, cv, ct] = TargetGroup::ALL.map(|g| voxel_weight_norms(dir, config, g));
+    // One Gram matrix serves the three regressions; it is built only if a norm is not cached.
+    let mut problem = None;
+    let mut norms = Vec::with_capacity(3);
+    for group in TargetGroup::ALL {
+        let path = l1_path(dir, group);
+        if path.exists() {
+            norms.push(nsd_io::subject::load_npy::<Array1<f64>>(&path)?);
+            continue;
+        }
+        if problem.is_none() {
+            let subject = load_subject(dir)?;
+            let options = ProblemOptions { fit_intercept: config.regression.fit_intercept, form: None };
+            problem = Some(RidgeProblem::new(subject.train_fmri.view(), options)?);
+        }
+        if let Some(problem) = &problem {
+            norms.push(voxel_weight_norms(dir, problem, config, group)?);
+        }
+    }
+    let [v, cv, ct]: [Array1<f64>; 3] =
+        norms.try_into().map_err(|_| WorkflowError::Invalid("three weight norms expected".into()))?;
     let rows =
-        roi_weight_differences(v?.view(), cv?.view(), ct?.view(), patterns.view()).map_err(WorkflowError::Invalid)?;
+        roi_weight_differences(v.view(), cv.view(), ct.view(), patterns.view()).map_err(WorkflowError::Invalid)?;
     let mut csv = String::from(
         "roi,voxels,vdvae_percentile,clip_vision_minus_vdvae,clip_vision_sem,clip_text_minus_vdvae,clip_text_sem,\
          clip_vision_normalised,clip_text_normalised\n",
