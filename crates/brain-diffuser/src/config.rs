@@ -327,7 +327,7 @@ pub struct SeedConfig {
 }
 
 impl Config {
-    /// Parses TOML text; `origin` names it in errors (a path, or "<string>").
+    /// Parses TOML text; `origin` names it in errors (a path, or `"<string>"`).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;

@@ -49,7 +49,7 @@ pub struct FeatureFiles {
 
 impl FeatureFiles {
     /// Opens the chunks in `dir`, which must tile rows `0..rows` exactly once with files of the
-    /// same width; `step` names the step that writes them, for the error message.
+    /// same width; a missing or incomplete folder is an error that names `extract`.
     pub fn open(dir: &Path, rows: usize) -> Result<Self, WorkflowError> {
         let missing = || WorkflowError::missing(format!("features for {rows} stimuli"), dir, "extract");
         let entries = std::fs::read_dir(dir).map_err(|_| missing())?;
