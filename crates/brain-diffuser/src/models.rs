@@ -1134,8 +1134,9 @@ pub struct TinyModels {
     pub context_width: usize,
 }
 
-/// The tiny VDVAE of `examples/quickstart.rs` (every kind of block, 16x16 images).
-fn tiny_vdvae_config() -> VdvaeConfig {
+/// The tiny VDVAE of the demo models and the unit tests: the shared parity fixture's structure
+/// (every kind of block), 16x16 images.
+pub(crate) fn tiny_vdvae_config() -> VdvaeConfig {
     VdvaeConfig {
         width: 16,
         zdim: 4,
@@ -1147,7 +1148,7 @@ fn tiny_vdvae_config() -> VdvaeConfig {
     }
 }
 
-/// The tiny CLIP towers of `examples/quickstart.rs`: 2 layers, width 32, 16-wide projections.
+/// The tiny CLIP towers of the demo models: 2 layers, width 32, 16-wide projections.
 fn tiny_clip_configs(tokenizer: &ClipTokenizer) -> (VisionConfig, TextConfig) {
     let vision = VisionConfig {
         hidden_size: 32,

@@ -107,19 +107,11 @@ impl Generator for VdvaeDecoder {
 mod tests {
     use super::*;
     use image::Rgb;
-    use vdvae::{PosteriorDraw, VdvaeConfig, WeightInit};
+    use vdvae::{PosteriorDraw, WeightInit};
 
     /// The structure of the shared VDVAE parity fixture (every kind of block), random weights.
     fn tiny_model() -> Rc<Vdvae> {
-        let config = VdvaeConfig {
-            width: 16,
-            zdim: 4,
-            image_size: 16,
-            num_mixtures: 3,
-            enc_blocks: "16x2,16d2,8x2,8d2,4x2,4d4,1x2".into(),
-            dec_blocks: "1x2,4m1,4x1,8m4,8x2,16m8,16x2".into(),
-            ..VdvaeConfig::imagenet64()
-        };
+        let config = crate::models::tiny_vdvae_config();
         Rc::new(Vdvae::new(&config, tch::Device::Cpu, WeightInit::Reference { seed: 7 }).expect("tiny model builds"))
     }
 
