@@ -75,6 +75,11 @@ impl Regressor for NearestNeighbours {
 }
 
 fn main() -> ExitCode {
+    // Logging, and threads that share the CPUs well (docs/ARCHITECTURE.md, "Threads").
+    if let Err(e) = brain_diffuser::runtime::init_program("warn") {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -266,6 +266,11 @@ fn run(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
+    // Logging, and threads that share the CPUs well (docs/ARCHITECTURE.md, "Threads").
+    if let Err(e) = brain_diffuser::runtime::init_program("info") {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let out = std::env::args_os().nth(1).map_or_else(|| PathBuf::from("/tmp/bd-fullsize"), PathBuf::from);
     match run(&out) {
         Ok(()) => ExitCode::SUCCESS,

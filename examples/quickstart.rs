@@ -39,7 +39,11 @@ type AnyError = Box<dyn std::error::Error>;
 const SEED: u64 = 2023;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    // Logging, and threads that share the CPUs well (docs/ARCHITECTURE.md, "Threads").
+    if let Err(e) = brain_diffuser::runtime::init_program("warn") {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let device = match environment_report() {
         Ok(device) => device,
         Err(message) => {
@@ -67,7 +71,7 @@ fn environment_report() -> Result<Device, String> {
         None => println!("  libtorch loaded from   : (not visible in /proc/self/maps on this system)"),
     }
     println!("  CUDA available         : {} ({} device(s))", info.cuda_available, info.cuda_devices);
-    let device = default_device().map_err(|m| format!("BRAIN_DIFFUSER_DEVICE: {m}"))?;
+    let device = default_device().map_err(|e| e.to_string())?;
     println!("  device                 : {device:?}");
     println!("  intra-op threads       : {}", info.threads);
     tch::manual_seed(SEED as i64);

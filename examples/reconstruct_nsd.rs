@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use brain_diffuser::Config;
 use brain_diffuser::TargetGroup;
 use brain_diffuser::models::ModelsDir;
-use brain_diffuser::runtime::{default_device, parse_device};
+use brain_diffuser::runtime::select_device;
 use brain_diffuser::shard::Shard;
 use brain_diffuser::workflow::RunDir;
 use brain_diffuser::workflow::steps::Session;
@@ -40,8 +40,8 @@ struct Args {
     /// Where the outputs go.
     #[arg(long, default_value = "runs/reconstruct_nsd")]
     run: PathBuf,
-    /// The NSD subject (1, 2, 5 or 7 in the paper).
-    #[arg(long, default_value_t = 1)]
+    /// The NSD subject (1, 2, 5 or 7 in the paper; NSD has 1 to 8).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     subject: u8,
     /// Configuration (default: the paper's, configs/paper.toml).
     #[arg(long)]
@@ -52,9 +52,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    // Logging, and threads that share the CPUs well (docs/ARCHITECTURE.md, "Threads").
+    if let Err(e) = brain_diffuser::runtime::init_program("info") {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -85,10 +87,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let device = match &args.device {
-        Some(name) => parse_device(name),
-        None => default_device(),
-    }?;
+    let device = select_device(args.device.as_deref())?;
     let session = Session { run: RunDir::new(&args.run), config, nsd, models, subjects: vec![args.subject], device };
     brain_diffuser::workflow::write_text(&session.run.config_file(), &session.config.to_toml())?;
     session.prepare()?;

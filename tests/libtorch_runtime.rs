@@ -1,7 +1,7 @@
 //! The libtorch set-up: binaries find the libtorch they were linked against, at run time, without
 //! LD_LIBRARY_PATH, and it is the version tch 0.24 expects.
 
-use brain_diffuser::runtime::{LibtorchInfo, loaded_libtorch_paths, parse_device};
+use brain_diffuser::runtime::{LibtorchInfo, loaded_libtorch_paths, parse_device, parse_device_name};
 use tch::Device;
 
 #[test]
@@ -41,8 +41,8 @@ fn runs_without_ld_library_path() {
 #[test]
 fn device_names_parse() {
     assert_eq!(parse_device("cpu"), Ok(Device::Cpu));
-    assert_eq!(parse_device("cuda"), Ok(Device::Cuda(0)));
-    assert_eq!(parse_device("cuda:3"), Ok(Device::Cuda(3)));
+    assert_eq!(parse_device_name("--device", "cuda"), Ok(Device::Cuda(0)));
+    assert_eq!(parse_device_name("--device", "cuda:3"), Ok(Device::Cuda(3)));
     assert!(parse_device("gpu").is_err());
     assert!(parse_device("cuda:x").is_err());
 }

@@ -11,7 +11,13 @@ Writes into OUT_DIR:
   mat/<name>.mat + mat/<name>.<var>.npy                (scipy.io.loadmat values, float64, Fortran dims)
   npy/captions_U.npy, npy/captions_S.npy + .json with the expected strings
   hdf5/stimuli.hdf5 (imgBrick u8, chunked + gzip), hdf5/betas.hdf5 (betas i16) + expected .npy
+  edge/...                                             (edge_fixtures below: variants other tools write)
+
+With --only edge, only OUT_DIR/edge is (re)written (the other folders are left as they are).
 """
+import gzip
+import struct
+import zlib
 import argparse
 import json
 import os
@@ -20,6 +26,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 import scipy.io as sio
+import scipy.sparse
 
 
 def nifti_fixtures(out, rng, vol, trials):
@@ -126,18 +133,264 @@ def hdf5_fixtures(out, rng, vol, trials):
     np.save(os.path.join(d, "betas.expected.npy"), betas)
 
 
+def _v5_elements(b, big=False):
+    """Top-level (tag type, payload) pairs of an uncompressed level-5 MAT body."""
+    e = ">" if big else "<"
+    out, i = [], 0
+    while i < len(b):
+        kind, n = struct.unpack(e + "II", b[i:i + 8])
+        if kind >> 16:  # small data element: size and type in one word, data in the next 4 bytes
+            out.append((kind & 0xFFFF, b[i + 4:i + 4 + (kind >> 16)]))
+            i += 8
+            continue
+        out.append((kind, b[i + 8:i + 8 + n]))
+        i += 8 + (n + 7) // 8 * 8
+    return out
+
+
+def _v5_tag(kind, payload):
+    """One padded data element (never the small-element form, as MATLAB's own writer does for these)."""
+    pad = (len(payload) + 7) // 8 * 8 - len(payload)
+    return struct.pack("<II", kind, len(payload)) + payload + b"\0" * pad
+
+
+def _rewrite_v5(src, dst, dims_type=None, name_type=None, rename=None, compress=False):
+    """Copies a scipy-written uncompressed MAT file, changing in every miMATRIX the storage type of
+    the dims (miINT32 -> miUINT32, as some writers store them) and of the array name (miINT8 ->
+    miUTF8), renaming variables, and optionally zlib-compressing each variable. Only the tags
+    change; scipy.io.loadmat then reads the result (the canonical reader's values are what the
+    tests compare with)."""
+    raw = open(src, "rb").read()
+    head, body = raw[:128], raw[128:]
+    out = bytearray(head)
+    for kind, payload in _v5_elements(body):
+        assert kind == 14, kind
+        sub = _v5_elements(payload)
+        (fk, flags), (dk, dims), (nk, name) = sub[:3]
+        name = name.decode("utf-8")
+        name = (rename or {}).get(name, name).encode("utf-8")
+        m = _v5_tag(fk, flags) + _v5_tag(dims_type or dk, dims) + _v5_tag(name_type or nk, name)
+        for k, p in sub[3:]:
+            m += _v5_tag(k, p)
+        matrix = _v5_tag(14, m)
+        if compress:
+            z = zlib.compress(matrix)
+            out += struct.pack("<II", 15, len(z)) + z
+        else:
+            out += matrix
+    open(dst, "wb").write(bytes(out))
+
+
+def _write_v4_big_endian(path, variables):
+    """A big-endian MAT v4 file (MOPT M=1), which scipy reads but does not write: per variable a
+    20-byte header (mopt, mrows, ncols, imagf, namlen), the NUL-terminated name, then the values
+    column-major in the type P of mopt (0 f8, 1 f4, 2 i4, 3 i2, 4 u2, 5 u1)."""
+    codes = {np.dtype("f8"): 0, np.dtype("f4"): 1, np.dtype("i4"): 2, np.dtype("i2"): 3,
+             np.dtype("u2"): 4, np.dtype("u1"): 5}
+    with open(path, "wb") as f:
+        for name, arr in variables.items():
+            arr = np.atleast_2d(arr)
+            mopt = 1000 + 10 * codes[arr.dtype]
+            nm = name.encode() + b"\0"
+            f.write(struct.pack(">iiiii", mopt, arr.shape[0], arr.shape[1], 0, len(nm)))
+            f.write(nm)
+            f.write(arr.astype(arr.dtype.newbyteorder(">")).tobytes(order="F"))
+
+
+def edge_fixtures(out):
+    """Files in forms other tools write and the canonical readers accept (issue 13), each with the
+    values (or the refusal) of the canonical reader."""
+    rng = np.random.default_rng(13)
+    d = os.path.join(out, "edge")
+    for sub in ("mat", "nifti", "npy", "hdf5"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+
+    # --- MAT: v5 variants, and v4 -------------------------------------------------------------
+    md = os.path.join(d, "mat")
+    design = {
+        "masterordering": rng.integers(1, 13, size=(1, 30)).astype(np.float64),
+        "subjectim": rng.integers(1, 400, size=(8, 12)).astype(np.int32),
+        "sharedix": np.arange(1, 5, dtype=np.uint16).reshape(1, 4),
+    }
+    extra = {"single": rng.standard_normal((4, 2)).astype(np.float32),
+             "cube": rng.integers(-500, 500, size=(2, 3, 4)).astype(np.int16),
+             "label": "hello nsd"}
+    base = os.path.join(md, "_base.mat")
+    sio.savemat(base, {**design, **extra}, do_compression=False)
+    meta = {}
+    variants = {
+        "uint32_dims.mat": dict(dims_type=6),
+        # (scipy refuses non-ASCII names: "Non ascii int8 string"; MATLAB names are ASCII.)
+        "utf8_names.mat": dict(name_type=16, rename={"single": "single_utf8"}),
+        "uint32_dims_utf8_names_compressed.mat": dict(dims_type=6, name_type=16, compress=True),
+    }
+    for name, kw in variants.items():
+        path = os.path.join(md, name)
+        _rewrite_v5(base, path, **kw)
+        back = sio.loadmat(path)
+        meta[name] = _mat_expected(md, name, back)
+    os.remove(base)
+    # MAT v4: scipy's writer (little-endian) and a big-endian file scipy reads.
+    # (complex and sparse variables are skipped by our reader: reported, not decoded)
+    v4 = {**design, "single": extra["single"], "label": "hello nsd",
+          "cplx": np.array([[1 + 2j, 3 - 1j]]), "sparse": scipy.sparse.csc_matrix(np.eye(3))}
+    sio.savemat(os.path.join(md, "v4.mat"), v4, format="4")
+    meta["v4.mat"] = _mat_expected(md, "v4.mat", sio.loadmat(os.path.join(md, "v4.mat")))
+    _write_v4_big_endian(os.path.join(md, "v4_big_endian.mat"),
+                         {**design, "single": extra["single"],
+                          "bytes": rng.integers(0, 255, size=(3, 5)).astype(np.uint8)})
+    meta["v4_big_endian.mat"] = _mat_expected(md, "v4_big_endian.mat",
+                                              sio.loadmat(os.path.join(md, "v4_big_endian.mat")))
+    with open(os.path.join(md, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, ensure_ascii=False, indent=1)
+
+    # --- NIfTI: header fields nibabel reads (or refuses) differently from the strict rules --------
+    nd = os.path.join(d, "nifti")
+    arr = rng.integers(-3000, 3000, size=(5, 4, 3)).astype(np.int16)
+    src = os.path.join(nd, "_base.nii")
+    nib.Nifti1Image(arr, np.diag([1.8, 1.8, 1.8, 1.0])).to_filename(src)
+    base = open(src, "rb").read()
+    os.remove(src)
+    cases = {
+        # vox_offset 0 ("unset"): the NIfTI-1 standard says it is equivalent to 352 in a .nii, and
+        # nibabel's writer treats 0 as unset; nibabel 5.4's *reader* starts the data at byte 0
+        # (header bytes as voxels), so the expected values are what nibabel wrote (see meta).
+        "vox_offset_0.nii": [(108, "<f", 0.0)],
+        "vox_offset_0.nii.gz": [(108, "<f", 0.0)],
+        "bitpix_0.nii": [(72, "<h", 0)],
+        "bitpix_mismatch.nii": [(72, "<h", 8)],
+        "vox_offset_fraction.nii": [(108, "<f", 352.75)],
+        "slope_nan_inter_3.nii": [(112, "<f", float("nan")), (116, "<f", 3.0)],
+        "slope_inf_inter_3.nii": [(112, "<f", float("inf")), (116, "<f", 3.0)],
+        "slope_0_inter_nan.nii": [(112, "<f", 0.0), (116, "<f", float("nan"))],
+        "slope_2_inter_nan.nii": [(112, "<f", 2.0), (116, "<f", float("nan"))],
+        "slope_2_inter_inf.nii": [(112, "<f", 2.0), (116, "<f", float("inf"))],
+        "slope_1_inter_minf.nii": [(112, "<f", 1.0), (116, "<f", float("-inf"))],
+        "vox_offset_100.nii": [(108, "<f", 100.0)],
+        "vox_offset_negative.nii": [(108, "<f", -5.0)],
+        "vox_offset_nan.nii": [(108, "<f", float("nan"))],
+    }
+    nmeta = []
+    for name, patches in cases.items():
+        b = bytearray(base)
+        for off, fmt, val in patches:
+            b[off:off + struct.calcsize(fmt)] = struct.pack(fmt, val)
+        path = os.path.join(nd, name)
+        data = bytes(b)
+        open(path, "wb").write(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+        entry = {"file": name}
+        try:
+            img = nib.load(path)
+            got = np.asarray(img.get_fdata(), dtype=np.float64)
+            entry["nibabel"] = "reads"
+            if name.startswith("vox_offset_0"):
+                entry["nibabel_reads_from_byte"] = int(img.dataobj.offset)
+                got = arr.astype(np.float64)  # the values nibabel wrote (vox_offset 352)
+            stem = name.split(".")[0]
+            np.save(os.path.join(nd, stem + ".expected.npy"), got)
+            entry["expected"] = stem + ".expected.npy"
+        except Exception as e:  # nibabel refuses the header
+            entry["nibabel"] = "refuses"
+            entry["error"] = f"{type(e).__name__}: {e}"
+        nmeta.append(entry)
+    with open(os.path.join(nd, "meta.json"), "w") as f:
+        json.dump(nmeta, f, indent=1)
+
+    # --- npy: NUL characters inside captions (numpy strips only trailing NULs) ------------------
+    pd = os.path.join(d, "npy")
+    caps = np.array([["a\0b", "\0leading", "trailing\0\0", "in\0\0side and end\0"],
+                     ["plain", "", "x\0y\0z", "\u00fcn\0\u732b"]])
+    np.save(os.path.join(pd, "captions_nul_U.npy"), caps)
+    bcaps = np.array([[b"a\0b", b"trailing\0"], [b"\0lead", b"ok"]])
+    np.save(os.path.join(pd, "captions_nul_S.npy"), bcaps)
+    back_u = np.load(os.path.join(pd, "captions_nul_U.npy")).tolist()
+    back_s = [[x.decode("utf-8") for x in row] for row in np.load(os.path.join(pd, "captions_nul_S.npy")).tolist()]
+    with open(os.path.join(pd, "captions_nul.json"), "w", encoding="utf-8") as f:
+        json.dump({"U": back_u, "S": back_s}, f, ensure_ascii=False, indent=1)
+
+    # --- HDF5: h5py's LZF filter (id 32000) ------------------------------------------------------
+    hd = os.path.join(d, "hdf5")
+    # Blocky images (8x8 blocks of a few colours) that LZF shrinks, so their chunks are compressed.
+    blocks = rng.integers(0, 4, size=(6, 4, 4, 3)) * 60
+    brick = np.repeat(np.repeat(blocks, 8, axis=1), 8, axis=2).astype(np.uint8)
+    # One image of noise: LZF cannot shrink it, so h5py stores that chunk unfiltered.
+    brick = np.concatenate([brick, rng.integers(0, 256, size=(1, 32, 32, 3)).astype(np.uint8)])
+    with h5py.File(os.path.join(hd, "stimuli_lzf.hdf5"), "w") as f:
+        f.create_dataset("imgBrick", data=brick, chunks=(1, 32, 32, 3), compression="lzf")
+    with h5py.File(os.path.join(hd, "stimuli_lzf.hdf5"), "r") as f:
+        np.save(os.path.join(hd, "stimuli_lzf.expected.npy"), f["imgBrick"][()])
+        assert f["imgBrick"].compression == "lzf"
+        masks = [f["imgBrick"].id.get_chunk_info(i).filter_mask for i in range(len(brick))]
+        assert masks == [0] * 6 + [1], masks  # six LZF-compressed chunks, the noise chunk stored raw
+    # The same images gzip-compressed (each chunk really compressed), for damaged-chunk tests.
+    with h5py.File(os.path.join(hd, "stimuli_gzip.hdf5"), "w") as f:
+        f.create_dataset("imgBrick", data=brick[:6], chunks=(1, 32, 32, 3), compression="gzip", compression_opts=4)
+    with h5py.File(os.path.join(hd, "stimuli_gzip.hdf5"), "r") as f:
+        assert all(f["imgBrick"].id.get_chunk_info(i).filter_mask == 0 for i in range(6))
+    # The same file with the filter id and name patched to an unregistered filter (32123 "xyz"),
+    # as a stand-in for filters neither h5py nor we decode (blosc, bitshuffle, ...).
+    raw = bytearray(open(os.path.join(hd, "stimuli_lzf.hdf5"), "rb").read())
+    k = raw.find(b"lzf\0")
+    assert k > 8 and struct.unpack("<H", raw[k - 8:k - 6])[0] == 32000, "filter message not found"
+    raw[k - 8:k - 6] = struct.pack("<H", 32123)
+    raw[k:k + 3] = b"xyz"
+    open(os.path.join(hd, "stimuli_unknown_filter.hdf5"), "wb").write(bytes(raw))
+    try:
+        with h5py.File(os.path.join(hd, "stimuli_unknown_filter.hdf5"), "r") as f:
+            f["imgBrick"][0]
+        unknown = "h5py reads it"
+    except Exception as e:
+        unknown = f"h5py refuses: {type(e).__name__}: {e}"
+    with open(os.path.join(hd, "meta.json"), "w") as f:
+        json.dump({"stimuli_unknown_filter.hdf5": unknown}, f, indent=1)
+    betas = (np.round(np.sin(np.arange(6 * 3 * 4 * 5) / 7.0) * 1000)).astype(np.int16).reshape(6, 3, 4, 5)
+    with h5py.File(os.path.join(hd, "betas_lzf_shuffle.hdf5"), "w") as f:
+        f.create_dataset("betas", data=betas, chunks=(2, 3, 4, 5), compression="lzf", shuffle=True)
+    with h5py.File(os.path.join(hd, "betas_lzf_shuffle.hdf5"), "r") as f:
+        assert all(f["betas"].id.get_chunk_info(i).filter_mask == 0 for i in range(3))
+        np.save(os.path.join(hd, "betas_lzf_shuffle.expected.npy"), f["betas"][()])
+
+
+def _mat_expected(d, name, back):
+    """Saves scipy.io.loadmat's values of each numeric variable as NAME.VAR.npy (float64, MATLAB
+    dims) and returns {var: shape} plus the text of char variables."""
+    stem = name[:-4]
+    out = {}
+    for k, v in back.items():
+        if k.startswith("__"):
+            continue
+        if scipy.sparse.issparse(v):
+            out[k] = {"unsupported": "sparse"}
+            continue
+        if v.dtype.kind == "U":
+            out[k] = {"text": str(v[0])}
+            continue
+        if v.dtype.kind == "c":
+            out[k] = {"unsupported": "complex"}
+            continue
+        np.save(os.path.join(d, f"{stem}.{k}.npy"), np.asarray(v, dtype=np.float64))
+        out[k] = {"shape": list(v.shape), "dtype": str(v.dtype)}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vol", type=int, nargs=3, default=[5, 4, 3])
     ap.add_argument("--trials", type=int, default=6)
+    ap.add_argument("--only", choices=["edge"], help="write only this group of fixtures")
     a = ap.parse_args()
+    if a.only == "edge":
+        edge_fixtures(a.out)
+        print(f"edge fixtures written to {a.out}/edge")
+        return
     rng = np.random.default_rng(a.seed)
     nifti_fixtures(a.out, rng, a.vol, a.trials)
     mat_fixtures(a.out, rng)
     npy_fixtures(a.out)
     hdf5_fixtures(a.out, rng, a.vol, a.trials)
+    edge_fixtures(a.out)
     print(f"fixtures written to {a.out}")
 
 

@@ -2,14 +2,19 @@
 
 Every number the Rust tests compare against is computed here by scikit-learn (`Ridge`,
 `RidgeCV`), by himalaya (`KernelRidgeCV`), or by brute force (leave-one-out by refitting
-`Ridge` n times; GCV from the explicit hat matrix). Inputs are drawn as float32 so that the
-Rust side, which takes f32 inputs, sees exactly the same numbers as the float64 reference fit.
+`Ridge` n times; GCV from the explicit hat matrix). The `exact_*` fixtures (issue 15) hold GCV
+and leave-one-out tables, weights and predictions in 60-digit arithmetic (mpmath) on alpha grids
+reaching far below and above the spectrum. Inputs are drawn as float32 so that the Rust side,
+which takes f32 inputs, sees exactly the same numbers as the reference.
 
 Usage (from the repository root):
     /root/.cache/brain-diffuser/torch-2.11.0/bin/python tools/ridge/make_fixtures.py \
         --out crates/ridge/tests/fixtures --seed 0 \
         --kernel-shape 20 50 --primal-shape 60 15 --targets 6 --test-rows 7 \
         --alphas 0.1 10 1000 --cv-shape 30 60 --cv-targets 12
+Only the exact tables (a few minutes):
+    /root/.cache/brain-diffuser/torch-2.11.0/bin/python tools/ridge/make_fixtures.py \
+        --out crates/ridge/tests/fixtures --seed 0 --only exact --digits 60
 """
 
 import argparse
@@ -143,6 +148,185 @@ def numpy_model_case(out, rng, n, p, d, m, alpha):
          {"reference": "numpy x_test @ coef.T + intercept with the float32 model"})
 
 
+# --- Exact GCV / leave-one-out tables (issue 15, point 4) -------------------------------------
+
+def exact_tables(x, y, alphas, fit_intercept, dps):
+    """GCV scores and leave-one-out MSEs (alphas x targets) in `dps`-digit arithmetic (mpmath).
+
+    The inputs are float32 values, so the problem is exactly representable; everything is then
+    computed from the explicit residual operator M = I - H (H the hat matrix, intercept
+    included), never from an eigendecomposition:
+        n <= p: M = a (Kc + aI)^-1 - [intercept] 11^T/n,  Kc = Xc Xc^T,
+        n >  p: M = I - Xc (Xc^T Xc + aI)^-1 Xc^T - [intercept] 11^T/n,
+    GCV = (|M y|^2/n) / (tr(M)/n)^2 and LOO = mean_i ((M y)_i / M_ii)^2 (exact for ridge with an
+    unpenalised intercept; checked against refitting below)."""
+    from mpmath import mp
+    mp.dps = dps
+    n, p = x.shape
+    X = mp.matrix(x.tolist())
+    Y = mp.matrix(y.tolist())
+    if fit_intercept:
+        for j in range(p):
+            m = mp.fsum(X[i, j] for i in range(n)) / n
+            for i in range(n):
+                X[i, j] -= m
+    ones = mp.matrix(n, n)
+    if fit_intercept:
+        for i in range(n):
+            for k in range(n):
+                ones[i, k] = mp.mpf(1) / n
+    eye_n = mp.eye(n)
+    if n <= p:
+        gram = X * X.T
+    else:
+        gram = X.T * X
+    gcv = np.zeros((len(alphas), y.shape[1]))
+    loo = np.zeros((len(alphas), y.shape[1]))
+    for ai, alpha in enumerate(alphas):
+        a = mp.mpf(float(alpha))
+        shifted = gram + a * mp.eye(gram.rows)
+        if n <= p:
+            resid_op = a * mp.inverse(shifted) - ones
+        else:
+            resid_op = eye_n - X * mp.inverse(shifted) * X.T - ones
+        r = resid_op * Y
+        trace = mp.fsum(resid_op[i, i] for i in range(n))
+        for j in range(y.shape[1]):
+            ssr = mp.fsum(r[i, j] ** 2 for i in range(n))
+            gcv[ai, j] = float((ssr / n) / (trace / n) ** 2)
+            loo[ai, j] = float(mp.fsum((r[i, j] / resid_op[i, i]) ** 2 for i in range(n)) / n)
+    return gcv, loo
+
+
+def brute_force_loo(x, y, alpha, fit_intercept, dps):
+    """Leave-one-out MSE of one target by refitting ridge (intercept by centring) n times in
+    `dps`-digit arithmetic: the independent check of the closed form above."""
+    from mpmath import mp
+    mp.dps = dps
+    n, p = x.shape
+    a = mp.mpf(float(alpha))
+    total = mp.mpf(0)
+    for i in range(n):
+        keep = [k for k in range(n) if k != i]
+        X = mp.matrix([[x[k, j] for j in range(p)] for k in keep])
+        yv = mp.matrix([y[k] for k in keep])
+        xm = [mp.fsum(X[k, j] for k in range(n - 1)) / (n - 1) if fit_intercept else mp.mpf(0) for j in range(p)]
+        ym = mp.fsum(yv) / (n - 1) if fit_intercept else mp.mpf(0)
+        for k in range(n - 1):
+            yv[k] -= ym
+            for j in range(p):
+                X[k, j] -= xm[j]
+        if n - 1 <= p:
+            dual = mp.lu_solve(X * X.T + a * mp.eye(n - 1), yv)
+            w = X.T * dual
+        else:
+            w = mp.lu_solve(X.T * X + a * mp.eye(p), X.T * yv)
+        pred = ym + mp.fsum((x[i, j] - xm[j]) * w[j] for j in range(p))
+        total += (y[i] - pred) ** 2
+    return float(total / n)
+
+
+def exact_fit(x, y, x_test, alpha, fit_intercept, dps):
+    """Ridge weights (d x p, sklearn's coef_ layout) and test predictions in `dps`-digit
+    arithmetic: W = Xc^T (Kc + aI)^-1 Yc (n <= p) or (Xc^T Xc + aI)^-1 Xc^T Yc (n > p)."""
+    from mpmath import mp
+    mp.dps = dps
+    n, p = x.shape
+    X = mp.matrix(x.tolist())
+    Y = mp.matrix(y.tolist())
+    xm = [mp.fsum(X[i, j] for i in range(n)) / n if fit_intercept else mp.mpf(0) for j in range(p)]
+    ym = [mp.fsum(Y[i, j] for i in range(n)) / n if fit_intercept else mp.mpf(0) for j in range(y.shape[1])]
+    for i in range(n):
+        for j in range(p):
+            X[i, j] -= xm[j]
+        for j in range(y.shape[1]):
+            Y[i, j] -= ym[j]
+    a = mp.mpf(float(alpha))
+    if n <= p:
+        w = X.T * (mp.inverse(X * X.T + a * mp.eye(n)) * Y)
+    else:
+        w = mp.inverse(X.T * X + a * mp.eye(p)) * (X.T * Y)
+    xt = mp.matrix(x_test.tolist())
+    for i in range(xt.rows):
+        for j in range(p):
+            xt[i, j] -= xm[j]
+    pred = xt * w
+    coef = np.array([[float(w[f, t]) for f in range(p)] for t in range(y.shape[1])])
+    pred = np.array([[float(pred[i, t] + ym[t]) for t in range(y.shape[1])] for i in range(xt.rows)])
+    return coef, pred
+
+
+def margins(table):
+    """Per target: (second best - best) / best over the candidates (the exact choice's margin)."""
+    s = np.sort(table, axis=0)
+    return (s[1] - s[0]) / s[0]
+
+
+def exact_case(out, name, rng, n, p, d, fit_intercept, dps, alphas=None):
+    """A problem, an alpha grid and its exact GCV / LOO tables. Without `alphas`, the grid runs
+    from 1e-8 x the smallest nonzero eigenvalue of the centred Gram matrix to 1e6 x the largest,
+    two per decade. Noise levels run from 0 (n < p; 1e-4 for n > p) to 3."""
+    # A target in the span of X is only possible for n < p: for n > p its least-squares residual
+    # would be the float32 rounding of y, which float64 resolves only to ~1e-8 relative (a
+    # residual r is resolved to ~eps |y| / |r|); the quietest n > p target has noise 1e-4 of y.
+    floor = [0.0] if n <= p else [1e-4]
+    noise = np.concatenate([floor, np.geomspace(3e-4, 3.0, d - 1)])
+    x, x_test, y = draw_problem(rng, n, p, d, 5, noise)
+    xc = x - x.mean(0) if fit_intercept else x
+    small = xc @ xc.T if n <= p else xc.T @ xc
+    lam = np.linalg.eigvalsh(small)
+    rank = min(n - int(fit_intercept), p)
+    lam_min, lam_max = lam[-rank], lam[-1]
+    if alphas is None:
+        lo, hi = np.log10(1e-8 * lam_min), np.log10(1e6 * lam_max)
+        alphas = np.logspace(lo, hi, int(np.ceil(2 * (hi - lo))) + 1)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    gcv, loo = exact_tables(x, y, alphas, fit_intercept, dps)
+    # The closed form equals refitting without each sample, at both ends of the grid.
+    for ai in (0, len(alphas) - 1):
+        for j in (0,):
+            brute = brute_force_loo(x, y[:, j], alphas[ai], fit_intercept, dps)
+            assert abs(brute - loo[ai, j]) <= 1e-25 * loo[ai, j], (name, ai, j, brute, loo[ai, j])
+    # scikit-learn's RidgeCV (efficient LOO, eigen / svd modes) where its float64 rounding allows.
+    mode = "eigen" if n <= p else "svd"
+    cv = RidgeCV(alphas=alphas, fit_intercept=fit_intercept, alpha_per_target=True, store_cv_results=True,
+                 gcv_mode=mode).fit(x, y)
+    sk_loo = cv.cv_results_.mean(0).T  # (alphas, targets)
+    sk_dev = (np.abs(sk_loo - loo) / loo).max(1)
+    print(f"{name}: {n}x{p}, intercept {fit_intercept}, eigenvalues {lam_min:.3g}..{lam_max:.3g}, "
+          f"{len(alphas)} alphas {alphas[0]:.3g}..{alphas[-1]:.3g}")
+    print(f"  GCV choice {alphas[gcv.argmin(0)]}, min margin {margins(gcv).min():.2e}")
+    print(f"  LOO choice {alphas[loo.argmin(0)]}, min margin {margins(loo).min():.2e}")
+    print(f"  sklearn RidgeCV(gcv_mode={mode!r}) LOO rel. deviation per alpha: {np.array2string(sk_dev, precision=1)}")
+    # Weights and predictions at the smallest alpha and the middle one (where a zero eigenvalue
+    # must add nothing to the fit).
+    fit_alphas = np.asarray([alphas[0], alphas[len(alphas) // 2]])
+    fits = [exact_fit(x, y, x_test, a, fit_intercept, dps) for a in fit_alphas]
+    tensors = {"x": x.astype(np.float32), "y": y.astype(np.float32), "alphas": alphas,
+               "x_test": x_test.astype(np.float32), "fit_alphas": fit_alphas,
+               "coef_0": fits[0][0], "pred_0": fits[0][1], "coef_1": fits[1][0], "pred_1": fits[1][1],
+               "gcv_score": gcv, "loo_mse": loo,
+               "best_alpha_gcv": alphas[gcv.argmin(0)], "best_alpha_loo": alphas[loo.argmin(0)],
+               "gcv_margin": margins(gcv), "loo_margin": margins(loo),
+               "eigen_range": np.asarray([lam_min, lam_max]),
+               "sklearn_loo_rel_deviation": sk_dev}
+    save(os.path.join(out, f"{name}.safetensors"), tensors,
+         {"fit_intercept": fit_intercept, "digits": dps, "mpmath": __import__("mpmath").__version__,
+          "sklearn": sklearn.__version__, "sklearn_gcv_mode": mode,
+          "reference": "GCV and LOO from the explicit residual operator I - H in mpmath; LOO checked by refitting; "
+                       "weights and predictions by solving the normal equations in mpmath"})
+
+
+def exact_cases(out, seed, dps):
+    rng = np.random.default_rng([seed, 15])
+    # The case of issue 15: 37 x 211 with intercept, 11 alphas 3e-3..3e3, 13 targets.
+    exact_case(out, "exact_issue15", rng, 37, 211, 13, True, dps, alphas=np.geomspace(3e-3, 3e3, 11))
+    for fit_intercept in (True, False):
+        suffix = "intercept" if fit_intercept else "no_intercept"
+        exact_case(out, f"exact_wide_{suffix}", rng, 30, 120, 13, fit_intercept, dps)
+        exact_case(out, f"exact_tall_{suffix}", rng, 61, 23, 13, fit_intercept, dps)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -154,8 +338,15 @@ def main():
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.1, 10.0, 1000.0])
     ap.add_argument("--cv-shape", type=int, nargs=2, default=[30, 60])
     ap.add_argument("--cv-targets", type=int, default=12)
+    ap.add_argument("--only", choices=["all", "parity", "exact"], default="all",
+                    help="parity: the sklearn/himalaya/brute-force fixtures; exact: the high-precision GCV/LOO tables")
+    ap.add_argument("--digits", type=int, default=60, help="decimal digits of the exact tables (mpmath)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.only in ("all", "exact"):
+        exact_cases(args.out, args.seed, args.digits)
+    if args.only == "exact":
+        return
     rng = np.random.default_rng(args.seed)
     grid = list(np.geomspace(1e-2, 1e4, 13))
     for fit_intercept in (True, False):

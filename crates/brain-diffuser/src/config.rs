@@ -326,12 +326,39 @@ pub struct SeedConfig {
     pub synthetic: u64,
 }
 
+/// The largest values [`Config::validate`] accepts for counts and sizes: far above what the method
+/// uses (the paper's values in brackets), low enough that nothing sized from them overflows or asks
+/// for absurd amounts of memory.
+pub mod limits {
+    /// Any image side: stimuli, VDVAE output and upscale, CLIP resize, diffusion output, metric input (425, 64, 512, 224).
+    pub const MAX_SIDE: u32 = 4096;
+    /// Trials per scan session (750).
+    pub const MAX_TRIALS_PER_SESSION: usize = 100_000;
+    /// Images in the stimulus set (73,000).
+    pub const MAX_IMAGES: usize = 10_000_000;
+    /// Images per network call (30).
+    pub const MAX_BATCH: usize = 4096;
+    /// Tokens of a CLIP sequence (257 and 77).
+    pub const MAX_TOKENS: usize = 4096;
+    /// Width of a CLIP token embedding (768).
+    pub const MAX_EMBEDDING_DIM: usize = 16_384;
+    /// DDIM steps: the schedule's training timesteps (50 of 1000).
+    pub const MAX_DIFFUSION_STEPS: usize = 1000;
+    /// Classifier-free guidance scale (7.5).
+    pub const MAX_GUIDANCE: f64 = 100.0;
+}
+
 impl Config {
-    /// Parses TOML text; `origin` names it in errors (a path, or `"<string>"`).
+    /// Parses and validates TOML text; `origin` names it in errors (a path, or `"<string>"`).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { origin: origin.to_owned(), message: e.to_string() })?;
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, message } => {
+                ConfigError::Invalid { key, message: format!("{message} (in {origin})") }
+            }
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -346,68 +373,87 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise the configuration: {e}\n"))
     }
 
-    /// Checks every value against what the method accepts.
+    /// Checks every value against what the method accepts: counts and sizes within the ranges the
+    /// pipeline can run (see [`limits`]), fractions in [0, 1], weights and scales finite and positive,
+    /// subjects distinct NSD subjects, seeds that TOML can record. Each error names the key, the
+    /// value and the range expected.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: String) -> ConfigError {
+            ConfigError::Invalid { key, message }
+        }
         fn positive(key: &'static str, value: f64) -> Result<(), ConfigError> {
             if value.is_finite() && value > 0.0 {
                 Ok(())
             } else {
-                Err(ConfigError::Invalid { key, message: format!("must be a positive number, got {value}") })
+                Err(invalid(key, format!("must be a finite number > 0, got {value}")))
             }
         }
         fn fraction(key: &'static str, value: f64) -> Result<(), ConfigError> {
             if (0.0..=1.0).contains(&value) {
                 Ok(())
             } else {
-                Err(ConfigError::Invalid { key, message: format!("must lie in [0, 1], got {value}") })
+                Err(invalid(key, format!("must lie in [0, 1], got {value}")))
             }
         }
-        fn at_least_one(key: &'static str, value: usize) -> Result<(), ConfigError> {
-            if value >= 1 {
+        fn count(key: &'static str, value: usize, range: std::ops::RangeInclusive<usize>) -> Result<(), ConfigError> {
+            if range.contains(&value) {
                 Ok(())
             } else {
-                Err(ConfigError::Invalid { key, message: "must be at least 1".to_owned() })
+                Err(invalid(key, format!("must lie in {}..={}, got {value}", range.start(), range.end())))
             }
+        }
+        fn side(key: &'static str, value: u32) -> Result<(), ConfigError> {
+            count(key, value as usize, 1..=limits::MAX_SIDE as usize).map_err(|_| {
+                invalid(key, format!("must be an image side of 1..={} pixels, got {value}", limits::MAX_SIDE))
+            })
         }
         let d = &self.data;
         if d.subjects.is_empty() {
-            return Err(ConfigError::Invalid { key: "data.subjects", message: "names no subject".to_owned() });
+            return Err(invalid(
+                "data.subjects",
+                "names no subject; expected NSD subjects 1 to 8, e.g. [1, 2, 5, 7]".into(),
+            ));
         }
         if let Some(bad) = d.subjects.iter().find(|s| !(1..=8).contains(*s)) {
-            return Err(ConfigError::Invalid {
-                key: "data.subjects",
-                message: format!("NSD has subjects 1-8, got {bad}"),
-            });
+            return Err(invalid("data.subjects", format!("NSD has subjects 1 to 8, got {bad}")));
+        }
+        if let Some((i, s)) = d.subjects.iter().enumerate().find(|(i, s)| d.subjects[..*i].contains(s)) {
+            return Err(invalid(
+                "data.subjects",
+                format!("subject {s} is listed twice (position {}); expected distinct subjects", i + 1),
+            ));
         }
         if !(1..=40).contains(&d.sessions) {
-            return Err(ConfigError::Invalid {
-                key: "data.sessions",
-                message: format!("NSD subjects have at most 40 sessions, got {}", d.sessions),
-            });
+            return Err(invalid("data.sessions", format!("NSD subjects have 1 to 40 sessions, got {}", d.sessions)));
         }
         positive("data.fmri_divisor", f64::from(d.fmri_divisor))?;
-        at_least_one("data.stimulus_size", d.stimulus_size as usize)?;
-        at_least_one("data.trials_per_session", d.trials_per_session)?;
-        at_least_one("data.test_threshold", d.test_threshold)?;
-        at_least_one("data.n_images", d.n_images)?;
+        side("data.stimulus_size", d.stimulus_size)?;
+        count("data.trials_per_session", d.trials_per_session, 1..=limits::MAX_TRIALS_PER_SESSION)?;
+        count("data.n_images", d.n_images, 1..=limits::MAX_IMAGES)?;
+        count("data.test_threshold", d.test_threshold, 1..=d.n_images).map_err(|_| {
+            invalid(
+                "data.test_threshold",
+                format!("must lie in 1..=data.n_images ({}), got {}", d.n_images, d.test_threshold),
+            )
+        })?;
 
         let v = &self.vdvae;
         if !(1..=75).contains(&v.layers) {
-            return Err(ConfigError::Invalid {
-                key: "vdvae.layers",
-                message: format!("the ImageNet-64 decoder has 75 blocks, got {}", v.layers),
-            });
+            return Err(invalid(
+                "vdvae.layers",
+                format!("the ImageNet-64 decoder has 75 blocks: expected 1..=75, got {}", v.layers),
+            ));
         }
         positive("vdvae.temperature", f64::from(v.temperature))?;
-        at_least_one("vdvae.image_size", v.image_size as usize)?;
-        at_least_one("vdvae.upscale_size", v.upscale_size as usize)?;
-        at_least_one("vdvae.batch_size", v.batch_size)?;
+        side("vdvae.image_size", v.image_size)?;
+        side("vdvae.upscale_size", v.upscale_size)?;
+        count("vdvae.batch_size", v.batch_size, 1..=limits::MAX_BATCH)?;
 
         let c = &self.clip;
-        at_least_one("clip.vision_tokens", c.vision_tokens)?;
-        at_least_one("clip.text_tokens", c.text_tokens)?;
-        at_least_one("clip.embedding_dim", c.embedding_dim)?;
-        at_least_one("clip.vision_resize", c.vision_resize as usize)?;
+        count("clip.vision_tokens", c.vision_tokens, 1..=limits::MAX_TOKENS)?;
+        count("clip.text_tokens", c.text_tokens, 1..=limits::MAX_TOKENS)?;
+        count("clip.embedding_dim", c.embedding_dim, 1..=limits::MAX_EMBEDDING_DIM)?;
+        side("clip.vision_resize", c.vision_resize)?;
 
         let r = &self.regression;
         positive("regression.vdvae_alpha", r.vdvae_alpha)?;
@@ -415,40 +461,106 @@ impl Config {
         positive("regression.clip_text_alpha", r.clip_text_alpha)?;
 
         let g = &self.diffusion;
-        at_least_one("diffusion.steps", g.steps)?;
+        count("diffusion.steps", g.steps, 1..=limits::MAX_DIFFUSION_STEPS).map_err(|_| {
+            invalid(
+                "diffusion.steps",
+                format!(
+                    "the schedule has {} training timesteps: expected 1..={}, got {}",
+                    limits::MAX_DIFFUSION_STEPS,
+                    limits::MAX_DIFFUSION_STEPS,
+                    g.steps
+                ),
+            )
+        })?;
         fraction("diffusion.strength", g.strength)?;
+        let denoised = self.denoising_steps();
+        if denoised == 0 {
+            return Err(invalid(
+                "diffusion.strength",
+                format!(
+                    "{} with diffusion.steps = {} denoises nothing (floor(strength * steps) = 0); expected at least \
+                     1 / diffusion.steps = {}",
+                    g.strength,
+                    g.steps,
+                    1.0 / g.steps as f64
+                ),
+            ));
+        }
+        if g.noise_start == NoiseStart::Reference && denoised >= g.steps {
+            return Err(invalid(
+                "diffusion.strength",
+                format!(
+                    "{} runs all diffusion.steps = {}, but diffusion.noise_start = \"reference\" noises one step \
+                     above the first: expected floor(strength * steps) < steps, or noise_start = \"consistent\"",
+                    g.strength, g.steps
+                ),
+            ));
+        }
         fraction("diffusion.text_weight", g.text_weight)?;
-        if !(g.eta.is_finite() && g.eta >= 0.0) {
-            return Err(ConfigError::Invalid { key: "diffusion.eta", message: format!("must be >= 0, got {}", g.eta) });
+        fraction("diffusion.eta", g.eta).map_err(|_| {
+            invalid(
+                "diffusion.eta",
+                format!("DDIM eta must lie in [0, 1] (0: deterministic, 1: DDPM-like), got {}", g.eta),
+            )
+        })?;
+        if !(g.guidance_scale.is_finite() && (1.0..=limits::MAX_GUIDANCE).contains(&g.guidance_scale)) {
+            return Err(invalid(
+                "diffusion.guidance_scale",
+                format!("must lie in [1, {}] (1 disables guidance), got {}", limits::MAX_GUIDANCE, g.guidance_scale),
+            ));
         }
-        if !(g.guidance_scale.is_finite() && g.guidance_scale >= 1.0) {
-            return Err(ConfigError::Invalid {
-                key: "diffusion.guidance_scale",
-                message: format!("must be >= 1 (1 disables guidance), got {}", g.guidance_scale),
-            });
-        }
-        if g.resolution == 0 || g.resolution % 8 != 0 {
-            return Err(ConfigError::Invalid {
-                key: "diffusion.resolution",
-                message: format!("must be a positive multiple of 8 (the autoencoder's factor), got {}", g.resolution),
-            });
+        if g.resolution == 0 || g.resolution % 8 != 0 || g.resolution > limits::MAX_SIDE {
+            return Err(invalid(
+                "diffusion.resolution",
+                format!(
+                    "must be a multiple of 8 (the autoencoder's factor) in 8..={}, got {}",
+                    limits::MAX_SIDE,
+                    g.resolution
+                ),
+            ));
         }
 
         let e = &self.evaluation;
-        if let Some(bad) = e.protocols.iter().find(|p| !matches!(p.as_str(), "brain-diffuser" | "mindeye")) {
-            return Err(ConfigError::Invalid {
-                key: "evaluation.protocols",
-                message: format!("unknown protocol '{bad}': expected brain-diffuser or mindeye"),
-            });
+        if e.protocols.is_empty() {
+            return Err(invalid(
+                "evaluation.protocols",
+                "names no protocol; expected brain-diffuser and/or mindeye".into(),
+            ));
         }
-        at_least_one("evaluation.test_images", e.test_images)?;
-        at_least_one("evaluation.network_input_size", e.network_input_size as usize)?;
+        if let Some(bad) = e.protocols.iter().find(|p| !matches!(p.as_str(), "brain-diffuser" | "mindeye")) {
+            return Err(invalid(
+                "evaluation.protocols",
+                format!("unknown protocol '{bad}': expected brain-diffuser or mindeye"),
+            ));
+        }
+        if let Some((_, p)) = e.protocols.iter().enumerate().find(|(i, p)| e.protocols[..*i].contains(p)) {
+            return Err(invalid("evaluation.protocols", format!("'{p}' is listed twice; expected distinct protocols")));
+        }
+        count("evaluation.test_images", e.test_images, 1..=d.n_images).map_err(|_| {
+            invalid(
+                "evaluation.test_images",
+                format!("must lie in 1..=data.n_images ({}), got {}", d.n_images, e.test_images),
+            )
+        })?;
+        side("evaluation.network_input_size", e.network_input_size)?;
 
         let o = &self.roi;
         positive("roi.vdvae_scale", o.vdvae_scale)?;
         positive("roi.vdvae_norm", o.vdvae_norm)?;
         positive("roi.clip_text_scale", o.clip_text_scale)?;
         positive("roi.clip_vision_scale", o.clip_vision_scale)?;
+
+        let s = &self.seeds;
+        for (key, seed) in [
+            ("seeds.vdvae_targets", s.vdvae_targets),
+            ("seeds.vdvae_decode", s.vdvae_decode),
+            ("seeds.diffusion", s.diffusion),
+            ("seeds.synthetic", s.synthetic),
+        ] {
+            if i64::try_from(seed).is_err() {
+                return Err(invalid(key, format!("must lie in 0..={} (a TOML integer), got {seed}", i64::MAX)));
+            }
+        }
         Ok(())
     }
 
@@ -549,11 +661,85 @@ mod tests {
             ("[data]\nsubjects = [9]\n", "data.subjects"),
             ("[vdvae]\nlayers = 76\n", "vdvae.layers"),
             ("[evaluation]\nprotocols = [\"tk\"]\n", "evaluation.protocols"),
+            ("[data]\nsubjects = [1, 1]\n", "data.subjects"),
+            ("[data]\nsubjects = [2, 5, 2]\n", "data.subjects"),
+            ("[data]\nsubjects = []\n", "data.subjects"),
+            ("[data]\nsubjects = [0]\n", "data.subjects"),
+            ("[data]\nstimulus_size = 0\n", "data.stimulus_size"),
+            ("[data]\nstimulus_size = 100000\n", "data.stimulus_size"),
+            ("[data]\nfmri_divisor = nan\n", "data.fmri_divisor"),
+            ("[data]\nfmri_divisor = -300.0\n", "data.fmri_divisor"),
+            ("[data]\ntrials_per_session = 0\n", "data.trials_per_session"),
+            ("[data]\nn_images = 0\n", "data.n_images"),
+            ("[data]\ntest_threshold = 80000\n", "data.test_threshold"),
+            ("[vdvae]\nimage_size = 0\n", "vdvae.image_size"),
+            ("[vdvae]\nupscale_size = 1000000\n", "vdvae.upscale_size"),
+            ("[vdvae]\nbatch_size = 0\n", "vdvae.batch_size"),
+            ("[vdvae]\nbatch_size = 1000000000\n", "vdvae.batch_size"),
+            ("[vdvae]\ntemperature = inf\n", "vdvae.temperature"),
+            ("[clip]\nvision_tokens = 0\n", "clip.vision_tokens"),
+            ("[clip]\ntext_tokens = 9999999\n", "clip.text_tokens"),
+            ("[clip]\nembedding_dim = 100000000\n", "clip.embedding_dim"),
+            ("[clip]\nvision_resize = 0\n", "clip.vision_resize"),
+            ("[regression]\nclip_text_alpha = nan\n", "regression.clip_text_alpha"),
+            ("[regression]\nclip_vision_alpha = -inf\n", "regression.clip_vision_alpha"),
+            ("[diffusion]\nsteps = 0\n", "diffusion.steps"),
+            ("[diffusion]\nsteps = 1001\n", "diffusion.steps"),
+            ("[diffusion]\nstrength = nan\n", "diffusion.strength"),
+            ("[diffusion]\nstrength = 0.01\n", "diffusion.strength"),
+            ("[diffusion]\nstrength = 1.0\n", "diffusion.strength"),
+            ("[diffusion]\neta = 1.5\n", "diffusion.eta"),
+            ("[diffusion]\neta = nan\n", "diffusion.eta"),
+            ("[diffusion]\nguidance_scale = 0.5\n", "diffusion.guidance_scale"),
+            ("[diffusion]\nguidance_scale = 1e300\n", "diffusion.guidance_scale"),
+            ("[diffusion]\nresolution = 0\n", "diffusion.resolution"),
+            ("[diffusion]\nresolution = 65536\n", "diffusion.resolution"),
+            ("[evaluation]\nprotocols = []\n", "evaluation.protocols"),
+            ("[evaluation]\nprotocols = [\"mindeye\", \"mindeye\"]\n", "evaluation.protocols"),
+            ("[evaluation]\ntest_images = 0\n", "evaluation.test_images"),
+            ("[evaluation]\ntest_images = 100000\n", "evaluation.test_images"),
+            ("[evaluation]\nnetwork_input_size = 0\n", "evaluation.network_input_size"),
+            ("[roi]\nvdvae_norm = 0.0\n", "roi.vdvae_norm"),
+            ("[roi]\nclip_text_scale = nan\n", "roi.clip_text_scale"),
         ] {
             let err = Config::from_toml_str(text, "<string>").unwrap_err();
             assert!(err.to_string().contains(key), "{text:?} gave {err}");
         }
         let err = Config::from_toml_str("[vdvae]\ntarget = \"posterior-median\"\n", "<string>").unwrap_err();
         assert!(err.to_string().contains("posterior-median"), "{err}");
+    }
+
+    #[test]
+    fn boundary_values_are_accepted() {
+        for text in [
+            "[data]\nsubjects = [8, 1]\nstimulus_size = 4096\n",
+            "[data]\ntest_threshold = 73000\n",
+            "[diffusion]\nsteps = 1000\nstrength = 0.001\n",
+            "[diffusion]\nstrength = 1.0\nnoise_start = \"consistent\"\n",
+            "[diffusion]\neta = 1.0\nguidance_scale = 1.0\nresolution = 8\n",
+            "[evaluation]\nprotocols = [\"mindeye\"]\ntest_images = 73000\n",
+            "[seeds]\ndiffusion = 9223372036854775807\n",
+        ] {
+            let config = Config::from_toml_str(text, "<string>").unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(Config::from_toml_str(&config.to_toml(), "<round trip>").expect("round trip"), config);
+        }
+    }
+
+    #[test]
+    fn seeds_that_toml_cannot_hold_are_refused() {
+        let mut config = Config::default();
+        config.seeds.synthetic = u64::MAX;
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("seeds.synthetic"), "{err}");
+        // Values that do not fit the key's type are parse errors that show the key's line.
+        for (text, key) in [
+            ("[data]\nsessions = -1\n", "sessions"),
+            ("[data]\nstimulus_size = 5000000000\n", "stimulus_size"),
+            ("[seeds]\ndiffusion = -5\n", "diffusion"),
+            ("[diffusion]\nsteps = 2.5\n", "steps"),
+        ] {
+            let err = Config::from_toml_str(text, "<string>").unwrap_err();
+            assert!(err.to_string().contains(key), "{text:?} gave {err}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! `clip`, `versatile-diffusion`, `metrics`) through three traits — [`Encoder`], [`Regressor`] and
 //! [`Generator`] — so that any stage can be swapped for another project's.
 
+pub mod cli;
 pub mod config;
 pub mod demo;
 mod error;

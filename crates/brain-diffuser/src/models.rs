@@ -87,6 +87,10 @@ const VD_VAE_CONFIG: &str = r#"{
 }"#;
 
 /// Everything that can go wrong while finding, loading, checking or writing models.
+///
+/// Each message is complete and says each thing once: a variant that wraps another crate's error
+/// prints that error's text (prefixed with the path only where the text does not name it already)
+/// and does not also return it from [`std::error::Error::source`], so anyhow's `{:#}` repeats nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A model's file or folder is not in the models folder.
@@ -107,66 +111,82 @@ pub enum ModelError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// A configuration value that a loaded checkpoint contradicts.
+    #[error("configuration `{key}` = {value} does not fit {}: {evidence}; {fix}", file.display())]
+    ConfigMismatch {
+        /// The configuration key, e.g. `clip.embedding_dim`.
+        key: &'static str,
+        /// Its value in the configuration.
+        value: String,
+        /// The checkpoint (or model configuration) file that says otherwise.
+        file: PathBuf,
+        /// What the file holds, naming the tensor and its shape.
+        evidence: String,
+        /// The value that fits, or what to change.
+        fix: String,
+    },
     /// The `vdvae` crate failed on a file of the folder.
-    #[error("VDVAE {path}: {source}")]
+    #[error("{}", located("VDVAE", path, error))]
     Vdvae {
         /// The checkpoint or configuration.
         path: PathBuf,
-        /// The crate's error.
-        #[source]
-        source: vdvae::VdvaeError,
+        /// The crate's error (boxed: key reports are large).
+        error: Box<vdvae::VdvaeError>,
     },
     /// The `clip` crate failed on a folder.
-    #[error("CLIP {path}: {source}")]
+    #[error("{}", located("CLIP", path, error))]
     Clip {
         /// The model or tokenizer folder.
         path: PathBuf,
-        /// The crate's error.
-        #[source]
-        source: clip::ClipError,
+        /// The crate's error (boxed: key reports are large).
+        error: Box<clip::ClipError>,
     },
     /// The `versatile-diffusion` crate failed on the snapshot or the merged file.
-    #[error("Versatile Diffusion {path}: {source}")]
+    #[error("{}", located("Versatile Diffusion", path, error))]
     Diffusion {
         /// The folder or merged file.
         path: PathBuf,
-        /// The crate's error.
-        #[source]
-        source: versatile_diffusion::DiffusionError,
+        /// The crate's error (boxed: key reports are large).
+        error: Box<versatile_diffusion::DiffusionError>,
     },
     /// The `metrics` crate failed on a network's weights.
-    #[error("metric network {network} ({path}): {source}")]
+    #[error("{}", located(&format!("metric network {network}"), path, error))]
     Metrics {
         /// The network's slot name.
         network: &'static str,
         /// Its weight file.
         path: PathBuf,
-        /// The crate's error.
-        #[source]
-        source: metrics::MetricsError,
+        /// The crate's error (boxed: key reports are large).
+        error: Box<metrics::MetricsError>,
     },
     /// A file could not be read or written.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {}: {error}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The system's error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// libtorch failed while writing tensors.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {}: {error}", path.display())]
     Torch {
         /// The file being written.
         path: PathBuf,
         /// libtorch's error.
-        #[source]
-        source: tch::TchError,
+        error: tch::TchError,
     },
 }
 
+/// `what path: error`, or `what: error` when the error's text already names `path` (the crates'
+/// errors name the file they failed on), so that no path is printed twice.
+fn located(what: &str, path: &Path, error: &dyn std::error::Error) -> String {
+    let text = crate::error::chain_text(error);
+    let shown = path.display().to_string();
+    if text.contains(&shown) { format!("{what}: {text}") } else { format!("{what} {shown}: {text}") }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io { path: path.to_path_buf(), source }
+    move |error| ModelError::Io { path: path.to_path_buf(), error }
 }
 
 /// One torchvision metric network file of the `metrics/` folder.
@@ -290,6 +310,47 @@ impl ModelsDir {
         [VDVAE_CHECKPOINT, VDVAE_SAFETENSORS].iter().map(|p| self.root.join(p)).find(|p| p.is_file())
     }
 
+    /// The VDVAE weight file [`load_vdvae`](Self::load_vdvae) reads, or where it belongs when absent
+    /// (for messages about the loaded model).
+    pub fn vdvae_checkpoint(&self) -> PathBuf {
+        self.vdvae_weights().unwrap_or_else(|| self.root.join(VDVAE_CHECKPOINT))
+    }
+
+    /// Where the VDVAE configuration comes from: `vdvae/hps.json`, or `None` for the ImageNet-64 preset.
+    pub fn vdvae_hps(&self) -> Option<PathBuf> {
+        Some(self.root.join(VDVAE_HPS)).filter(|p| p.is_file())
+    }
+
+    /// The checkpoint file of a CLIP tower of the snapshot (`image_encoder` or `text_encoder`), or
+    /// the folder when it holds none (for messages about the loaded model).
+    pub fn clip_checkpoint(&self, tower: &str) -> PathBuf {
+        let dir = self.vd_subfolder(tower);
+        find_checkpoint(&dir).unwrap_or(dir)
+    }
+
+    /// The tokenizer folder of the snapshot.
+    pub fn tokenizer_dir(&self) -> PathBuf {
+        self.vd_subfolder("tokenizer")
+    }
+
+    /// The file the Versatile Diffusion U-Net weights are read from: the merged file when present,
+    /// else `image_unet/`'s weight file (or the folder when it holds none).
+    pub fn vd_unet_file(&self) -> PathBuf {
+        let merged = self.root.join(VD_MERGED);
+        if merged.is_file() {
+            return merged;
+        }
+        let dir = self.vd_subfolder("image_unet");
+        diffusers_weights(&dir).unwrap_or(dir)
+    }
+
+    /// The file the autoencoder's configuration is read from: the merged file when present, else
+    /// `vae/config.json`.
+    pub fn vd_vae_config_file(&self) -> PathBuf {
+        let merged = self.root.join(VD_MERGED);
+        if merged.is_file() { merged } else { self.vd_subfolder("vae").join("config.json") }
+    }
+
     /// The VDVAE configuration: `vdvae/hps.json` when present, else ImageNet-64.
     fn vdvae_config(&self) -> Result<VdvaeConfig, ModelError> {
         let path = self.root.join(VDVAE_HPS);
@@ -297,7 +358,7 @@ impl ModelsDir {
             return Ok(VdvaeConfig::imagenet64());
         }
         let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
-        VdvaeConfig::from_hps_json(&text).map_err(|source| ModelError::Vdvae { path, source })
+        VdvaeConfig::from_hps_json(&text).map_err(|error| ModelError::Vdvae { path, error: Box::new(error) })
     }
 
     /// Loads the VDVAE on `device` (f32): `vdvae/imagenet64-iter-1600000-model-ema.th`, or
@@ -309,8 +370,8 @@ impl ModelsDir {
             expected: format!("the ImageNet-64 EMA checkpoint from {VDVAE_URL}, or {VDVAE_SAFETENSORS}"),
         })?;
         let config = self.vdvae_config()?;
-        let model =
-            Vdvae::load(&path, &config, device).map_err(|source| ModelError::Vdvae { path: path.clone(), source })?;
+        let model = Vdvae::load(&path, &config, device)
+            .map_err(|error| ModelError::Vdvae { path: path.clone(), error: Box::new(error) })?;
         info!(path = %path.display(), "loaded VDVAE");
         Ok(model)
     }
@@ -339,7 +400,7 @@ impl ModelsDir {
     pub fn load_clip_vision(&self, device: Device, kind: Kind) -> Result<ClipVisionModel, ModelError> {
         let dir = self.hf_folder("image_encoder", "CLIP vision tower")?;
         let model = ClipVisionModel::from_pretrained(&dir, device, kind)
-            .map_err(|source| ModelError::Clip { path: dir.clone(), source })?;
+            .map_err(|error| ModelError::Clip { path: dir.clone(), error: Box::new(error) })?;
         info!(path = %dir.display(), "loaded CLIP vision tower");
         Ok(model)
     }
@@ -350,7 +411,7 @@ impl ModelsDir {
     pub fn load_clip_text(&self, device: Device, kind: Kind) -> Result<(ClipTextModel, ClipTokenizer), ModelError> {
         let dir = self.hf_folder("text_encoder", "CLIP text tower")?;
         let model = ClipTextModel::from_pretrained(&dir, device, kind)
-            .map_err(|source| ModelError::Clip { path: dir.clone(), source })?;
+            .map_err(|error| ModelError::Clip { path: dir.clone(), error: Box::new(error) })?;
         let tokenizer_dir = self.vd_subfolder("tokenizer");
         if !TOKENIZER_FILES.iter().any(|f| tokenizer_dir.join(f).is_file()) {
             return Err(ModelError::Missing {
@@ -360,7 +421,7 @@ impl ModelsDir {
             });
         }
         let tokenizer = ClipTokenizer::from_dir(&tokenizer_dir)
-            .map_err(|source| ModelError::Clip { path: tokenizer_dir.clone(), source })?;
+            .map_err(|error| ModelError::Clip { path: tokenizer_dir.clone(), error: Box::new(error) })?;
         let c = model.config();
         if tokenizer.vocab_size() as i64 > c.vocab_size || tokenizer.context_length() as i64 > c.max_position_embeddings
         {
@@ -408,9 +469,9 @@ impl ModelsDir {
             let weights = VdWeights::from_diffusers_folder(&folder);
             (folder, weights)
         };
-        let weights = weights.map_err(|source| ModelError::Diffusion { path: path.clone(), source })?;
+        let weights = weights.map_err(|error| ModelError::Diffusion { path: path.clone(), error: Box::new(error) })?;
         let model = VersatileDiffusion::from_weights(weights, device, unet_kind, vae_kind)
-            .map_err(|source| ModelError::Diffusion { path: path.clone(), source })?;
+            .map_err(|error| ModelError::Diffusion { path: path.clone(), error: Box::new(error) })?;
         info!(path = %path.display(), "loaded Versatile Diffusion");
         Ok(model)
     }
@@ -431,8 +492,9 @@ impl ModelsDir {
                 info!(path = %path.display(), network = file.slot, "metric network absent; its columns are skipped");
                 continue;
             }
-            let extractor = TorchvisionExtractor::load(file.network, &path, device)
-                .map_err(|source| ModelError::Metrics { network: file.slot, path: path.clone(), source })?;
+            let extractor = TorchvisionExtractor::load(file.network, &path, device).map_err(|error| {
+                ModelError::Metrics { network: file.slot, path: path.clone(), error: Box::new(error) }
+            })?;
             out.push((file.slot, extractor));
         }
         Ok(out)
@@ -580,7 +642,7 @@ impl ModelsDir {
             } else {
                 full
             };
-            let found = strip_module(tensor_shapes(&path)?);
+            let found = strip_module(tensor_listing(&path)?);
             compare(&expected, &found, |_| false)
         })();
         outcome(path, result)
@@ -591,8 +653,8 @@ impl ModelsDir {
         if merged.is_file() {
             let result = (|| -> Result<(), String> {
                 let (header, unet_config, _, _) = merged_header(&merged)?;
-                let found: BTreeMap<String, Vec<i64>> = header
-                    .shapes
+                let found: Listing = header
+                    .tensors
                     .iter()
                     .filter_map(|(k, s)| k.strip_prefix("unet.").map(|k| (k.to_owned(), s.clone())))
                     .collect();
@@ -617,10 +679,10 @@ impl ModelsDir {
             let config = UNetConfig::from_file(&config_path).map_err(|e| e.to_string())?;
             read_json_value(&text_dir.join("config.json"))?;
             let expected = unet_expected(&config, tiny, &config_path)?;
-            let image = placeholders(&tensor_shapes(&files[0])?);
-            let text = placeholders(&tensor_shapes(&files[1])?);
+            let image = placeholders(&tensor_listing(&files[0])?, &files[0])?;
+            let text = placeholders(&tensor_listing(&files[1])?, &files[1])?;
             let dual = assemble_dual_unet(image, Some(text)).map_err(|e| e.to_string())?;
-            compare(&expected, &state_dict_shapes(&dual), |_| false)
+            compare(&expected, &state_dict_listing(&dual), |_| false)
         })();
         outcome(image_dir, result)
     }
@@ -630,8 +692,8 @@ impl ModelsDir {
         if merged.is_file() {
             let result = (|| -> Result<(), String> {
                 let (header, _, vae_config, _) = merged_header(&merged)?;
-                let found: BTreeMap<String, Vec<i64>> = header
-                    .shapes
+                let found: Listing = header
+                    .tensors
                     .iter()
                     .filter_map(|(k, s)| k.strip_prefix("vae.").map(|k| (k.to_owned(), s.clone())))
                     .collect();
@@ -650,8 +712,8 @@ impl ModelsDir {
             let config_path = dir.join("config.json");
             let config = VaeConfig::from_file(&config_path).map_err(|e| e.to_string())?;
             let expected = vae_expected(&config, tiny, &config_path)?;
-            let renamed = rename_legacy_vae_keys(placeholders(&tensor_shapes(&file)?));
-            compare(&expected, &state_dict_shapes(&renamed), |_| false)
+            let renamed = rename_legacy_vae_keys(placeholders(&tensor_listing(&file)?, &file)?);
+            compare(&expected, &state_dict_listing(&renamed), |_| false)
         })();
         outcome(file, result)
     }
@@ -711,7 +773,7 @@ impl ModelsDir {
                     || k.starts_with("text_projection.")
                     || k == "logit_scale"
             };
-            compare(&own, &tensor_shapes(&file)?, ignorable)
+            compare(&own, &tensor_listing(&file)?, ignorable)
         })();
         outcome(file, result)
     }
@@ -734,7 +796,7 @@ impl ModelsDir {
                     || k.starts_with("visual_projection.")
                     || k == "logit_scale"
             };
-            compare(&own, &tensor_shapes(&file)?, ignorable)
+            compare(&own, &tensor_listing(&file)?, ignorable)
         })();
         outcome(file, result)
     }
@@ -763,7 +825,7 @@ impl ModelsDir {
         if !path.is_file() {
             return Outcome::Missing(path);
         }
-        let result = tensor_shapes(&path).and_then(|found| {
+        let result = tensor_listing(&path).and_then(|found| {
             // Built one at a time and dropped at once: the crate has no configuration-only listing.
             let expected = shapes(TorchvisionExtractor::new(file.network, Device::Cpu).parameter_shapes());
             // The loader ignores entries the network does not use (classifier, projection head, ...).
@@ -938,33 +1000,49 @@ fn shapes(list: impl IntoIterator<Item = (String, Vec<i64>)>) -> BTreeMap<String
     list.into_iter().collect()
 }
 
-fn strip_module(found: BTreeMap<String, Vec<i64>>) -> BTreeMap<String, Vec<i64>> {
+/// Names, shapes and dtypes (safetensors names: `F32`, `I64`, ...) of a weight file's tensors.
+type Listing = BTreeMap<String, (Vec<i64>, String)>;
+
+fn strip_module(found: Listing) -> Listing {
     found.into_iter().map(|(k, s)| (k.strip_prefix("module.").map(str::to_owned).unwrap_or(k), s)).collect()
 }
 
-/// Every missing, mis-shaped and unexpected key (unexpected ones that are `ignorable` aside), or `Ok`.
+/// Every missing, mis-shaped and unexpected key (unexpected ones that are `ignorable` aside), and
+/// every expected tensor stored in a dtype the loaders refuse (not floating point), or `Ok`.
 fn compare(
     expected: &BTreeMap<String, Vec<i64>>,
-    found: &BTreeMap<String, Vec<i64>>,
+    found: &Listing,
     ignorable: impl Fn(&str) -> bool,
 ) -> Result<(), String> {
-    let found: Vec<(String, Vec<i64>)> = found
-        .iter()
-        .filter(|(k, _)| expected.contains_key(k.as_str()) || !ignorable(k))
-        .map(|(k, s)| (k.clone(), s.clone()))
-        .collect();
-    let expected: Vec<(String, Vec<i64>)> = expected.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
-    let mismatch = vdvae::checkpoint::compare_keys(&expected, &found);
+    let kept = found.iter().filter(|(k, _)| expected.contains_key(k.as_str()) || !ignorable(k));
+    let shapes: Vec<(String, Vec<i64>)> = kept.map(|(k, (s, _))| (k.clone(), s.clone())).collect();
+    let expected_list: Vec<(String, Vec<i64>)> = expected.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+    let mut mismatch = vdvae::checkpoint::compare_keys(&expected_list, &shapes);
+    mismatch.wrong_dtype = vdvae::checkpoint::non_float_tensors(
+        found.iter().filter(|(k, _)| expected.contains_key(k.as_str())).map(|(k, (_, d))| (k.as_str(), d.as_str())),
+    );
     if mismatch.is_empty() { Ok(()) } else { Err(mismatch.to_string().trim_end_matches("; ").to_owned()) }
 }
 
-/// The header of a safetensors file: tensor shapes and the metadata strings.
+/// The header of a safetensors file: tensor shapes and dtypes, and the metadata strings.
 struct SafetensorsHeader {
-    shapes: BTreeMap<String, Vec<i64>>,
+    tensors: Listing,
     metadata: HashMap<String, String>,
 }
 
-/// Reads a safetensors header and checks that every tensor's data lies inside the file.
+/// Bytes per element of a safetensors dtype, for the ones the loaders can read.
+fn dtype_size(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" => 1,
+        "F16" | "BF16" | "I16" => 2,
+        "F32" | "I32" => 4,
+        "F64" | "I64" => 8,
+        _ => return None,
+    })
+}
+
+/// Reads a safetensors header and checks that every tensor's data lies inside the file and holds
+/// exactly its shape's elements in a dtype the loaders can read.
 fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, String> {
     let bad = |m: String| format!("{}: {m}", path.display());
     let mut file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
@@ -979,7 +1057,7 @@ fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, String> {
     file.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
     let map: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|e| bad(format!("invalid safetensors header: {e}")))?;
-    let mut out = SafetensorsHeader { shapes: BTreeMap::new(), metadata: HashMap::new() };
+    let mut out = SafetensorsHeader { tensors: BTreeMap::new(), metadata: HashMap::new() };
     for (name, value) in map {
         if name == "__metadata__" {
             if let Some(m) = value.as_object() {
@@ -990,22 +1068,36 @@ fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, String> {
         let dims = |key: &str| -> Option<Vec<u64>> {
             value.get(key)?.as_array()?.iter().map(serde_json::Value::as_u64).collect()
         };
-        let (Some(shape), Some(offsets)) = (dims("shape"), dims("data_offsets")) else {
-            return Err(bad(format!("tensor {name} has no valid shape/data_offsets in the header")));
+        let dtype = value.get("dtype").and_then(serde_json::Value::as_str);
+        let (Some(shape), Some(offsets), Some(dtype)) = (dims("shape"), dims("data_offsets"), dtype) else {
+            return Err(bad(format!("tensor {name} has no valid dtype/shape/data_offsets in the header")));
         };
         if offsets.len() != 2 || offsets[0] > offsets[1] || 8 + n + offsets[1] > len {
             return Err(bad(format!(
                 "tensor {name}: data range {offsets:?} lies outside the file ({len} bytes; truncated?)"
             )));
         }
-        out.shapes.insert(name, shape.into_iter().map(|d| d as i64).collect());
+        let Some(size) = dtype_size(dtype) else {
+            return Err(bad(format!(
+                "tensor {name} has dtype {dtype}, which the loaders cannot read (expected one of {})",
+                vdvae::checkpoint::FLOAT_DTYPES.join(", ")
+            )));
+        };
+        let bytes = shape.iter().try_fold(size, |acc, &d| acc.checked_mul(d));
+        if bytes != Some(offsets[1] - offsets[0]) {
+            return Err(bad(format!(
+                "tensor {name}: {} data bytes do not hold shape {shape:?} of {dtype} ({size} bytes each)",
+                offsets[1] - offsets[0]
+            )));
+        }
+        out.tensors.insert(name, (shape.into_iter().map(|d| d as i64).collect(), dtype.to_owned()));
     }
     Ok(out)
 }
 
-/// Names and shapes of a weight file, recognised by its first bytes: safetensors (header only) or a
-/// zip `torch.save` file (read whole, on the CPU).
-fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, String> {
+/// Names, shapes and dtypes of a weight file, recognised by its first bytes: safetensors (header
+/// only) or a zip `torch.save` file (read whole, on the CPU).
+fn tensor_listing(path: &Path) -> Result<Listing, String> {
     let bad = |m: String| format!("{}: {m}", path.display());
     let mut head = [0u8; 9];
     let n =
@@ -1013,10 +1105,13 @@ fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, String> {
     if n >= 4 && head[..4] == *b"PK\x03\x04" {
         let tensors = Tensor::loadz_multi_with_device(path, Device::Cpu)
             .map_err(|e| bad(format!("cannot read this torch.save file: {e}")))?;
-        return Ok(tensors.into_iter().map(|(k, t)| (k, t.size())).collect());
+        return Ok(tensors
+            .into_iter()
+            .map(|(k, t)| (k, (t.size(), vdvae::checkpoint::dtype_name(t.kind()))))
+            .collect());
     }
     if n == 9 && head[8] == b'{' {
-        return read_safetensors_header(path).map(|h| h.shapes);
+        return read_safetensors_header(path).map(|h| h.tensors);
     }
     if n >= 2 && head[0] == 0x80 && head[1] == 0x02 {
         return Err(bad("a legacy (pre-1.6) torch.save pickle, which libtorch cannot read; re-save it or \
@@ -1026,15 +1121,37 @@ fn tensor_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, String> {
     Err(bad(format!("neither a safetensors file nor a zip torch.save file (first bytes {:02x?})", &head[..n])))
 }
 
-/// Zero-memory tensors of the given shapes, so that the `versatile-diffusion` key functions can run
-/// on a file's listing.
-fn placeholders(shapes: &BTreeMap<String, Vec<i64>>) -> StateDict {
-    let one = Tensor::from(0f32);
-    shapes.iter().map(|(k, s)| (k.clone(), one.expand(s.as_slice(), false))).collect()
+/// Zero-memory tensors of the listed shapes and dtypes, so that the `versatile-diffusion` key
+/// functions can run on a file's listing and the dtypes follow the renamed keys.
+fn placeholders(listing: &Listing, path: &Path) -> Result<StateDict, String> {
+    listing
+        .iter()
+        .map(|(k, (shape, dtype))| {
+            let kind = match dtype.as_str() {
+                "F32" => Kind::Float,
+                "F16" => Kind::Half,
+                "BF16" => Kind::BFloat16,
+                "F64" => Kind::Double,
+                "I64" => Kind::Int64,
+                "I32" => Kind::Int,
+                "I16" => Kind::Int16,
+                "I8" => Kind::Int8,
+                "U8" => Kind::Uint8,
+                "BOOL" => Kind::Bool,
+                other => {
+                    return Err(format!(
+                        "{}: tensor {k} has dtype {other}, which the loaders cannot read",
+                        path.display()
+                    ));
+                }
+            };
+            Ok((k.clone(), Tensor::from(0f32).to_kind(kind).expand(shape.as_slice(), false)))
+        })
+        .collect()
 }
 
-fn state_dict_shapes(sd: &StateDict) -> BTreeMap<String, Vec<i64>> {
-    sd.iter().map(|(k, t)| (k.clone(), t.size())).collect()
+fn state_dict_listing(sd: &StateDict) -> Listing {
+    sd.iter().map(|(k, t)| (k.clone(), (t.size(), vdvae::checkpoint::dtype_name(t.kind())))).collect()
 }
 
 fn manifest_shapes(m: Manifest) -> BTreeMap<String, Vec<i64>> {
@@ -1092,7 +1209,7 @@ fn merged_header(path: &Path) -> Result<(SafetensorsHeader, UNetConfig, VaeConfi
     if format != Some(MERGED_FORMAT) {
         return Err(bad(format!("metadata `format` is {format:?}, expected {MERGED_FORMAT:?} (a vd-convert file)")));
     }
-    if let Some(other) = header.shapes.keys().find(|k| !k.starts_with("unet.") && !k.starts_with("vae.")) {
+    if let Some(other) = header.tensors.keys().find(|k| !k.starts_with("unet.") && !k.starts_with("vae.")) {
         return Err(bad(format!("tensor `{other}` is neither under `unet.` nor `vae.`")));
     }
     let text = |key: &str| header.metadata.get(key).ok_or_else(|| bad(format!("metadata lacks `{key}`")));
@@ -1332,7 +1449,7 @@ fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), ModelE
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
-    Tensor::write_safetensors(tensors, path).map_err(|source| ModelError::Torch { path: path.to_path_buf(), source })
+    Tensor::write_safetensors(tensors, path).map_err(|error| ModelError::Torch { path: path.to_path_buf(), error })
 }
 
 fn write_var_store(path: &Path, vs: &tch::nn::VarStore) -> Result<(), ModelError> {
@@ -1376,7 +1493,7 @@ pub fn write_tiny_models(dir: &Path, seed: u64) -> Result<TinyModels, ModelError
 
     // VDVAE.
     let vdvae = tiny_vdvae_config();
-    let vdvae_error = |source| ModelError::Vdvae { path: dir.join(VDVAE_SAFETENSORS), source };
+    let vdvae_error = |error| ModelError::Vdvae { path: dir.join(VDVAE_SAFETENSORS), error: Box::new(error) };
     let model = Vdvae::new(&vdvae, Device::Cpu, WeightInit::Zeros).map_err(vdvae_error)?;
     fill_seeded(model.var_store(), seed, vdvae_reference_bound(&vdvae).map_err(vdvae_error)?);
     write_var_store(&dir.join(VDVAE_SAFETENSORS), model.var_store())?;
@@ -1388,14 +1505,14 @@ pub fn write_tiny_models(dir: &Path, seed: u64) -> Result<TinyModels, ModelError
     // CLIP towers and tokenizer.
     let vd = dir.join(VD_FOLDER);
     let tokenizer = ClipTokenizer::from_merges(Vec::new())
-        .map_err(|source| ModelError::Clip { path: vd.join("tokenizer"), source })?;
+        .map_err(|error| ModelError::Clip { path: vd.join("tokenizer"), error: Box::new(error) })?;
     let vocab: BTreeMap<String, u32> = tokenizer.inner().get_vocab(true).into_iter().collect();
     let vocab = serde_json::to_value(vocab)
         .map_err(|e| ModelError::Invalid { path: vd.join("tokenizer/vocab.json"), message: e.to_string() })?;
     write_json(&vd.join("tokenizer/vocab.json"), &vocab)?;
     write_text(&vd.join("tokenizer/merges.txt"), "#version: 0.2\n")?;
     let (vision, text) = tiny_clip_configs(&tokenizer);
-    let clip_error = |path: PathBuf| move |source| ModelError::Clip { path, source };
+    let clip_error = |path: PathBuf| move |error| ModelError::Clip { path, error: Box::new(error) };
     // As `ClipVisionModel::new` draws (std 0.02, zero biases, layer norms at identity), but seeded.
     let clip_bound =
         |name: &str, _: &[i64]| (!name.contains("norm") && !name.ends_with(".bias")).then_some(0.02 * 3f64.sqrt());
@@ -1452,7 +1569,7 @@ pub fn write_tiny_models(dir: &Path, seed: u64) -> Result<TinyModels, ModelError
     }
     let unet_config: UNetConfig = parse(vd.join("image_unet/config.json"), &image_json)?;
     let vae_config: VaeConfig = parse(vd.join("vae/config.json"), &vae_json)?;
-    let vd_error = |path: PathBuf| move |source| ModelError::Diffusion { path, source };
+    let vd_error = |path: PathBuf| move |error| ModelError::Diffusion { path, error: Box::new(error) };
     let (mut image_unet, mut text_unet) = (Vec::new(), Vec::new());
     for (name, shape) in DualUNet::manifest(&unet_config).map_err(vd_error(vd.join("image_unet")))? {
         let value = tiny_parameter(seed, &name, &shape);
@@ -1949,5 +2066,165 @@ mod tests {
         assert!(dir.load_metric_networks(Device::Cpu, &Protocol::brain_diffuser()).unwrap().is_empty());
         let loaded = dir.load_metric_networks(Device::Cpu, &Protocol::mindeye()).unwrap();
         assert_eq!(loaded.iter().map(|(slot, _)| *slot).collect::<Vec<_>>(), [slots::EFFICIENTNET_B1]);
+    }
+
+    /// Copies a safetensors file in place with the header's `dtype` of the tensors `relabel`
+    /// names replaced (same data bytes), as a hand-edited or mis-exported header would be.
+    fn relabel_safetensors(path: &Path, relabel: impl Fn(&str) -> Option<&'static str>) {
+        let bytes = std::fs::read(path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        for (name, info) in header.as_object_mut().unwrap() {
+            if let Some(dtype) = relabel(name) {
+                info["dtype"] = dtype.into();
+            }
+        }
+        let mut text = serde_json::to_vec(&header).unwrap();
+        while text.len() % 8 != 0 {
+            text.push(b' ');
+        }
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&text);
+        out.extend_from_slice(&bytes[8 + n..]);
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn tensors_relabelled_i32_are_invalid_in_the_check_and_refused_by_every_loader() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_models(tmp.path(), 4).unwrap();
+        let files = [
+            (VDVAE_SAFETENSORS, "encoder.in_conv.weight", "VDVAE"),
+            ("versatile-diffusion/image_encoder/model.safetensors", "visual_projection.weight", "CLIP vision"),
+            ("versatile-diffusion/text_encoder/model.safetensors", "text_projection.weight", "CLIP text"),
+            ("versatile-diffusion/image_unet/diffusion_pytorch_model.safetensors", "conv_in.weight", "VD U-Nets"),
+            ("versatile-diffusion/vae/diffusion_pytorch_model.safetensors", "encoder.conv_in.weight", "VD VAE"),
+        ];
+        for (file, key, _) in files {
+            relabel_safetensors(&tmp.path().join(file), |k| (k == key).then_some("I32"));
+        }
+        let dir = ModelsDir::new(tmp.path());
+        let report = dir.check();
+        for (_, key, name) in files {
+            let ModelStatus::Invalid(reason) = &report.get(name).unwrap().status else { panic!("{name}\n{report}") };
+            assert_eq!(
+                reason,
+                &format!("1 with a non-floating dtype: {key} (found I32, expected F32, F16, BF16, F64)")
+            );
+        }
+        let named = |e: ModelError, key: &str, file: &str| {
+            let text = e.to_string();
+            assert!(text.contains(key) && text.contains("I32") && text.contains(file), "{text}");
+        };
+        named(dir.load_vdvae(Device::Cpu).unwrap_err(), files[0].1, files[0].0);
+        named(dir.load_clip_vision(Device::Cpu, Kind::Float).unwrap_err(), files[1].1, files[1].0);
+        named(dir.load_clip_text(Device::Cpu, Kind::Float).unwrap_err(), files[2].1, files[2].0);
+        let Err(vd) = dir.load_versatile_diffusion(Device::Cpu, Kind::Float, Kind::Float) else { panic!("VD loaded") };
+        named(vd, files[3].1, VD_FOLDER);
+    }
+
+    #[test]
+    fn every_tensor_relabelled_i32_is_invalid_and_f16_bf16_files_are_accepted() {
+        // The issue's case: all F32 tensors of the VDVAE relabelled I32 (same bytes).
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_models(tmp.path(), 6).unwrap();
+        let path = tmp.path().join(VDVAE_SAFETENSORS);
+        let original = std::fs::read(&path).unwrap();
+        relabel_safetensors(&path, |k| (k != "__metadata__").then_some("I32"));
+        let report = ModelsDir::new(tmp.path()).check();
+        let ModelStatus::Invalid(reason) = &report.get("VDVAE").unwrap().status else { panic!("{report}") };
+        let count = tiny_vdvae_config().parameter_shapes().unwrap().len();
+        assert!(reason.starts_with(&format!("{count} with a non-floating dtype: ")), "{reason}");
+        // Honest f16 and bf16 files check as they are and load (cast to f32).
+        for kind in [Kind::Half, Kind::BFloat16] {
+            std::fs::write(&path, &original).unwrap();
+            let tensors: Vec<(String, Tensor)> =
+                Tensor::read_safetensors(&path).unwrap().into_iter().map(|(k, t)| (k, t.to_kind(kind))).collect();
+            write_tensors(&path, &tensors).unwrap();
+            let dir = ModelsDir::new(tmp.path());
+            assert_eq!(dir.check().get("VDVAE").unwrap().status, ModelStatus::TinyRandom, "{kind:?}");
+            assert_eq!(dir.load_vdvae(Device::Cpu).unwrap().kind(), Kind::Float);
+        }
+    }
+
+    #[test]
+    fn header_dtypes_whose_bytes_do_not_fit_and_int_zip_files_are_invalid() {
+        // An F32 tensor relabelled I64 keeps its bytes: half as many elements as its shape needs.
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_models(tmp.path(), 7).unwrap();
+        let path = tmp.path().join(VDVAE_SAFETENSORS);
+        relabel_safetensors(&path, |k| (k == "decoder.gain").then_some("I64"));
+        let report = ModelsDir::new(tmp.path()).check();
+        let ModelStatus::Invalid(reason) = &report.get("VDVAE").unwrap().status else { panic!("{report}") };
+        assert!(reason.contains("tensor decoder.gain:") && reason.contains("of I64"), "{reason}");
+        assert!(ModelsDir::new(tmp.path()).load_vdvae(Device::Cpu).is_err());
+
+        // A zip torch.save file written by torch with int32 and int64 weights (the vdvae crate's
+        // fixture, tools/checkpoint-dtypes/make_fixtures.py), as the official checkpoint's name.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(VDVAE_CHECKPOINT);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vdvae/tests/fixtures/int-weights-module.th");
+        std::fs::copy(fixture, &path).unwrap();
+        let report = ModelsDir::new(tmp.path()).check();
+        let ModelStatus::Invalid(reason) = &report.get("VDVAE").unwrap().status else { panic!("{report}") };
+        assert!(
+            reason.contains(
+                "2 with a non-floating dtype: decoder.gain (found I64, expected F32, F16, BF16, F64), \
+                             encoder.in_conv.weight (found I32,"
+            ),
+            "{reason}"
+        );
+    }
+
+    /// `{:#}` of `error` as the command line prints it (anyhow, through the workflow's error type).
+    fn printed(error: ModelError) -> String {
+        let error = anyhow::Error::from(crate::workflow::WorkflowError::from(error)).context("reconstruct");
+        format!("{error:#}")
+    }
+
+    #[test]
+    fn load_errors_say_their_root_cause_and_path_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_models(tmp.path(), 8).unwrap();
+        let dir = ModelsDir::new(tmp.path());
+        let once = |text: &str, part: &str| assert_eq!(text.matches(part).count(), 1, "{part:?} in {text}");
+
+        let vdvae = tmp.path().join(VDVAE_SAFETENSORS);
+        std::fs::write(&vdvae, b"hello, not a checkpoint").unwrap();
+        let text = printed(dir.load_vdvae(Device::Cpu).unwrap_err());
+        once(&text, "unknown format");
+        once(&text, &vdvae.display().to_string());
+
+        // An OS error read through the versatile-diffusion crate (the issue's doubled message).
+        let config = tmp.path().join("versatile-diffusion/vae/config.json");
+        std::fs::remove_file(&config).unwrap();
+        let Err(err) = dir.load_versatile_diffusion(Device::Cpu, Kind::Float, Kind::Float) else { panic!("loaded") };
+        let text = printed(err);
+        once(&text, "No such file or directory");
+        once(&text, &config.display().to_string());
+
+        let clip = tmp.path().join("versatile-diffusion/image_encoder/model.safetensors");
+        std::fs::write(&clip, [255u8; 16]).unwrap();
+        let text = printed(dir.load_clip_vision(Device::Cpu, Kind::Float).unwrap_err());
+        once(&text, "does not fit the file");
+        once(&text, &clip.display().to_string());
+
+        let metric = tmp.path().join(METRICS_FOLDER).join("alexnet.safetensors");
+        write_text(&metric, "garbage").unwrap();
+        let text = printed(dir.load_metric_networks(Device::Cpu, &Protocol::mindeye()).unwrap_err());
+        once(&text, "not a readable safetensors file");
+        once(&text, &metric.display().to_string());
+
+        // A crate error that names its file: the wrapper does not repeat the path.
+        let text = printed(ModelError::Vdvae {
+            path: vdvae.clone(),
+            error: Box::new(vdvae::VdvaeError::Io {
+                path: vdvae.clone(),
+                error: std::io::Error::other("disk on fire"),
+            }),
+        });
+        once(&text, "disk on fire");
+        once(&text, &vdvae.display().to_string());
     }
 }

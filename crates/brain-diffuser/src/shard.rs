@@ -27,8 +27,14 @@ impl Shard {
 
     /// The items of a list of `len` this shard takes: contiguous, sizes differing by at most one,
     /// together covering every item exactly once.
+    ///
+    /// Part `k` ends at `floor(k * len / N)`, computed exactly in 128 bits for every `K/N` and `len`.
     pub fn range(&self, len: usize) -> Range<usize> {
-        let part = |k: usize| k * len / self.count;
+        // k <= N and len both fit in 64 bits, so k * len fits in 128; the quotient is at most len.
+        let part = |k: usize| {
+            let end = (k as u128 * len as u128) / self.count as u128;
+            usize::try_from(end).unwrap_or(len)
+        };
         part(self.index - 1)..part(self.index)
     }
 }
@@ -38,7 +44,11 @@ impl FromStr for Shard {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let (k, n) = text.split_once('/').ok_or_else(|| format!("shard '{text}': expected K/N, e.g. 2/8"))?;
-        let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("shard '{text}': '{s}' is not a number"));
+        let parse = |s: &str| {
+            s.trim().parse::<usize>().map_err(|_| {
+                format!("shard '{text}': '{s}' is not a whole number from 1 to {}; expected K/N, e.g. 2/8", usize::MAX)
+            })
+        };
         Shard::new(parse(k)?, parse(n)?)
     }
 }
@@ -78,5 +88,75 @@ mod tests {
             assert!(bad.parse::<Shard>().is_err(), "{bad} accepted");
         }
         assert_eq!(Shard::WHOLE.range(10), 0..10);
+        let huge = format!("1/{}0", usize::MAX);
+        let err = huge.parse::<Shard>().unwrap_err();
+        assert!(err.contains("not a whole number") && err.contains("K/N"), "{err}");
+    }
+
+    #[test]
+    fn the_largest_shards_do_not_overflow() {
+        let max = usize::MAX;
+        let last = Shard::new(max, max).unwrap();
+        assert_eq!(last.range(max), max - 1..max);
+        assert_eq!(last.range(0), 0..0);
+        // (N - 1) * 982 / N = 981.99...: the last of N > 982 parts takes the last item.
+        assert_eq!(last.range(982), 981..982);
+        assert_eq!(Shard::new(max - 1, max).unwrap().range(982), 981..981);
+        assert_eq!(Shard::new(1, max).unwrap().range(max), 0..1);
+        assert_eq!(Shard::new(max / 2, max).unwrap().range(max), max / 2 - 1..max / 2);
+        assert_eq!(Shard::new(2, 2).unwrap().range(max), max / 2..max);
+    }
+
+    use proptest::prelude::*;
+
+    /// A shard of any size and a list of any length: (K, N, len).
+    fn any_shard() -> impl Strategy<Value = (usize, usize, usize)> {
+        let count = prop_oneof![1..=16usize, 1..=usize::MAX, Just(usize::MAX)];
+        let len = prop_oneof![0..=100usize, any::<usize>(), Just(usize::MAX)];
+        (count, len).prop_flat_map(|(n, len)| (1..=n, Just(n), Just(len)))
+    }
+
+    proptest! {
+        /// Every part has floor(len/N) or ceil(len/N) items, the part before it ends where it starts,
+        /// the first starts at 0 and the last ends at len (so the parts tile the list).
+        #[test]
+        fn any_shard_of_any_list_is_balanced_and_contiguous((k, n, len) in any_shard()) {
+            let range = Shard::new(k, n).unwrap().range(len);
+            prop_assert!(range.start <= range.end && range.end <= len, "{k}/{n} of {len}: {range:?}");
+            let (small, big) = (len / n, len / n + usize::from(len % n != 0));
+            prop_assert!(range.len() == small || range.len() == big, "{k}/{n} of {len}: {} items", range.len());
+            if k > 1 {
+                prop_assert_eq!(Shard::new(k - 1, n).unwrap().range(len).end, range.start);
+            } else {
+                prop_assert_eq!(range.start, 0);
+            }
+            if k < n {
+                prop_assert_eq!(Shard::new(k + 1, n).unwrap().range(len).start, range.end);
+            } else {
+                prop_assert_eq!(range.end, len);
+            }
+        }
+
+        /// For a handful of parts, their sizes add up to the list's length.
+        #[test]
+        fn small_shardings_cover_every_item_once(n in 1..=64usize, len in any::<usize>()) {
+            let mut total = 0usize;
+            let mut next = 0usize;
+            for k in 1..=n {
+                let range = Shard::new(k, n).unwrap().range(len);
+                prop_assert_eq!(range.start, next);
+                next = range.end;
+                total = total.checked_add(range.len()).expect("sizes sum to len <= usize::MAX");
+            }
+            prop_assert_eq!(total, len);
+        }
+
+        /// Parsing never panics and accepts exactly the K/N with 1 <= K <= N.
+        #[test]
+        fn parsing_any_text_never_panics(text in ".{0,40}", k in any::<u64>(), n in any::<u64>()) {
+            let _ = text.parse::<Shard>();
+            let parsed = format!("{k}/{n}").parse::<Shard>();
+            prop_assert_eq!(parsed.is_ok(), k >= 1 && k <= n, "{}/{}: {:?}", k, n, parsed);
+        }
     }
 }

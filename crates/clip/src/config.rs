@@ -105,7 +105,8 @@ struct ClipModelFile {
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, ClipError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io { path: path.to_path_buf(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ClipError::Io { path: path.to_path_buf(), error: source })?;
     serde_json::from_str(&text)
         .map_err(|e| ClipError::Invalid { what: path.display().to_string(), message: format!("not valid JSON: {e}") })
 }

@@ -88,11 +88,12 @@ impl ClipTokenizer {
     /// per merge, then the two special tokens: ids 49406 and 49407).
     pub fn from_bpe_gz(path: impl AsRef<Path>) -> Result<Self, ClipError> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| ClipError::Io { path: path.to_path_buf(), source })?;
+        let file =
+            std::fs::File::open(path).map_err(|source| ClipError::Io { path: path.to_path_buf(), error: source })?;
         let mut text = String::new();
         flate2::read::GzDecoder::new(file)
             .read_to_string(&mut text)
-            .map_err(|source| ClipError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|source| ClipError::Io { path: path.to_path_buf(), error: source })?;
         // OpenAI skips the first line (a header) unconditionally.
         let body = text.split_once('\n').map_or("", |(_, rest)| rest);
         let merges =
@@ -123,8 +124,9 @@ impl ClipTokenizer {
         vocab_json: impl AsRef<Path>,
         merges_txt: impl AsRef<Path>,
     ) -> Result<Self, ClipError> {
-        let read =
-            |p: &Path| std::fs::read_to_string(p).map_err(|source| ClipError::Io { path: p.to_path_buf(), source });
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| ClipError::Io { path: p.to_path_buf(), error: source })
+        };
         let (vp, mp) = (vocab_json.as_ref(), merges_txt.as_ref());
         let vocab: HashMap<String, u32> = serde_json::from_str(&read(vp)?)
             .map_err(|e| ClipError::invalid(vp.display().to_string(), format!("not a token -> id JSON map: {e}")))?;

@@ -33,6 +33,8 @@ enum Source {
 
 struct Entry {
     shape: Vec<i64>,
+    /// The stored dtype, as safetensors names it (`F32`, `I64`, ...).
+    dtype: String,
     source: Source,
 }
 
@@ -43,7 +45,28 @@ pub struct Checkpoint {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClipError + '_ {
-    move |source| ClipError::Io { path: path.to_path_buf(), source }
+    move |error| ClipError::Io { path: path.to_path_buf(), error }
+}
+
+/// The dtypes a parameter may be stored in (safetensors names); loading casts them to the model's
+/// kind. Integer and bool tensors are refused: their bytes would become meaningless weights.
+pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
+
+/// The safetensors name of a tensor kind (`F32`, `I64`, `BOOL`, ...).
+fn dtype_name(kind: Kind) -> String {
+    match kind {
+        Kind::Float => "F32".into(),
+        Kind::Half => "F16".into(),
+        Kind::BFloat16 => "BF16".into(),
+        Kind::Double => "F64".into(),
+        Kind::Int => "I32".into(),
+        Kind::Int64 => "I64".into(),
+        Kind::Int16 => "I16".into(),
+        Kind::Int8 => "I8".into(),
+        Kind::Uint8 => "U8".into(),
+        Kind::Bool => "BOOL".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn kind_of(dtype: safetensors::Dtype) -> Option<Kind> {
@@ -79,8 +102,8 @@ impl Checkpoint {
             tensors
                 .into_iter()
                 .map(|(name, t)| {
-                    let shape = t.size();
-                    (name, Entry { shape, source: Source::Loaded(t) })
+                    let (shape, dtype) = (t.size(), dtype_name(t.kind()));
+                    (name, Entry { shape, dtype, source: Source::Loaded(t) })
                 })
                 .collect()
         };
@@ -94,7 +117,8 @@ impl Checkpoint {
         let mut len_bytes = [0u8; 8];
         file.read_exact(&mut len_bytes).map_err(io_err(path))?;
         let header_len = u64::from_le_bytes(len_bytes);
-        if header_len + 8 > file_len || header_len > 100_000_000 {
+        // Length first: a garbage length near u64::MAX must not overflow the sum.
+        if header_len > 100_000_000 || header_len + 8 > file_len {
             return Err(bad(format!(
                 "safetensors header length {header_len} does not fit the file ({file_len} bytes)"
             )));
@@ -107,7 +131,7 @@ impl Checkpoint {
         let mut entries = HashMap::new();
         for (name, info) in metadata.tensors() {
             let (begin, end) = info.data_offsets;
-            if data_start + end as u64 > file_len || begin > end {
+            if (end as u64).checked_add(data_start).is_none_or(|stop| stop > file_len) || begin > end {
                 return Err(bad(format!("tensor {name}: data range {begin}..{end} lies outside the file")));
             }
             let shape = info.shape.iter().map(|&d| d as i64).collect();
@@ -115,6 +139,7 @@ impl Checkpoint {
                 name,
                 Entry {
                     shape,
+                    dtype: format!("{:?}", info.dtype),
                     source: Source::File { dtype: info.dtype, start: data_start + begin as u64, len: end - begin },
                 },
             );
@@ -153,10 +178,24 @@ impl Checkpoint {
         }
     }
 
-    /// The value of a 0-dimensional tensor such as `logit_scale`, or `None` when absent.
+    /// The dtype of every tensor (safetensors names: `F32`, `I64`, ...), sorted by name.
+    pub fn dtypes(&self) -> BTreeMap<String, String> {
+        self.entries.iter().map(|(k, e)| (k.clone(), e.dtype.clone())).collect()
+    }
+
+    /// The value of a 0-dimensional floating-point tensor such as `logit_scale`, or `None` when absent.
     pub fn scalar(&self, name: &str) -> Result<Option<f64>, ClipError> {
-        if !self.entries.contains_key(name) {
+        let Some(entry) = self.entries.get(name) else {
             return Ok(None);
+        };
+        if !FLOAT_DTYPES.contains(&entry.dtype.as_str()) {
+            return Err(ClipError::Checkpoint {
+                path: self.path.clone(),
+                missing: Vec::new(),
+                unexpected: Vec::new(),
+                mismatched: Vec::new(),
+                wrong_dtype: vec![(name.to_owned(), entry.dtype.clone())],
+            });
         }
         let t = self.read(name, &mut None)?;
         Ok(Some(t.f_double_value(&[])?))
@@ -165,29 +204,41 @@ impl Checkpoint {
     /// Copies the checkpoint into every variable of `vs`, casting to the variable's kind and device.
     ///
     /// `ignorable` names checkpoint keys that belong elsewhere (the other tower of a CLIPModel file,
-    /// legacy `position_ids` buffers). Every variable must be present with its exact shape and every
-    /// other key must be ignorable; otherwise nothing is copied and the error lists all offending
-    /// keys by name.
+    /// legacy `position_ids` buffers, which are integer and never loaded). Every variable must be
+    /// present with its exact shape and a floating-point dtype ([`FLOAT_DTYPES`]), and every other
+    /// key must be ignorable; otherwise nothing is copied and the error lists all offending keys by name.
     pub fn load_into(&self, vs: &VarStore, ignorable: impl Fn(&str) -> bool) -> Result<(), ClipError> {
         let variables = vs.variables();
         let mut missing = Vec::new();
         let mut mismatched = Vec::new();
+        let mut wrong_dtype = Vec::new();
         for (name, var) in &variables {
             match self.entries.get(name) {
                 None => missing.push(name.clone()),
-                Some(e) if e.shape != var.size() => {
-                    mismatched.push(format!("{name}: checkpoint {:?}, model {:?}", e.shape, var.size()))
+                Some(e) => {
+                    if e.shape != var.size() {
+                        mismatched.push(format!("{name}: checkpoint {:?}, model {:?}", e.shape, var.size()));
+                    }
+                    if !FLOAT_DTYPES.contains(&e.dtype.as_str()) {
+                        wrong_dtype.push((name.clone(), e.dtype.clone()));
+                    }
                 }
-                Some(_) => {}
             }
         }
         let mut unexpected: Vec<String> =
             self.entries.keys().filter(|k| !variables.contains_key(*k) && !ignorable(k)).cloned().collect();
-        if !(missing.is_empty() && mismatched.is_empty() && unexpected.is_empty()) {
+        if !(missing.is_empty() && mismatched.is_empty() && unexpected.is_empty() && wrong_dtype.is_empty()) {
             missing.sort();
             mismatched.sort();
             unexpected.sort();
-            return Err(ClipError::Checkpoint { path: self.path.clone(), missing, unexpected, mismatched });
+            wrong_dtype.sort();
+            return Err(ClipError::Checkpoint {
+                path: self.path.clone(),
+                missing,
+                unexpected,
+                mismatched,
+                wrong_dtype,
+            });
         }
         let mut file = None;
         tch::no_grad(|| -> Result<(), ClipError> {

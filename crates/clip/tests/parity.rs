@@ -31,6 +31,7 @@ fn assert_close(name: &str, got: &Tensor, want: &Tensor, rel: f64) {
     let scale = want.abs().max().double_value(&[]);
     let err = (&got - &want).abs().max().double_value(&[]);
     assert!(scale > 1e-3, "{name}: expected values are degenerate (max {scale})");
+    println!("{name}: relative error {:.3e} (tolerance {rel:e})", err / scale);
     assert!(err <= rel * scale, "{name}: max abs diff {err:e} > {rel:e} * {scale:e}");
 }
 

@@ -1,13 +1,12 @@
 /// Everything that can go wrong in the `metrics` crate: image pairs, feature networks and evaluation protocols.
+///
+/// Each message is complete: it states its cause itself, so no variant also returns that cause from
+/// [`std::error::Error::source`], and printing the whole chain (anyhow's `{:#}`) says everything once.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// A checkpoint, image or output file could not be read or written.
-    #[error("cannot access {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot access {path}: {error}")]
+    Io { path: std::path::PathBuf, error: std::io::Error },
     /// An image file could not be decoded.
     #[error("cannot decode image {path}: {message}")]
     Image { path: std::path::PathBuf, message: String },

@@ -305,7 +305,7 @@ pub fn evaluate(
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 fn list_images(dir: &Path) -> Result<BTreeMap<String, PathBuf>, MetricsError> {
-    let io = |source| MetricsError::Io { path: dir.to_owned(), source };
+    let io = |source| MetricsError::Io { path: dir.to_owned(), error: source };
     let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
@@ -324,8 +324,10 @@ fn list_images(dir: &Path) -> Result<BTreeMap<String, PathBuf>, MetricsError> {
 
 /// Decodes an image file to 8-bit RGB (grey and alpha images are converted as Pillow's `convert("RGB")`).
 pub fn read_rgb(path: &Path) -> Result<RgbImage, MetricsError> {
-    let reader = image::ImageReader::open(path).map_err(|source| MetricsError::Io { path: path.to_owned(), source })?;
-    let reader = reader.with_guessed_format().map_err(|source| MetricsError::Io { path: path.to_owned(), source })?;
+    let reader =
+        image::ImageReader::open(path).map_err(|source| MetricsError::Io { path: path.to_owned(), error: source })?;
+    let reader =
+        reader.with_guessed_format().map_err(|source| MetricsError::Io { path: path.to_owned(), error: source })?;
     let decoded = reader.decode().map_err(|e| MetricsError::Image { path: path.to_owned(), message: e.to_string() })?;
     Ok(decoded.to_rgb8())
 }
@@ -391,7 +393,7 @@ pub fn evaluate_folders(
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MetricsError> {
-    let io = |source| MetricsError::Io { path: path.to_owned(), source };
+    let io = |source| MetricsError::Io { path: path.to_owned(), error: source };
     let tmp = path.with_extension(format!(
         "{}.tmp{}",
         path.extension().and_then(|e| e.to_str()).unwrap_or(""),
@@ -452,7 +454,7 @@ impl EvaluationReport {
 
     /// Writes `metrics.json` and `metrics.csv` into `dir` (created if needed), atomically.
     pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf), MetricsError> {
-        std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io { path: dir.to_owned(), error: source })?;
         let json = dir.join("metrics.json");
         let csv = dir.join("metrics.csv");
         write_atomic(&json, self.to_json()?.as_bytes())?;

@@ -63,7 +63,8 @@ fn ties_count_as_failures_like_numpy() {
 
 #[test]
 fn closed_form_cases() {
-    // Identical features: every own correlation is 1 and beats every other (distinct) one.
+    // Identical features: every own correlation is 1 and beats every other (distinct) one. The
+    // scores are exact: fractions of integer counts, with every comparison far from a tie.
     let gt = Array2::from_shape_fn((4, 6), |(i, j)| ((i * 7 + j * j * 3) % 11) as f32);
     assert_eq!(two_way_identification(gt.view(), gt.view()).unwrap(), 1.0);
     assert!(mean_correlation_distance(gt.view(), gt.view()).unwrap().abs() < 1e-12);

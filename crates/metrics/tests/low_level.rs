@@ -27,6 +27,7 @@ fn image_recipes_match_python() {
     }
 }
 
+/// Byte-identical on any CPU: Pillow's fixed-point integer arithmetic, reproduced step by step.
 #[test]
 fn pil_resize_is_byte_identical_to_pillow() {
     for case in read_json("low_level.json").as_array().expect("list") {
@@ -72,7 +73,7 @@ fn pixcorr_and_ssim_match_numpy_and_scikit_image() {
         assert!((pc - case["pixcorr"].as_f64().unwrap()).abs() < TOL, "pixcorr {pc} vs {}", case["pixcorr"]);
         let exact = pearson_u8(gt.as_raw(), rec.as_raw()).unwrap();
         assert!((exact - case["pixcorr"].as_f64().unwrap()).abs() < 1e-12, "integer pixcorr {exact}");
-        assert_eq!(GrayF64::from_rgb8(&gt), gg);
+        assert_eq!(GrayF64::from_rgb8(&gt), gg); // the same scalar formula on the same bytes
         if let Some(expected) = case["ssim_cols"].as_f64() {
             let s = ssim_columns_1d(&rg, &gg, &params).unwrap();
             assert!((s - expected).abs() < TOL, "column SSIM {s} vs {expected} for {}", case["gt"]);

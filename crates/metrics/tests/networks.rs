@@ -30,6 +30,7 @@ fn check_network(network: TorchvisionNetwork) {
         let reference = &expected[&format!("{}.{name}", network.name())];
         assert_eq!(output.numel(), reference.numel(), "{} {name}: element count", network.name());
         let err = scaled_max_error(output, reference);
+        println!("{} {name}: scaled max error {err:.3e} (tolerance 1e-4)", network.name());
         assert!(err < 1e-4, "{} {name}: scaled max error {err}", network.name());
     }
 }

@@ -99,17 +99,20 @@ impl CaptionTable {
             let mut row = Vec::with_capacity(cols);
             for c in 0..cols {
                 let cell = &body[(r * cols + c) * item..(r * cols + c + 1) * item];
+                // numpy strips only the trailing NUL padding of a fixed-width string; NULs inside
+                // (or at the start) are part of the value.
                 let s = if unit == 4 {
-                    cell.chunks_exact(4)
+                    let units: Vec<u32> = cell
+                        .chunks_exact(4)
                         .map(|b| {
                             let a = [b[0], b[1], b[2], b[3]];
                             if big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) }
                         })
-                        .take_while(|&u| u != 0)
-                        .map(|u| char::from_u32(u).unwrap_or('\u{fffd}'))
-                        .collect()
+                        .collect();
+                    let end = units.iter().rposition(|&u| u != 0).map_or(0, |e| e + 1);
+                    units[..end].iter().map(|&u| char::from_u32(u).unwrap_or('\u{fffd}')).collect()
                 } else {
-                    let end = cell.iter().position(|&b| b == 0).unwrap_or(cell.len());
+                    let end = cell.iter().rposition(|&b| b != 0).map_or(0, |e| e + 1);
                     String::from_utf8_lossy(&cell[..end]).into_owned()
                 };
                 row.push(s);

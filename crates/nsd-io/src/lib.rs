@@ -2,7 +2,7 @@
 //!
 //! Reads the Natural Scenes Dataset (NSD) from the files it is distributed in — NIfTI-1 betas and
 //! ROI volumes ([`nifti`]), the HDF5 stimulus brick and HDF5 betas (`hdf5`, behind the `hdf5`
-//! feature, on by default), the MATLAB v5 experiment design ([`mat`], [`expdesign`]), the curated caption array
+//! feature, on by default), the MATLAB v5 (or v4) experiment design ([`mat`], [`expdesign`]), the curated caption array
 //! or COCO caption files ([`captions`]) — and assembles each subject's train/test fMRI, image ids
 //! and captions exactly as the Brain-Diffuser reference prepares them ([`subject`]), one session at
 //! a time so a subject never needs the reference's 80 GB.
@@ -26,12 +26,13 @@ pub mod expdesign;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod layout;
+pub mod lzf;
 pub mod mat;
 pub mod nifti;
 pub mod subject;
 pub mod synth;
 
-pub use atomic::write_atomic;
+pub use atomic::{remove_stale_partials, write_atomic};
 pub use captions::CaptionTable;
 pub use error::{NsdError, Result};
 pub use expdesign::{ExpDesign, Split, SplitPlan, Stimulus};

@@ -1,11 +1,14 @@
-//! MATLAB level-5 MAT-files (`save -v7` and older, `scipy.io.savemat`): numeric and char arrays,
-//! plain or inside zlib-compressed `miCOMPRESSED` elements, either byte order.
+//! MATLAB MAT-files: level 5 (`save -v7` and older, `scipy.io.savemat`) with numeric and char
+//! arrays, plain or inside zlib-compressed `miCOMPRESSED` elements, either byte order; and level 4
+//! (`scipy.io.savemat(..., format='4')`, Octave/MATLAB `save -v4`), whose 2-D numeric and text
+//! matrices are all the NSD experiment design needs (`masterordering`, `subjectim`, `sharedix`).
 //!
 //! Written here rather than taken from the `matfile` crate: that crate is unmaintained (last
 //! release 2021) and fails the whole file when it meets a variable class it does not model (cell,
 //! struct), while NSD only needs the numeric variables and must skip the rest. Numeric values are
 //! returned as f64 whatever their storage type (MATLAB stores integer-valued doubles in narrower
-//! types), column-major as MATLAB keeps them.
+//! types), column-major as MATLAB keeps them. What scipy.io.loadmat accepts beyond the letter of
+//! the format is accepted too: dims stored as miUINT32, array names stored as miUTF8.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -32,6 +35,7 @@ const MI_MATRIX: u32 = 14;
 const MI_COMPRESSED: u32 = 15;
 const MI_UTF8: u32 = 16;
 const MI_UTF16: u32 = 17;
+const MI_UTF32: u32 = 18;
 
 /// Largest decompressed size accepted for one compressed element (guards against zip bombs).
 const MAX_INFLATED: u64 = 1 << 34;
@@ -116,12 +120,16 @@ pub struct MatFile {
 impl MatFile {
     /// Reads and parses `path`.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| NsdError::io(path, e, "a MATLAB v5 .mat file"))?;
+        let bytes = std::fs::read(path).map_err(|e| NsdError::io(path, e, "a MATLAB v5 (or v4) .mat file"))?;
         Self::parse(&bytes, path)
     }
 
-    /// Parses MAT-file bytes; `path` names them in errors.
+    /// Parses MAT-file bytes (level 5, or level 4 when one of the first four bytes is 0, the rule
+    /// scipy.io.loadmat uses); `path` names them in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        if bytes.len() >= 4 && bytes[..4].contains(&0) {
+            return parse_v4(bytes, path);
+        }
         if bytes.len() < 128 {
             return Err(NsdError::format(path, format!("MAT-file header needs 128 bytes, file has {}", bytes.len())));
         }
@@ -261,20 +269,29 @@ impl Parser<'_> {
         let class = MatClass::from_code((flag_word & 0xff) as u8);
         let complex = flag_word & 0x0800 != 0;
         let dims_el = self.element(flags.rest)?;
-        if dims_el.kind != MI_INT32 || dims_el.data.len() % 4 != 0 || dims_el.data.len() < 8 {
-            return Err(self.err("miMATRIX dimensions must be an miINT32 array of at least 2 values"));
+        // scipy accepts miUINT32 dims (as long as they fit an int32), so do we.
+        let unsigned = dims_el.kind == MI_UINT32;
+        if !(dims_el.kind == MI_INT32 || unsigned) || dims_el.data.len() % 4 != 0 || dims_el.data.len() < 8 {
+            return Err(self.err(format!(
+                "miMATRIX dimensions must be an miINT32 (or miUINT32) array of at least 2 values, found type {} \
+                 with {} bytes",
+                dims_el.kind,
+                dims_el.data.len()
+            )));
         }
         let mut dims = Vec::new();
         for c in dims_el.data.chunks_exact(4) {
-            let d = rd_u32(c, self.big) as i32;
-            if d < 0 {
-                return Err(self.err(format!("negative dimension {d}")));
+            let raw = rd_u32(c, self.big);
+            // As miINT32 a value above i32::MAX is negative; as miUINT32 scipy refuses it too.
+            if raw > i32::MAX as u32 {
+                let shown = if unsigned { i64::from(raw) } else { i64::from(raw as i32) };
+                return Err(self.err(format!("dimension {shown} is out of range, expected 0..=2147483647")));
             }
-            dims.push(d as usize);
+            dims.push(raw as usize);
         }
         let name_el = self.element(dims_el.rest)?;
-        if name_el.kind != MI_INT8 && name_el.kind != MI_UINT8 {
-            return Err(self.err(format!("array name must be miINT8, found type {}", name_el.kind)));
+        if !matches!(name_el.kind, MI_INT8 | MI_UINT8 | MI_UTF8) {
+            return Err(self.err(format!("array name must be miINT8 (or miUTF8), found type {}", name_el.kind)));
         }
         let name = String::from_utf8_lossy(name_el.data).into_owned();
         let count = dims
@@ -296,7 +313,14 @@ impl Parser<'_> {
             );
         }
         if class == MatClass::Char {
-            let text = values.iter().map(|&v| char::from_u32(v as u32).unwrap_or('\u{fffd}')).collect();
+            let text = if real.kind == MI_UTF16 {
+                // UTF-16 code units (MATLAB's own char type): pairs of surrogates make one char.
+                char::decode_utf16(values.iter().map(|&v| v as u16))
+                    .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                    .collect()
+            } else {
+                values.iter().map(|&v| char_of(v)).collect()
+            };
             return Ok((name, MatValue::Char { dims, text }));
         }
         Ok((name, MatValue::Numeric { class, dims, data: values }))
@@ -327,13 +351,143 @@ impl Parser<'_> {
             MI_INT16 => conv!(i16, 2),
             MI_UINT16 | MI_UTF16 => conv!(u16, 2),
             MI_INT32 => conv!(i32, 4),
-            MI_UINT32 => conv!(u32, 4),
+            MI_UINT32 | MI_UTF32 => conv!(u32, 4),
             MI_SINGLE => conv!(f32, 4),
             MI_DOUBLE => conv!(f64, 8),
             MI_INT64 => conv!(i64, 8),
             MI_UINT64 => conv!(u64, 8),
             other => return Err(self.err(format!("variable '{name}': unsupported numeric storage type {other}"))),
         })
+    }
+}
+
+/// A character code (as stored in a numeric array) as a char; invalid codes become U+FFFD.
+fn char_of(v: f64) -> char {
+    if v.is_finite() && (0.0..=u32::MAX as f64).contains(&v) {
+        char::from_u32(v as u32).unwrap_or(char::REPLACEMENT_CHARACTER)
+    } else {
+        char::REPLACEMENT_CHARACTER
+    }
+}
+
+/// Parses a level-4 MAT-file: a sequence of variables, each a 20-byte header of five int32
+/// (`mopt`, `mrows`, `ncols`, `imagf`, `namlen`), the NUL-terminated name, then `mrows x ncols`
+/// values column-major (twice when `imagf` is 1). `mopt = M*1000 + O*100 + P*10 + T`: M byte order
+/// (0 little, 1 big endian), O 0, P value type (0 f64, 1 f32, 2 i32, 3 i16, 4 u16, 5 u8), T matrix
+/// type (0 numeric, 1 text, 2 sparse). The byte order is found from the first `mopt` as scipy does.
+fn parse_v4(bytes: &[u8], path: &Path) -> Result<MatFile> {
+    let err = |m: String| NsdError::format(path, format!("MAT v4 file: {m}"));
+    if bytes.len() < 20 {
+        return Err(err(format!("{} bytes, a variable header needs 20 (truncated file?)", bytes.len())));
+    }
+    let first = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let big = !(0..=5000).contains(&first);
+    let rd = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if big { i32::from_be_bytes(a) } else { i32::from_le_bytes(a) }
+    };
+    let mut out = MatFile::default();
+    let mut pos = 0usize;
+    let mut index = 0usize;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if rest.len() < 20 {
+            return Err(err(format!(
+                "variable {index} at byte {pos}: {} bytes left, its header needs 20 (truncated file?)",
+                rest.len()
+            )));
+        }
+        let [mopt, mrows, ncols, imagf, namlen] = [0, 4, 8, 12, 16].map(|o| rd(&rest[o..o + 4]));
+        let at = format!("variable {index} at byte {pos}");
+        if !(0..=4999).contains(&mopt) {
+            return Err(err(format!("{at}: type code (mopt) {mopt} is invalid, expected 0..=4999")));
+        }
+        let (m, o, p, t) = (mopt / 1000, mopt / 100 % 10, mopt / 10 % 10, mopt % 10);
+        if m != i32::from(big) {
+            return Err(err(format!(
+                "{at}: byte-order digit M = {m} ({}), expected {} like the file's first variable (VAX and Cray \
+                 formats are not supported)",
+                match m {
+                    0 => "little-endian",
+                    1 => "big-endian",
+                    _ => "VAX/Cray",
+                },
+                i32::from(big)
+            )));
+        }
+        if o != 0 || t > 2 {
+            return Err(err(format!("{at}: type code (mopt) {mopt} is invalid (O must be 0, T 0..=2)")));
+        }
+        let (class, size) = match p {
+            0 => (MatClass::Double, 8usize),
+            1 => (MatClass::Single, 4),
+            2 => (MatClass::Int32, 4),
+            3 => (MatClass::Int16, 2),
+            4 => (MatClass::Uint16, 2),
+            5 => (MatClass::Uint8, 1),
+            _ => return Err(err(format!("{at}: value type P = {p} in mopt {mopt}, expected 0..=5"))),
+        };
+        if mrows < 0 || ncols < 0 || !(0..=1).contains(&imagf) || !(1..=65_536).contains(&namlen) {
+            return Err(err(format!(
+                "{at}: header (mrows {mrows}, ncols {ncols}, imagf {imagf}, namlen {namlen}) is invalid, expected \
+                 mrows, ncols >= 0, imagf 0 or 1, namlen 1..=65536"
+            )));
+        }
+        let (rows, cols, namlen) = (mrows as usize, ncols as usize, namlen as usize);
+        let count = rows.checked_mul(cols);
+        let data_len = count.and_then(|c| c.checked_mul(size)).and_then(|b| b.checked_mul(1 + imagf as usize));
+        let need = data_len.and_then(|d| d.checked_add(20 + namlen));
+        let (Some(count), Some(need)) = (count, need) else {
+            return Err(err(format!("{at}: {rows} x {cols} values overflow")));
+        };
+        if need > rest.len() {
+            return Err(err(format!(
+                "{at}: {rows} x {cols} values of {size} bytes need {need} bytes, only {} remain (truncated file?)",
+                rest.len()
+            )));
+        }
+        let name_bytes = &rest[20..20 + namlen];
+        let end = name_bytes.iter().rposition(|&b| b != 0).map_or(0, |e| e + 1);
+        let name = String::from_utf8_lossy(&name_bytes[..end]).into_owned();
+        let data = &rest[20 + namlen..20 + namlen + count * size];
+        let value = if t == 2 {
+            MatValue::Unsupported { class: MatClass::Sparse }
+        } else if imagf == 1 {
+            MatValue::Unsupported { class }
+        } else {
+            let values = v4_values(data, p, big);
+            if t == 1 {
+                MatValue::Char { dims: vec![rows, cols], text: values.iter().map(|&v| char_of(v)).collect() }
+            } else {
+                MatValue::Numeric { class, dims: vec![rows, cols], data: values }
+            }
+        };
+        out.vars.insert(name, value);
+        pos += need;
+        index += 1;
+    }
+    Ok(out)
+}
+
+/// The values of a v4 matrix stored as type `p` (see [`parse_v4`]), as f64.
+fn v4_values(b: &[u8], p: i32, big: bool) -> Vec<f64> {
+    macro_rules! conv {
+        ($t:ty, $n:expr) => {
+            b.chunks_exact($n)
+                .map(|c| {
+                    let a: [u8; $n] = c.try_into().unwrap_or([0; $n]);
+                    (if big { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
+                })
+                .collect()
+        };
+    }
+    match p {
+        0 => conv!(f64, 8),
+        1 => conv!(f32, 4),
+        2 => conv!(i32, 4),
+        3 => conv!(i16, 2),
+        4 => conv!(u16, 2),
+        _ => b.iter().map(|&x| f64::from(x)).collect(),
     }
 }
 

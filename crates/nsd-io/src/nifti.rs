@@ -95,11 +95,12 @@ pub struct NiftiHeader {
     pub dims: Vec<usize>,
     /// Voxel storage type.
     pub dtype: NiftiDtype,
-    /// Byte offset of the voxel data from the start of the (uncompressed) file.
+    /// Byte offset of the voxel data from the start of the (uncompressed) file (352 when the
+    /// header's `vox_offset` is 0, "unset", as the NIfTI-1 standard says for single files).
     pub vox_offset: usize,
     /// `scl_slope` as stored (0 or non-finite means "no scaling", as in nibabel).
     pub scl_slope: f32,
-    /// `scl_inter` as stored.
+    /// `scl_inter` as stored (finite whenever the slope is valid: such headers are refused).
     pub scl_inter: f32,
     /// Voxel sizes `pixdim[1..=3]`.
     pub pixdim: [f32; 3],
@@ -108,7 +109,10 @@ pub struct NiftiHeader {
 }
 
 impl NiftiHeader {
-    /// Parses the 348 header bytes of `path`.
+    /// Parses the 348 header bytes of `path`, with nibabel's reading of the redundant or unset
+    /// fields: `bitpix` is ignored (the `datatype` decides), `vox_offset` 0 means 352; and its
+    /// refusals: a valid `scl_slope` with a NaN/infinite `scl_inter`, `vox_offset` inside the header.
+    /// Dims must be 1..=7 positive values whose data size fits (no overflow on any header value).
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
         if bytes.len() < HEADER_SIZE {
             return Err(NsdError::format(
@@ -154,13 +158,19 @@ impl NiftiHeader {
         };
         let ndim = i16_at(40);
         if !(1..=7).contains(&ndim) {
-            return Err(NsdError::format(path, format!("dim[0] is {ndim}, expected 1..=7")));
+            return Err(NsdError::format(path, format!("dim[0] is {ndim}, expected 1..=7 (the number of dimensions)")));
         }
         let mut dims = Vec::with_capacity(ndim as usize);
         for d in 1..=ndim as usize {
             let v = i16_at(40 + 2 * d);
             if v < 1 {
-                return Err(NsdError::format(path, format!("dim[{d}] is {v}, expected >= 1")));
+                return Err(NsdError::format(
+                    path,
+                    format!(
+                        "dim[{d}] is {v}, expected >= 1 (dim[1..={ndim}] = {:?})",
+                        &dims_raw(bytes, big_endian)[..ndim as usize]
+                    ),
+                ));
             }
             dims.push(v as usize);
         }
@@ -168,26 +178,56 @@ impl NiftiHeader {
         let dtype = NiftiDtype::from_code(code).ok_or_else(|| {
             NsdError::format(path, format!("unsupported NIfTI datatype code {code} (expected an integer or float type: 2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280)"))
         })?;
+        // `bitpix` is redundant with `datatype`; nibabel ignores it (and fixes it silently), so do we.
         let bitpix = i16_at(72);
         if bitpix as usize != dtype.size() * 8 {
-            return Err(NsdError::format(
-                path,
-                format!("bitpix {bitpix} disagrees with datatype {code} ({} bits)", dtype.size() * 8),
-            ));
+            tracing::debug!(path = %path.display(), bitpix, datatype = code, "bitpix disagrees with datatype; using datatype");
         }
         let vox = f32_at(108);
-        if !vox.is_finite() || vox < HEADER_SIZE as f32 || vox > 1.0e9 {
-            return Err(NsdError::format(path, format!("vox_offset {vox} is invalid, expected >= {HEADER_SIZE}")));
+        let vox_offset = if vox == 0.0 {
+            // Unset: the NIfTI-1 standard puts the data of a single file at 352 then (see `NiftiReader::new`).
+            HEADER_SIZE + 4
+        } else if !vox.is_finite() {
+            return Err(NsdError::format(path, format!("vox_offset is {vox}, expected a byte offset >= 352")));
+        } else if vox < (HEADER_SIZE + 4) as f32 {
+            return Err(NsdError::format(
+                path,
+                format!(
+                    "vox_offset {vox} lies inside the header: a single-file .nii stores its data at byte 352 or later \
+                     (nibabel refuses this header too)"
+                ),
+            ));
+        } else if vox > 1.0e12 {
+            return Err(NsdError::format(
+                path,
+                format!("vox_offset {vox} is too large, expected a byte offset >= 352"),
+            ));
+        } else {
+            // Truncated as nibabel's int(vox_offset).
+            vox as usize
+        };
+        let (scl_slope, scl_inter) = (f32_at(112), f32_at(116));
+        if scl_slope != 0.0 && scl_slope.is_finite() && !scl_inter.is_finite() {
+            return Err(NsdError::format(
+                path,
+                format!(
+                    "scl_inter is {scl_inter} while scl_slope is {scl_slope}: a valid slope needs a finite intercept \
+                     (nibabel refuses this header: \"Valid slope but invalid intercept\"); expected a finite scl_inter, \
+                     or scl_slope 0 for unscaled data"
+                ),
+            ));
         }
-        Ok(Self {
+        let header = Self {
             dims,
             dtype,
-            vox_offset: vox as usize,
-            scl_slope: f32_at(112),
-            scl_inter: f32_at(116),
+            vox_offset,
+            scl_slope,
+            scl_inter,
             pixdim: [f32_at(80), f32_at(84), f32_at(88)],
             big_endian,
-        })
+        };
+        header.check_size(path)?;
+        Ok(header)
     }
 
     /// The scaling nibabel applies, `(slope, inter)`, or `None` when the values are used as stored
@@ -201,14 +241,15 @@ impl NiftiHeader {
         }
     }
 
-    /// Voxels in one 3-D volume (product of the first three dims, missing dims count as 1).
+    /// Voxels in one 3-D volume (product of the first three dims, missing dims count as 1;
+    /// saturating, though a parsed header's sizes always fit).
     pub fn volume_len(&self) -> usize {
-        self.dims.iter().take(3).product()
+        self.dims.iter().take(3).fold(1usize, |a, &d| a.saturating_mul(d))
     }
 
-    /// Number of 3-D volumes (product of dims 4 and up).
+    /// Number of 3-D volumes (product of dims 4 and up; saturating like [`Self::volume_len`]).
     pub fn n_volumes(&self) -> usize {
-        self.dims.iter().skip(3).product()
+        self.dims.iter().skip(3).fold(1usize, |a, &d| a.saturating_mul(d))
     }
 
     /// The three spatial dims (1 for missing ones).
@@ -222,7 +263,9 @@ impl NiftiHeader {
             .iter()
             .try_fold(self.dtype.size(), |acc, &d| acc.checked_mul(d))
             .filter(|&b| b <= (1usize << 46))
-            .ok_or_else(|| NsdError::format(path, format!("dims {:?} are too large", self.dims)))
+            .ok_or_else(|| {
+                NsdError::format(path, format!("dims {:?} are too large (more than 64 TiB of voxel data)", self.dims))
+            })
     }
 
     /// Applies nibabel's read scaling to one stored value as `get_fdata()` does: slope and
@@ -243,6 +286,20 @@ impl NiftiHeader {
             }
         }
     }
+}
+
+/// The header's `vox_offset` field as stored.
+fn raw_vox_offset(head: &[u8], big: bool) -> f32 {
+    let b = [head[108], head[109], head[110], head[111]];
+    if big { f32::from_be_bytes(b) } else { f32::from_le_bytes(b) }
+}
+
+/// `dim[1..=7]` as stored (for messages).
+fn dims_raw(head: &[u8], big: bool) -> [i16; 7] {
+    std::array::from_fn(|d| {
+        let b = [head[42 + 2 * d], head[43 + 2 * d]];
+        if big { i16::from_be_bytes(b) } else { i16::from_le_bytes(b) }
+    })
 }
 
 /// Decodes stored value number `index` of `raw`.
@@ -386,9 +443,21 @@ impl<R: Read> NiftiReader<R> {
         let mut head = vec![0u8; HEADER_SIZE];
         read_exact(&mut source, &mut head, path, "the 348-byte NIfTI-1 header")?;
         let header = NiftiHeader::parse(&head, path)?;
-        header.check_size(path)?;
-        // Skip extensions up to the voxel data.
-        let skip = header.vox_offset - HEADER_SIZE;
+        let mut skip = header.vox_offset.saturating_sub(HEADER_SIZE);
+        if raw_vox_offset(&head, header.big_endian) == 0.0 {
+            // vox_offset unset: the data start at 352 unless the extension flag (bytes 348..352)
+            // announces extensions, whose end nothing then records.
+            let mut flag = [0u8; 4];
+            read_exact(&mut source, &mut flag, path, "the 4-byte extension flag after the header")?;
+            if flag[0] != 0 {
+                return Err(NsdError::format(
+                    path,
+                    "vox_offset is 0 (unset) but the extension flag announces header extensions, so the start of the \
+                     voxel data is unknown; expected vox_offset >= 352 + the extensions' size",
+                ));
+            }
+            skip = 0;
+        }
         let skipped = std::io::copy(&mut (&mut source).take(skip as u64), &mut std::io::sink())
             .map_err(|e| read_error(path, e))?;
         if skipped != skip as u64 {

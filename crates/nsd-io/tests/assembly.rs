@@ -23,6 +23,9 @@ fn ids(path: PathBuf) -> Vec<usize> {
     a.iter().map(|&v| v as usize).collect()
 }
 
+/// Exact on any CPU: nibabel's scaling in f64, then f32 sums in trial order divided in f32
+/// (numpy's `mean(0)` of the reference's f32 rows): correctly rounded IEEE operations in Rust, in
+/// a fixed order, with no BLAS or libm.
 fn assert_same(ours: &Array2<f32>, theirs: &Array2<f64>, what: &str) {
     assert_eq!(ours.dim(), theirs.dim(), "{what}");
     for (a, b) in ours.iter().zip(theirs) {

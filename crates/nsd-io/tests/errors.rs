@@ -88,8 +88,27 @@ fn wrong_headers_dims_and_dtypes_are_errors() {
         (Box::new(|b| b[40..42].copy_from_slice(&9i16.to_le_bytes())), "dim[0]"),
         (Box::new(|b| b[44..46].copy_from_slice(&0i16.to_le_bytes())), "dim[2]"),
         (Box::new(|b| b[70..72].copy_from_slice(&32i16.to_le_bytes())), "datatype"),
-        (Box::new(|b| b[72..74].copy_from_slice(&8i16.to_le_bytes())), "bitpix"),
+        (Box::new(|b| b[42..44].copy_from_slice(&(-2i16).to_le_bytes())), "dim[1] is -2"),
+        (Box::new(|b| b[40..42].copy_from_slice(&0i16.to_le_bytes())), "dim[0] is 0"),
         (Box::new(|b| b[108..112].copy_from_slice(&10f32.to_le_bytes())), "vox_offset"),
+        (Box::new(|b| b[108..112].copy_from_slice(&f32::INFINITY.to_le_bytes())), "vox_offset"),
+        (
+            Box::new(|b| {
+                b[112..116].copy_from_slice(&0.5f32.to_le_bytes());
+                b[116..120].copy_from_slice(&f32::NAN.to_le_bytes());
+            }),
+            "scl_inter is NaN",
+        ),
+        (
+            Box::new(|b| {
+                // 7 dims of 32767: the data size overflows 64 bits.
+                b[40..42].copy_from_slice(&7i16.to_le_bytes());
+                for d in 1..=7 {
+                    b[40 + 2 * d..42 + 2 * d].copy_from_slice(&i16::MAX.to_le_bytes());
+                }
+            }),
+            "too large",
+        ),
         (Box::new(|b| b.truncate(200)), "348-byte"),
     ];
     for (patch, words) in cases {

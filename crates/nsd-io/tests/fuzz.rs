@@ -1,7 +1,8 @@
-//! Property tests: the NIfTI, MAT and npy parsers never panic (nor allocate what the input only
-//! claims) on arbitrary bytes, or on valid files with random bytes overwritten. Every input must
-//! give either a value or a typed error. Each property runs `cases()` generated cases and checks
-//! that every one reached the parser; with `--nocapture` each prints its count.
+//! Property tests: the NIfTI, MAT (v5 and v4), npy and LZF parsers never panic (nor allocate what
+//! the input only claims) on arbitrary bytes, on valid files with random bytes overwritten, or on
+//! headers with arbitrary (and boundary) field values. Every input must give either a value or a
+//! typed error. Each property runs `cases()` generated cases and checks that every one reached
+//! the parser; with `--nocapture` each prints its count.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -10,13 +11,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use flate2::read::MultiGzDecoder;
 use nsd_io::CaptionTable;
 use nsd_io::mat::MatFile;
-use nsd_io::nifti::{NiftiReader, write_nifti};
+use nsd_io::nifti::{NiftiHeader, NiftiReader, write_nifti};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 /// Cases per property; `NSD_IO_FUZZ_CASES` raises it for a longer local run.
 fn cases() -> u32 {
     std::env::var("NSD_IO_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+}
+
+fn edge_fixture(rel: &str) -> Vec<u8> {
+    fixture(&format!("edge/{rel}"))
 }
 
 fn fixture(rel: &str) -> Vec<u8> {
@@ -131,5 +136,114 @@ fn npy_mutated_captions() {
     let base = fixture("npy/captions_U.npy");
     fuzz("npy mutated caption array", proptest::collection::vec((0usize..400, any::<u8>()), 1..6), 1, |edits| {
         let _ = CaptionTable::parse_npy(&mutate(base.clone(), &edits), Path::new("fuzz.npy"));
+    });
+}
+
+/// An f32 header field: boundary values (0, the NIfTI minimum offset, NaN, infinities) or any.
+fn f32_field() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        Just(0.0f32),
+        Just(352.0),
+        Just(f32::NAN),
+        Just(f32::INFINITY),
+        Just(f32::NEG_INFINITY),
+        -1000.0f32..5000.0,
+        any::<f32>(),
+    ]
+}
+
+/// An i16 header field: small values, the extremes, or any.
+fn i16_field() -> impl Strategy<Value = i16> {
+    prop_oneof![-3i16..10, Just(i16::MAX), Just(i16::MIN), any::<i16>()]
+}
+
+#[test]
+fn nifti_header_fields() {
+    let base = valid_nifti();
+    let datatype = prop_oneof![
+        Just(2i16),
+        Just(4),
+        Just(8),
+        Just(16),
+        Just(64),
+        Just(256),
+        Just(512),
+        Just(768),
+        Just(1024),
+        Just(1280),
+        any::<i16>()
+    ];
+    let strategy = (
+        (-1i16..9, proptest::collection::vec(i16_field(), 7)),
+        (datatype, i16_field()),
+        (f32_field(), f32_field(), f32_field()),
+        any::<bool>(),
+    );
+    let parsed = AtomicUsize::new(0);
+    fuzz("nifti header field values", strategy, 1, |((dim0, dims), (dtype, bitpix), (vox, slope, inter), ext)| {
+        let mut b = base.clone();
+        b[40..42].copy_from_slice(&dim0.to_le_bytes());
+        for (d, v) in dims.iter().enumerate() {
+            b[42 + 2 * d..44 + 2 * d].copy_from_slice(&v.to_le_bytes());
+        }
+        b[70..72].copy_from_slice(&dtype.to_le_bytes());
+        b[72..74].copy_from_slice(&bitpix.to_le_bytes());
+        b[108..112].copy_from_slice(&vox.to_le_bytes());
+        b[112..116].copy_from_slice(&slope.to_le_bytes());
+        b[116..120].copy_from_slice(&inter.to_le_bytes());
+        b[348] = u8::from(ext);
+        if let Ok(h) = NiftiHeader::parse(&b, Path::new("fuzz.nii")) {
+            // What a parsed header promises: positive dims whose data size fits, data after the
+            // header, and a finite intercept wherever the slope applies.
+            assert!(h.dims.iter().all(|&d| d >= 1) && (1..=7).contains(&h.dims.len()));
+            let size = h.dims.iter().try_fold(h.dtype.size(), |a, &d| a.checked_mul(d));
+            assert!(size.is_some());
+            assert!(h.vox_offset >= 352);
+            if h.scl_slope != 0.0 && h.scl_slope.is_finite() {
+                assert!(h.scl_inter.is_finite());
+            }
+            assert_eq!(h.volume_len().checked_mul(h.n_volumes()), Some(h.dims.iter().product()));
+            parsed.fetch_add(1, Ordering::Relaxed);
+        }
+        read_nifti_bytes(Cursor::new(b));
+    });
+    // The properties above were checked on a fair share of accepted headers, not vacuously.
+    let parsed = parsed.load(Ordering::Relaxed);
+    assert!(parsed * 50 > cases() as usize, "only {parsed} of {} headers parsed", cases());
+}
+
+#[test]
+fn mat_v4_mutated_files() {
+    let (little, big) = (edge_fixture("mat/v4.mat"), edge_fixture("mat/v4_big_endian.mat"));
+    fuzz(
+        "mat v4 mutated files (scipy-written, big-endian)",
+        proptest::collection::vec((0usize..3000, any::<u8>()), 1..6),
+        2,
+        |edits| {
+            parse_mat(&mutate(little.clone(), &edits));
+            parse_mat(&mutate(big.clone(), &edits));
+        },
+    );
+}
+
+#[test]
+fn mat_v5_uint32_dims_utf8_names_mutated() {
+    let base = edge_fixture("mat/uint32_dims_utf8_names_compressed.mat");
+    fuzz(
+        "mat v5 miUINT32 dims + miUTF8 names, mutated",
+        proptest::collection::vec((0usize..3000, any::<u8>()), 1..6),
+        1,
+        |edits| {
+            parse_mat(&mutate(base.clone(), &edits));
+        },
+    );
+}
+
+#[test]
+fn lzf_arbitrary_streams() {
+    fuzz("lzf arbitrary streams", (proptest::collection::vec(any::<u8>(), 0..400), 0usize..5000), 1, |(bytes, max)| {
+        if let Ok(out) = nsd_io::lzf::decompress(&bytes, max) {
+            assert!(out.len() <= max);
+        }
     });
 }

@@ -3,7 +3,7 @@
 use crate::alpha::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion};
 use crate::error::{Result, RidgeError};
 use crate::linalg;
-use crate::problem::{EvaluationSet, RidgeProblem, Spectrum};
+use crate::problem::{EvaluationSet, RidgeProblem, SolverForm, Spectrum};
 use crate::source::TargetSource;
 use crate::validate;
 use faer::{Mat, MatMut, MatRef};
@@ -303,21 +303,74 @@ pub(crate) fn make_folds(problem: &RidgeProblem, k: usize) -> Result<Vec<Fold>> 
 }
 
 /// Precomputed pieces a criterion needs across blocks.
+///
+/// Both closed-form criteria are written with the residual filter `alpha / (lambda + alpha)`
+/// (never `1 - lambda / (lambda + alpha)`), the residual degrees of freedom `n - tr(H)` as a
+/// sum of positive terms, and `1 - h_ii` as a sum of positive terms, so that they stay exact
+/// (relative to the score) when alpha is far below the spectrum, where `tr(H) -> n` and
+/// `h_ii -> 1` near interpolation. In the kernel form the basis `V` spans the whole centred
+/// sample space, so nothing is added for a part of the targets outside it; in the primal form
+/// the part outside the span of `U = Xc V / sqrt(lambda)` is the explicit least-squares
+/// residual `Yc - U U^T Yc`.
 pub(crate) enum Scorer {
-    Gcv(Arc<Spectrum>),
-    LeaveOneOut { spec: Arc<Spectrum>, basis: Mat<f64>, basis_sq: Mat<f64> },
+    /// `outside`: primal form only, the sample basis `U` (for `Yc - U U^T Yc`).
+    Gcv {
+        spec: Arc<Spectrum>,
+        outside: Option<Mat<f64>>,
+    },
+    /// `outside`: primal form only, the diagonal of the projector outside `U` and the constant.
+    LeaveOneOut {
+        spec: Arc<Spectrum>,
+        basis: Mat<f64>,
+        basis_sq: Mat<f64>,
+        outside: Option<Vec<f64>>,
+    },
     KFold(Vec<Fold>),
+}
+
+/// Whether some sample directions lie outside the span of `U` and of the constant: only in the
+/// primal form (the kernel basis spans the whole centred sample space) and only when
+/// `n > intercept + rank`. When false the targets' part outside `U` is exactly zero (they are
+/// centred), so it is not computed: `Yc - U U^T Yc` would only add rounding noise of size
+/// `eps |Yc|`, which near interpolation is as large as the true residual.
+fn has_outside(problem: &RidgeProblem, spec: &Spectrum) -> bool {
+    problem.form() == SolverForm::Primal && problem.n_samples() > usize::from(problem.fit_intercept()) + spec.rank
+}
+
+/// Primal form: the diagonal of the projector on the sample directions outside the span of `U`
+/// and of the constant, `1 - intercept/n - sum_k U_ik^2`.
+fn outside_leverage(problem: &RidgeProblem, basis: MatRef<'_, f64>) -> Vec<f64> {
+    let n = problem.n_samples();
+    let intercept = usize::from(problem.fit_intercept());
+    (0..n)
+        .map(|i| {
+            let inside: f64 = (0..basis.ncols()).map(|k| basis[(i, k)] * basis[(i, k)]).sum();
+            (1.0 - intercept as f64 / n as f64 - inside).max(0.0)
+        })
+        .collect()
+}
+
+/// Primal form: `Yc - U G`, the part of the targets outside the span of `U`.
+fn outside_part(basis: MatRef<'_, f64>, g: MatRef<'_, f64>, yc: MatRef<'_, f64>) -> Mat<f64> {
+    let mut r = yc.to_owned();
+    linalg::gemm_acc(r.as_mut(), basis, g, -1.0);
+    r
 }
 
 impl Scorer {
     pub(crate) fn new(problem: &RidgeProblem, criterion: Criterion) -> Result<Self> {
         Ok(match criterion {
-            Criterion::Gcv => Scorer::Gcv(problem.spectrum()?),
+            Criterion::Gcv => {
+                let spec = problem.spectrum()?;
+                let outside = has_outside(problem, &spec).then(|| problem.sample_basis(&spec));
+                Scorer::Gcv { spec, outside }
+            }
             Criterion::LeaveOneOut => {
                 let spec = problem.spectrum()?;
                 let basis = problem.sample_basis(&spec);
                 let basis_sq = Mat::from_fn(basis.nrows(), basis.ncols(), |i, j| basis[(i, j)] * basis[(i, j)]);
-                Scorer::LeaveOneOut { spec, basis, basis_sq }
+                let outside = has_outside(problem, &spec).then(|| outside_leverage(problem, basis.as_ref()));
+                Scorer::LeaveOneOut { spec, basis, basis_sq, outside }
             }
             Criterion::KFold { folds } => Scorer::KFold(make_folds(problem, folds)?),
         })
@@ -325,65 +378,69 @@ impl Scorer {
 
     /// Scores (`grid.len() x b`, lower is better) for a centred block in f64.
     pub(crate) fn score(&self, problem: &RidgeProblem, yc: MatRef<'_, f64>, grid: &[f64]) -> Result<Mat<f64>> {
-        let n = problem.n_samples() as f64;
+        let n = problem.n_samples();
+        let nf = n as f64;
         let b = yc.ncols();
-        let intercept = if problem.fit_intercept() { 1.0 } else { 0.0 };
         match self {
-            Scorer::Gcv(spec) => {
+            Scorer::Gcv { spec, outside } => {
                 let q = problem.project_targets(spec, yc);
                 let g = problem.sample_projection(spec, q);
-                let lam = &spec.values;
-                let dfs: Vec<f64> =
-                    grid.iter().map(|&a| intercept + lam.iter().map(|&l| l / (l + a)).sum::<f64>()).collect();
+                let perp: Vec<f64> = match outside {
+                    Some(basis) => {
+                        let r = outside_part(basis.as_ref(), g.as_ref(), yc);
+                        (0..b).map(|j| r.col(j).iter().map(|v| v * v).sum()).collect()
+                    }
+                    None => vec![0.0; b],
+                };
+                let filters: Vec<Vec<f64>> = grid.iter().map(|&a| spec.residual_filter(a)).collect();
+                let dofs: Vec<f64> = grid.iter().map(|&a| spec.residual_dof(n, problem.fit_intercept(), a)).collect();
                 let cols: Vec<Vec<f64>> = (0..b)
                     .into_par_iter()
                     .map(|j| {
-                        let total: f64 = yc.col(j).iter().map(|v| v * v).sum();
-                        let proj: f64 = g.col(j).iter().map(|v| v * v).sum();
-                        let perp = (total - proj).max(0.0);
-                        grid.iter()
-                            .zip(&dfs)
-                            .map(|(&a, &df)| {
-                                let ssr = perp
-                                    + g.col(j)
-                                        .iter()
-                                        .zip(lam)
-                                        .map(|(&gk, &l)| {
-                                            let w = a / (l + a);
-                                            w * w * gk * gk
-                                        })
-                                        .sum::<f64>();
-                                let denom = 1.0 - df / n;
-                                (ssr / n) / (denom * denom)
+                        filters
+                            .iter()
+                            .zip(&dofs)
+                            .map(|(f, &dof)| {
+                                let ssr = perp[j]
+                                    + g.col(j).iter().zip(f).map(|(&gk, &fk)| (fk * gk) * (fk * gk)).sum::<f64>();
+                                let denom = dof / nf;
+                                (ssr / nf) / (denom * denom)
                             })
                             .collect()
                     })
                     .collect();
                 Ok(Mat::from_fn(grid.len(), b, |a, j| cols[j][a]))
             }
-            Scorer::LeaveOneOut { spec, basis, basis_sq } => {
+            Scorer::LeaveOneOut { spec, basis, basis_sq, outside } => {
                 let q = problem.project_targets(spec, yc);
                 let g = problem.sample_projection(spec, q);
-                let lam = &spec.values;
-                let r = lam.len();
+                let r = g.nrows();
+                let perp = outside.as_ref().map(|_| outside_part(basis.as_ref(), g.as_ref(), yc));
                 let mut scores = Mat::<f64>::zeros(grid.len(), b);
                 for (ai, &a) in grid.iter().enumerate() {
-                    let shrink: Vec<f64> = lam.iter().map(|&l| l / (l + a)).collect();
-                    let hg = Mat::from_fn(r, b, |k, j| g[(k, j)] * shrink[k]);
-                    let fitted = linalg::mul(basis.as_ref(), hg.as_ref());
-                    let shrink_col = Mat::from_fn(r, 1, |k, _| shrink[k]);
-                    let h = linalg::mul(basis_sq.as_ref(), shrink_col.as_ref());
-                    let lev: Vec<f64> = (0..yc.nrows()).map(|i| 1.0 - (h[(i, 0)] + intercept / n)).collect();
+                    // Residuals (I - H) Yc = U diag(f) G (+ the part outside U), leverages
+                    // 1 - h_ii = sum_k f_k U_ik^2 (+ the outside projector's diagonal).
+                    let f = spec.residual_filter(a);
+                    let fg = Mat::from_fn(r, b, |k, j| g[(k, j)] * f[k]);
+                    let mut resid = match &perp {
+                        Some(p) => p.clone(),
+                        None => Mat::zeros(n, b),
+                    };
+                    linalg::gemm_acc(resid.as_mut(), basis.as_ref(), fg.as_ref(), 1.0);
+                    let f_col = Mat::from_fn(r, 1, |k, _| f[k]);
+                    let h = linalg::mul(basis_sq.as_ref(), f_col.as_ref());
+                    let lev: Vec<f64> =
+                        (0..n).map(|i| h[(i, 0)] + outside.as_ref().map_or(0.0, |diag| diag[i])).collect();
                     let row: Vec<f64> = (0..b)
                         .into_par_iter()
                         .map(|j| {
-                            (0..yc.nrows())
+                            (0..n)
                                 .map(|i| {
-                                    let e = (yc[(i, j)] - fitted[(i, j)]) / lev[i];
+                                    let e = resid[(i, j)] / lev[i];
                                     e * e
                                 })
                                 .sum::<f64>()
-                                / n
+                                / nf
                         })
                         .collect();
                     for (j, v) in row.into_iter().enumerate() {
@@ -410,10 +467,10 @@ impl Scorer {
                         }
                     }
                     let q = fold.problem.project_targets(&spec, ytr.as_ref());
-                    let lam = &spec.values;
                     let nval = fold.val.len();
                     for (ai, &a) in grid.iter().enumerate() {
-                        let qa = Mat::from_fn(q.nrows(), b, |k, j| q[(k, j)] / (lam[k] + a));
+                        let filter = spec.fit_filter(a);
+                        let qa = Mat::from_fn(q.nrows(), b, |k, j| q[(k, j)] * filter[k]);
                         let pred = linalg::mul(phi.as_ref().as_ref(), qa.as_ref());
                         for j in 0..b {
                             let mse = (0..nval)

@@ -45,6 +45,11 @@ pub(crate) fn gemm<T: faer::traits::ComplexField + Copy>(
     faer::linalg::matmul::matmul(dst, Accum::Replace, lhs, rhs, one, par());
 }
 
+/// `dst += scale * lhs * rhs` in f64, parallel.
+pub(crate) fn gemm_acc(dst: MatMut<'_, f64>, lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>, scale: f64) {
+    faer::linalg::matmul::matmul(dst, Accum::Add, lhs, rhs, scale, par());
+}
+
 /// `lhs * rhs` in f64 as a new matrix.
 pub(crate) fn mul(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(lhs.nrows(), rhs.ncols());
@@ -81,6 +86,45 @@ pub(crate) fn symmetric_eigen(what: &str, g: MatRef<'_, f64>) -> Result<(Vec<f64
     let s = evd.S().column_vector();
     let values = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
     Ok((values, evd.U().to_owned()))
+}
+
+/// Restricts a symmetric `n x n` matrix `k` to the orthogonal complement of the constant vector
+/// `u = 1/sqrt(n)`, the null direction that centring (the intercept) creates in the kernel Gram
+/// matrix: returns `B = Q^T k Q` (`(n-1) x (n-1)`), where the columns of `Q` are the last `n-1`
+/// columns of the Householder reflector `P = I - beta w w^T` (`w = u + e_1`), which maps `u` to
+/// `-e_1`. The eigenvectors `W` of `B` map back with [`from_constant_complement`]. O(n^2).
+pub(crate) fn onto_constant_complement(k: MatRef<'_, f64>) -> Mat<f64> {
+    let n = k.nrows();
+    let (w, beta) = constant_reflector(n);
+    // P k P = k - beta w z^T - beta z w^T + beta^2 (w^T z) w w^T with z = k w.
+    let z = mul(k, Mat::from_fn(n, 1, |i, _| w[i]).as_ref());
+    let z: Vec<f64> = (0..n).map(|i| z[(i, 0)]).collect();
+    let c: f64 = w.iter().zip(&z).map(|(a, b)| a * b).sum();
+    Mat::from_fn(n - 1, n - 1, |i, j| {
+        let (i, j) = (i + 1, j + 1);
+        k[(i, j)] - beta * (w[i] * z[j] + z[i] * w[j]) + beta * beta * c * w[i] * w[j]
+    })
+}
+
+/// `Q W` for the `Q` of [`onto_constant_complement`]: `n x r` columns orthogonal to the constant
+/// vector. O(n r).
+pub(crate) fn from_constant_complement(vecs: MatRef<'_, f64>) -> Mat<f64> {
+    let n = vecs.nrows() + 1;
+    let (w, beta) = constant_reflector(n);
+    // Q W = [0; W] - beta w (w[1..]^T W).
+    let t: Vec<f64> = (0..vecs.ncols()).map(|j| (1..n).map(|i| w[i] * vecs[(i - 1, j)]).sum()).collect();
+    Mat::from_fn(n, vecs.ncols(), |i, j| {
+        let top = if i == 0 { 0.0 } else { vecs[(i - 1, j)] };
+        top - beta * w[i] * t[j]
+    })
+}
+
+/// `w = u + e_1` and `beta = 2 / |w|^2` for the constant unit vector `u` of length `n`.
+fn constant_reflector(n: usize) -> (Vec<f64>, f64) {
+    let s = 1.0 / (n as f64).sqrt();
+    let mut w = vec![s; n];
+    w[0] += 1.0;
+    (w, 2.0 / (2.0 + 2.0 * s))
 }
 
 /// Rounds an f64 matrix to f32.

@@ -37,22 +37,53 @@ impl Default for ProblemOptions {
 }
 
 /// The eigendecomposition of the Gram matrix, shared by every alpha of a grid.
+///
+/// Kernel form with intercept: the decomposition is of `K` restricted to the centred subspace
+/// `1^T v = 0` (`n - 1` directions), since the constant direction is an exact null vector of
+/// `Xc Xc^T` that the intercept fits exactly (leverage one, residual zero); keeping it would
+/// leave a rounding-noise eigenvalue whose factor `a / (l + a)` is wrong at small alphas.
+///
+/// Eigenvalues at or below the tolerance `largest * max(n, p) * eps` are exact zeros (`values`
+/// holds 0.0 for them), as in
+/// exact arithmetic for a rank-deficient Gram matrix: such a direction adds nothing to the fit
+/// (`X^T v = 0`), nothing to the leverages, and its whole component to the residual.
 pub(crate) struct Spectrum {
-    /// Eigenvalues `lambda` (ascending, clamped at zero).
+    /// Eigenvalues `lambda` (ascending; 0.0 at or below the tolerance).
     pub values: Vec<f64>,
-    /// Eigenvectors `V` of the Gram matrix (kernel: `n x n`; primal: `p x p`).
+    /// Eigenvectors `V` (kernel: `n x n`, or `n x (n-1)` with intercept; primal: `p x p`).
     pub vectors: Mat<f64>,
     /// Primal form only: `Xc V` (`n x p`), the sample-space image of the eigenvectors.
     pub xc_v: Option<Mat<f64>>,
-    /// Eigenvalues at or below this are treated as exact zeros.
-    pub tolerance: f64,
+    /// Number of nonzero eigenvalues: the rank of `Xc`.
+    pub rank: usize,
 }
 
 impl Spectrum {
-    /// `1 / sqrt(lambda)` where lambda is above tolerance, else 0: maps primal projections
+    /// `1 / sqrt(lambda)` for nonzero eigenvalues, else 0: maps primal projections
     /// `V^T Xc^T y` onto the orthonormal sample basis `U^T y`.
     pub(crate) fn inverse_sqrt(&self) -> Vec<f64> {
-        self.values.iter().map(|&l| if l > self.tolerance { 1.0 / l.sqrt() } else { 0.0 }).collect()
+        self.values.iter().map(|&l| if l > 0.0 { 1.0 / l.sqrt() } else { 0.0 }).collect()
+    }
+
+    /// The fit's filter `1 / (lambda + alpha)`, 0 on zero eigenvalues (whose direction
+    /// contributes nothing to the weights or predictions: `X^T v = 0` exactly).
+    pub(crate) fn fit_filter(&self, alpha: f64) -> Vec<f64> {
+        self.values.iter().map(|&l| if l > 0.0 { 1.0 / (l + alpha) } else { 0.0 }).collect()
+    }
+
+    /// The residual filter `alpha / (lambda + alpha) = 1 - lambda / (lambda + alpha)`, computed
+    /// without the cancellation of the right-hand side (1 on zero eigenvalues).
+    pub(crate) fn residual_filter(&self, alpha: f64) -> Vec<f64> {
+        self.values.iter().map(|&l| alpha / (l + alpha)).collect()
+    }
+
+    /// `n - tr(H)` for `n` samples: `(n - intercept - rank) + sum_{lambda > 0} alpha/(lambda+alpha)`.
+    /// The first term counts the sample directions that the fit leaves wholly to the residual
+    /// (outside the span of `Xc` and of the constant); every term is positive, so this stays
+    /// exact where `tr(H)` tends to `n` (alpha far below the spectrum, n < p).
+    pub(crate) fn residual_dof(&self, n: usize, intercept: bool, alpha: f64) -> f64 {
+        let outside = n.saturating_sub(usize::from(intercept) + self.rank) as f64;
+        outside + self.values.iter().filter(|&&l| l > 0.0).map(|&l| alpha / (l + alpha)).sum::<f64>()
     }
 }
 
@@ -184,20 +215,39 @@ impl RidgeProblem {
             SolverForm::Kernel => "kernel Gram matrix Xc Xc^T",
             SolverForm::Primal => "covariance Xc^T Xc",
         };
-        let (values, vectors) = linalg::symmetric_eigen(what, self.gram.as_ref())?;
+        let deflate = self.form == SolverForm::Kernel && self.fit_intercept;
+        let (mut values, vectors) = if deflate {
+            let n = self.n_samples();
+            if n < 2 {
+                (Vec::new(), Mat::zeros(n, 0))
+            } else {
+                let restricted = linalg::onto_constant_complement(self.gram.as_ref());
+                let (values, w) = linalg::symmetric_eigen(what, restricted.as_ref())?;
+                drop(restricted);
+                (values, linalg::from_constant_complement(w.as_ref()))
+            }
+        } else {
+            linalg::symmetric_eigen(what, self.gram.as_ref())?
+        };
         let largest = values.last().copied().unwrap_or(0.0);
         let dim = self.n_samples().max(self.n_features()) as f64;
         let tolerance = largest * dim * f64::EPSILON;
+        for l in values.iter_mut().filter(|l| **l <= tolerance) {
+            *l = 0.0;
+        }
+        let rank = values.iter().filter(|&&l| l > 0.0).count();
         let xc_v = match self.form {
             SolverForm::Kernel => None,
             SolverForm::Primal => Some(linalg::mul(self.xc.as_ref(), vectors.as_ref())),
         };
         tracing::debug!(
             size = values.len(),
+            rank,
+            tolerance,
             seconds = started.elapsed().as_secs_f64(),
             "ridge: Gram eigendecomposition"
         );
-        let s = Arc::new(Spectrum { values, vectors, xc_v, tolerance });
+        let s = Arc::new(Spectrum { values, vectors, xc_v, rank });
         *slot = Some(s.clone());
         Ok(s)
     }
@@ -225,7 +275,8 @@ impl RidgeProblem {
     }
 
     /// `U` (`n x r`), the orthonormal sample-space eigenbasis (columns of zero eigenvalue are
-    /// zero in the primal form).
+    /// zero in the primal form; in the kernel form with intercept, `r = n - 1` directions
+    /// orthogonal to the constant).
     pub(crate) fn sample_basis(&self, spec: &Spectrum) -> Mat<f64> {
         match (&spec.xc_v, self.form) {
             (Some(xv), SolverForm::Primal) => {
@@ -332,7 +383,8 @@ impl EvaluationSet {
         let m = self.n_rows();
         let s64 = if let Some(spec) = problem.spectrum_if_ready() {
             let phi = self.features(&spec);
-            let scaled = Mat::from_fn(m, spec.values.len(), |i, j| phi[(i, j)] / (spec.values[j] + alpha));
+            let filter = spec.fit_filter(alpha);
+            let scaled = Mat::from_fn(m, filter.len(), |i, j| phi[(i, j)] * filter[j]);
             match &spec.xc_v {
                 None => linalg::mul(scaled.as_ref(), spec.vectors.transpose()),
                 Some(xv) => linalg::mul(scaled.as_ref(), xv.transpose()),

@@ -71,7 +71,8 @@ impl RidgeProblem {
                 let w = match &spectrum {
                     Some(spec) => {
                         let q = self.project_targets(spec, y.as_ref());
-                        let qa = Mat::from_fn(q.nrows(), q.ncols(), |k, j| q[(k, j)] / (spec.values[k] + alpha));
+                        let filter = spec.fit_filter(alpha);
+                        let qa = Mat::from_fn(q.nrows(), q.ncols(), |k, j| q[(k, j)] * filter[k]);
                         let t = linalg::mul(spec.vectors.as_ref(), qa.as_ref());
                         match self.form() {
                             SolverForm::Kernel => linalg::mul(self.xc().transpose(), t.as_ref()),

@@ -6,9 +6,43 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::error::{KeyMismatch, VdvaeError};
+
+/// The dtypes a parameter may be stored in (safetensors names): loading casts them to the model's
+/// precision. Integer and bool tensors are refused: their bytes would become meaningless weights.
+pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
+
+/// The safetensors name of a tensor kind (`F32`, `I64`, `BOOL`, ...), as used in messages.
+pub fn dtype_name(kind: Kind) -> String {
+    match kind {
+        Kind::Float => "F32".into(),
+        Kind::Half => "F16".into(),
+        Kind::BFloat16 => "BF16".into(),
+        Kind::Double => "F64".into(),
+        Kind::Int => "I32".into(),
+        Kind::Int64 => "I64".into(),
+        Kind::Int16 => "I16".into(),
+        Kind::Int8 => "I8".into(),
+        Kind::Uint8 => "U8".into(),
+        Kind::Bool => "BOOL".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Whether a dtype (safetensors name) is one of the [`FLOAT_DTYPES`] a parameter may be stored in.
+pub fn is_float_dtype(dtype: &str) -> bool {
+    FLOAT_DTYPES.contains(&dtype)
+}
+
+/// The `(key, dtype)` of every tensor whose dtype is not one of the [`FLOAT_DTYPES`], sorted by key.
+pub fn non_float_tensors<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        tensors.into_iter().filter(|(_, d)| !is_float_dtype(d)).map(|(k, d)| (k.to_owned(), d.to_owned())).collect();
+    out.sort();
+    out
+}
 
 /// The on-disk format of a checkpoint, from its magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +55,7 @@ pub enum CheckpointFormat {
 
 /// Recognises the checkpoint format from the first bytes of `path`.
 pub fn detect_format(path: &Path) -> Result<CheckpointFormat, VdvaeError> {
-    let io = |source| VdvaeError::Io { path: path.to_path_buf(), source };
+    let io = |error| VdvaeError::Io { path: path.to_path_buf(), error };
     let mut head = [0u8; 9];
     let mut file = std::fs::File::open(path).map_err(io)?;
     let n = file.read(&mut head).map_err(io)?;
@@ -53,8 +87,17 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, VdvaeError>
         CheckpointFormat::TorchZip => Tensor::loadz_multi_with_device(path, tch::Device::Cpu),
         CheckpointFormat::Safetensors => Tensor::read_safetensors(path),
     }
-    .map_err(|e| VdvaeError::CheckpointFormat { path: path.to_path_buf(), message: e.to_string() })?;
+    .map_err(|e| VdvaeError::CheckpointFormat { path: path.to_path_buf(), message: tch_message(e) })?;
     Ok(tensors.into_iter().map(|(k, t)| (k.strip_prefix("module.").map(str::to_string).unwrap_or(k), t)).collect())
+}
+
+/// libtorch's message without the file name that tch's safetensors errors repeat (the caller
+/// names the file once).
+fn tch_message(e: tch::TchError) -> String {
+    match e {
+        tch::TchError::SafeTensorError { err, .. } => format!("not a valid safetensors file: {err}"),
+        other => other.to_string(),
+    }
 }
 
 /// Compares the names and shapes of a state dict with those the model expects.

@@ -1,15 +1,14 @@
 use std::fmt;
 
 /// Everything that can go wrong in the `vdvae` crate: configuration, checkpoint loading, encoding and decoding.
+///
+/// Each message is complete: it states its cause itself, so no variant also returns that cause from
+/// [`std::error::Error::source`], and printing the whole chain (anyhow's `{:#}`) says everything once.
 #[derive(Debug, thiserror::Error)]
 pub enum VdvaeError {
     /// A checkpoint or fixture could not be read or written.
-    #[error("cannot access {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot access {path}: {error}")]
+    Io { path: std::path::PathBuf, error: std::io::Error },
     /// A configuration value or an input shape is not what the model accepts.
     #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },
@@ -33,12 +32,18 @@ pub struct KeyMismatch {
     pub unexpected: Vec<String>,
     /// `(key, expected shape, found shape)` of tensors whose shape differs.
     pub misshaped: Vec<(String, Vec<i64>, Vec<i64>)>,
+    /// `(key, dtype found)` of tensors the model needs whose dtype is not floating point (an
+    /// integer or bool tensor would be cast to meaningless weights); names as in safetensors (`I32`).
+    pub wrong_dtype: Vec<(String, String)>,
 }
 
 impl KeyMismatch {
     /// True when the checkpoint fits exactly.
     pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.misshaped.is_empty()
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.misshaped.is_empty()
+            && self.wrong_dtype.is_empty()
     }
 }
 
@@ -62,6 +67,14 @@ impl fmt::Display for KeyMismatch {
             f,
             "mis-shaped",
             self.misshaped.iter().map(|(k, e, g)| format!("{k} (expected {e:?}, found {g:?})")).collect(),
+        )?;
+        list(
+            f,
+            "with a non-floating dtype",
+            self.wrong_dtype
+                .iter()
+                .map(|(k, d)| format!("{k} (found {d}, expected {})", crate::checkpoint::FLOAT_DTYPES.join(", ")))
+                .collect(),
         )
     }
 }

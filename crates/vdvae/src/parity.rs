@@ -34,7 +34,7 @@ fn fixture_error(path: &Path, message: String) -> VdvaeError {
 impl Fixture {
     /// Reads a fixture (or a weights file carrying the same metadata) from a safetensors file.
     pub fn read(path: &Path) -> Result<Self, VdvaeError> {
-        let bytes = std::fs::read(path).map_err(|source| VdvaeError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| VdvaeError::Io { path: path.to_path_buf(), error: source })?;
         let (_, header) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fixture_error(path, e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();

@@ -44,6 +44,8 @@ fn differing_levels(a: &[RgbImage], b: &[RgbImage]) -> usize {
 fn preprocessing_of_model_size_images_equals_the_reference_input() {
     let (model, fx) = tiny();
     let x = model.preprocess(&fixture_images(&fx));
+    // Exact on any CPU: integer resizing (identity here), then u8 -> f32, + shift, * scale, each
+    // one correctly rounded IEEE operation as in the reference.
     assert_eq!(compare("input.x", &x, fx.tensor("input.x").unwrap()).unwrap().max_rel, 0.0);
 }
 
@@ -59,6 +61,7 @@ fn encode_gives_reference_layout_rows_reproducibly_whatever_the_batching() {
     // round differently (other kernels), hence a float tolerance.
     let b = model.encode(&imgs, &EncodeOptions { batch_size: 1, ..opts }).unwrap();
     assert!(max_abs_diff(&a.values, &b.values) < 1e-5, "{}", max_abs_diff(&a.values, &b.values));
+    // Exact: the same call in the same process runs the same kernels on the same inputs.
     assert_eq!(a, model.encode(&imgs, &opts).unwrap());
     let c = model.encode(&imgs, &EncodeOptions { seed: 12, ..opts }).unwrap();
     assert!(max_abs_diff(&a.values, &c.values) > 0.1);
@@ -73,6 +76,7 @@ fn encoding_only_the_first_blocks_equals_the_full_posterior_pass() {
     let short = model.posterior_pass(&acts, 4, PosteriorDraw::Sample, &mut SeededNoise::new(5, 2), false).unwrap();
     assert!(full.px_z.is_some() && short.px_z.is_none());
     for i in 0..4 {
+        // Exact: blocks 0-3 run the same kernels on the same inputs in both passes (same process).
         assert!(full.z[i].equal(&short.z[i]), "block {i}");
     }
     // The flat vector holds block 2 of image 1 at offset 8 + 64, C order.
@@ -80,6 +84,7 @@ fn encoding_only_the_first_blocks_equals_the_full_posterior_pass() {
     let flat = layout.flatten(&short.z).unwrap();
     let row1 = &flat[layout.dim()..];
     let z2 = Vec::<f32>::try_from(short.z[2].get(1).reshape([-1])).unwrap();
+    // Exact: flattening copies values.
     assert_eq!(&row1[layout.offset(2)..layout.offset(2) + 64], &z2[..]);
     assert_eq!(layout.offset(2), 8);
 }
@@ -93,6 +98,7 @@ fn posterior_mean_is_deterministic_and_is_the_noise_free_sample() {
             .encode(&imgs, &EncodeOptions { n_blocks: 4, posterior: PosteriorDraw::Mean, seed, batch_size: 2 })
             .unwrap()
     };
+    // Exact here and below: same process, same kernels, same inputs; mean + std * 0 is the mean.
     assert_eq!(mean(1), mean(2));
     // With all-zero posterior noise the sample equals the mean.
     let x = model.preprocess(&imgs[..2]);
@@ -115,6 +121,7 @@ fn decode_round_trip_is_seeded_and_sized() {
     let a = model.decode(&latents, &opts).unwrap();
     assert_eq!(a.len(), 3);
     assert!(a.iter().all(|img| img.dimensions() == (16, 16)));
+    // Exact: same process, same seed, same batches, hence the same kernels on the same values.
     assert_eq!(a, model.decode(&latents, &opts).unwrap());
     assert_eq!(a, model.decode_rows(&latents.values, 4, &opts).unwrap());
     assert!(model.decode_rows(&latents.values[1..], 4, &opts).unwrap_err().to_string().contains("whole rows"));

@@ -20,6 +20,7 @@ fn torch_save_and_safetensors_load_the_same_values() {
     let (va, vb) = (a.var_store().variables(), b.var_store().variables());
     assert_eq!(va.len(), 358);
     for (name, t) in &va {
+        // Exact: both files store the same f32 values and loading copies them.
         assert!(t.equal(&vb[name]), "{name}");
         // Random weights were really loaded (none of them is zero in the fixture).
         assert!(t.abs().min().double_value(&[]) > 0.0, "{name} kept its zero init");
@@ -59,7 +60,7 @@ fn mismatched_checkpoints_are_refused_with_every_key_named() {
         text.contains("bad.safetensors") && text.contains("decoder.gain") && text.contains("decoder.extra.weight"),
         "{text}"
     );
-    // Nothing was copied.
+    // Nothing was copied (exact: a sum of zeros is zero).
     let vars = model.var_store().variables();
     assert_eq!(vars["decoder.dec_blocks.0.enc.c1.weight"].abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
 }

@@ -1,5 +1,6 @@
 //! Pillow-exact resizing, against images resized by Pillow itself (through torchvision's resize,
-//! as the reference preprocessing calls it) in tools/vdvae/make_fixtures.py.
+//! as the reference preprocessing calls it) in tools/vdvae/make_fixtures.py. Exact comparison on
+//! any CPU: like Pillow, the resampler works in integer fixed point (22-bit coefficients).
 
 mod common;
 

@@ -4,6 +4,7 @@
 
 use tch::{Kind, Tensor};
 
+use crate::config::TransformerSpec;
 use crate::layers::{Conv2d, GroupNorm, LayerNorm, Linear};
 use crate::weights::Scope;
 
@@ -100,9 +101,11 @@ impl FeedForward {
     }
 }
 
-/// diffusers `BasicTransformerBlock` (layer-norm variant): self-attention, cross-attention and
-/// feed-forward, each pre-normalised and residual.
+/// diffusers `BasicTransformerBlock` (layer-norm variant): self-attention (or, with
+/// `only_cross_attention`, a first cross-attention), cross-attention and feed-forward, each
+/// pre-normalised and residual.
 pub struct BasicTransformerBlock {
+    only_cross_attention: bool,
     norm1: LayerNorm,
     attn1: Attention,
     norm2: LayerNorm,
@@ -112,11 +115,15 @@ pub struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
-    /// A block of `dim` channels attending to a `context_dim` context with `heads` heads.
-    pub fn new(scope: &Scope, dim: i64, context_dim: i64, heads: i64) -> Self {
+    /// A block of `dim` channels attending to a `context_dim` context with `heads` heads; with
+    /// `only_cross_attention` the first attention reads the context too (diffusers'
+    /// `only_cross_attention`).
+    pub fn new(scope: &Scope, dim: i64, context_dim: i64, heads: i64, only_cross_attention: bool) -> Self {
+        let attn1_context = if only_cross_attention { context_dim } else { dim };
         Self {
+            only_cross_attention,
             norm1: LayerNorm::new(&scope.sub("norm1"), dim, 1e-5),
-            attn1: Attention::new(&scope.sub("attn1"), dim, dim, heads),
+            attn1: Attention::new(&scope.sub("attn1"), dim, attn1_context, heads),
             norm2: LayerNorm::new(&scope.sub("norm2"), dim, 1e-5),
             attn2: Attention::new(&scope.sub("attn2"), dim, context_dim, heads),
             norm3: LayerNorm::new(&scope.sub("norm3"), dim, 1e-5),
@@ -126,32 +133,62 @@ impl BasicTransformerBlock {
 
     /// Runs the block on `[batch, tokens, dim]` hidden states.
     pub fn forward(&self, xs: &Tensor, context: &Tensor, kernel: AttentionKernel) -> Tensor {
-        let xs = self.attn1.forward(&self.norm1.forward(xs), None, kernel) + xs;
+        let first_context = self.only_cross_attention.then_some(context);
+        let xs = self.attn1.forward(&self.norm1.forward(xs), first_context, kernel) + xs;
         let xs = self.attn2.forward(&self.norm2.forward(&xs), Some(context), kernel) + xs;
         self.ff.forward(&self.norm3.forward(&xs)) + xs
     }
 }
 
-/// diffusers `Transformer2DModel` (continuous input, 1x1 convolution projections): group norm
-/// (eps 1e-6), `proj_in`, transformer blocks over the H*W tokens, `proj_out`, plus the input.
+/// `proj_in` / `proj_out` of a [`Transformer2D`]: 1x1 convolutions, or (diffusers'
+/// `use_linear_projection`) linear layers applied to the token sequence.
+enum Projection {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+impl Projection {
+    fn new(scope: &Scope, input: i64, output: i64, linear: bool) -> Self {
+        if linear {
+            Projection::Linear(Linear::new(scope, input, output, true))
+        } else {
+            Projection::Conv(Conv2d::new(scope, input, output, 1, 1, 0))
+        }
+    }
+}
+
+/// diffusers `Transformer2DModel` (continuous input): group norm (eps 1e-6), `proj_in` to the
+/// inner width `heads * head_dim`, transformer blocks over the H*W tokens, `proj_out` back to the
+/// channels, plus the input.
 pub struct Transformer2D {
     norm: GroupNorm,
-    proj_in: Conv2d,
+    proj_in: Projection,
     blocks: Vec<BasicTransformerBlock>,
-    proj_out: Conv2d,
+    proj_out: Projection,
+    inner: i64,
 }
 
 impl Transformer2D {
-    /// A transformer over `channels` channels with `heads` heads and `layers` blocks.
-    pub fn new(scope: &Scope, channels: i64, context_dim: i64, heads: i64, groups: i64, layers: i64) -> Self {
+    /// The transformer `spec` describes (channels, heads, blocks, norm groups, projections).
+    pub fn new(scope: &Scope, spec: &TransformerSpec) -> Self {
         let blocks = scope.sub("transformer_blocks");
+        let (c, inner, linear) = (spec.channels, spec.inner_dim(), spec.linear_projection);
         Self {
-            norm: GroupNorm::new(&scope.sub("norm"), groups, channels, 1e-6),
-            proj_in: Conv2d::new(&scope.sub("proj_in"), channels, channels, 1, 1, 0),
-            blocks: (0..layers)
-                .map(|i| BasicTransformerBlock::new(&blocks.sub(i), channels, context_dim, heads))
+            norm: GroupNorm::new(&scope.sub("norm"), spec.groups, c, 1e-6),
+            proj_in: Projection::new(&scope.sub("proj_in"), c, inner, linear),
+            blocks: (0..spec.layers)
+                .map(|i| {
+                    BasicTransformerBlock::new(
+                        &blocks.sub(i),
+                        inner,
+                        spec.context_dim,
+                        spec.heads,
+                        spec.only_cross_attention,
+                    )
+                })
                 .collect(),
-            proj_out: Conv2d::new(&scope.sub("proj_out"), channels, channels, 1, 1, 0),
+            proj_out: Projection::new(&scope.sub("proj_out"), inner, c, linear),
+            inner,
         }
     }
 
@@ -160,12 +197,24 @@ impl Transformer2D {
     pub fn forward(&self, xs: &Tensor, context: &Tensor, kernel: AttentionKernel) -> Tensor {
         let s = xs.size();
         let (b, c, h, w) = (s[0], s[1], s[2], s[3]);
-        let mut hidden = self.proj_in.forward(&self.norm.forward(xs)).permute([0, 2, 3, 1]).reshape([b, h * w, c]);
+        let inner = self.inner;
+        let normed = self.norm.forward(xs);
+        let mut hidden = match &self.proj_in {
+            Projection::Conv(conv) => conv.forward(&normed).permute([0, 2, 3, 1]).reshape([b, h * w, inner]),
+            Projection::Linear(linear) => linear.forward(&normed.permute([0, 2, 3, 1]).reshape([b, h * w, c])),
+        };
         for block in &self.blocks {
             hidden = block.forward(&hidden, context, kernel);
         }
-        let hidden = hidden.reshape([b, h, w, c]).permute([0, 3, 1, 2]).contiguous();
-        self.proj_out.forward(&hidden) + xs
+        let out = match &self.proj_out {
+            Projection::Conv(conv) => {
+                conv.forward(&hidden.reshape([b, h, w, inner]).permute([0, 3, 1, 2]).contiguous())
+            }
+            Projection::Linear(linear) => {
+                linear.forward(&hidden).reshape([b, h, w, c]).permute([0, 3, 1, 2]).contiguous()
+            }
+        };
+        out + xs
     }
 }
 
@@ -202,13 +251,13 @@ pub struct DualTransformer2D {
 }
 
 impl DualTransformer2D {
-    /// Both transformers, under `scope.transformers.{0,1}`.
-    pub fn new(scope: &Scope, channels: i64, context_dim: i64, heads: i64, groups: i64, layers: i64) -> Self {
+    /// Both transformers, under `scope.transformers.{0,1}`: `specs[0]` the image U-Net's
+    /// (vision context), `specs[1]` the text U-Net's (text context). They may differ in heads,
+    /// blocks, norm groups and projections, as in diffusers, where each keeps its own U-Net's
+    /// configuration.
+    pub fn new(scope: &Scope, specs: &[TransformerSpec; 2]) -> Self {
         let t = scope.sub("transformers");
-        Self {
-            vision: Transformer2D::new(&t.sub(0), channels, context_dim, heads, groups, layers),
-            text: Transformer2D::new(&t.sub(1), channels, context_dim, heads, groups, layers),
-        }
+        Self { vision: Transformer2D::new(&t.sub(0), &specs[0]), text: Transformer2D::new(&t.sub(1), &specs[1]) }
     }
 
     /// Mixes the two transformers. A weight of exactly 0 or 1 skips the transformer it silences.

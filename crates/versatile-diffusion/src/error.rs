@@ -1,13 +1,12 @@
 /// Everything that can go wrong in the `versatile-diffusion` crate: checkpoint loading and conversion, the U-Net, the autoencoder and the sampler.
+///
+/// Each message is complete: it states its cause itself, so no variant also returns that cause from
+/// [`std::error::Error::source`], and printing the whole chain (anyhow's `{:#}`) says everything once.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffusionError {
     /// A checkpoint or fixture could not be read or written.
-    #[error("cannot access {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot access {}: {error}", path.display())]
+    Io { path: std::path::PathBuf, error: std::io::Error },
     /// A configuration value or an input shape is not what the model accepts.
     #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },
@@ -31,6 +30,31 @@ pub enum KeyProblem {
     Unexpected { name: String },
     /// Both have it, with different shapes.
     Shape { name: String, expected: Vec<i64>, found: Vec<i64> },
+    /// The file stores this parameter in a dtype that is not floating point (safetensors names,
+    /// e.g. `I32`): its bytes would be cast to meaningless weights.
+    Dtype { name: String, found: String },
+}
+
+/// The dtypes a parameter may be stored in (safetensors names); loading casts them to the model's
+/// kind. Integer and bool tensors are refused.
+pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
+
+/// The safetensors name of a tensor kind (`F32`, `I64`, `BOOL`, ...).
+pub fn dtype_name(kind: tch::Kind) -> String {
+    use tch::Kind;
+    match kind {
+        Kind::Float => "F32".into(),
+        Kind::Half => "F16".into(),
+        Kind::BFloat16 => "BF16".into(),
+        Kind::Double => "F64".into(),
+        Kind::Int => "I32".into(),
+        Kind::Int64 => "I64".into(),
+        Kind::Int16 => "I16".into(),
+        Kind::Int8 => "I8".into(),
+        Kind::Uint8 => "U8".into(),
+        Kind::Bool => "BOOL".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 impl std::fmt::Display for KeyProblem {
@@ -40,6 +64,9 @@ impl std::fmt::Display for KeyProblem {
             KeyProblem::Unexpected { name } => write!(f, "unexpected `{name}`"),
             KeyProblem::Shape { name, expected, found } => {
                 write!(f, "`{name}` has shape {found:?}, expected {expected:?}")
+            }
+            KeyProblem::Dtype { name, found } => {
+                write!(f, "`{name}` has dtype {found}, expected one of {}", FLOAT_DTYPES.join(", "))
             }
         }
     }

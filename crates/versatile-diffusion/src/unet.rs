@@ -5,7 +5,7 @@
 use tch::{Kind, Tensor};
 
 use crate::attention::{AttentionKernel, DualMix, DualTransformer2D};
-use crate::config::UNetConfig;
+use crate::config::{TransformerSpec, UNetConfig};
 use crate::error::DiffusionError;
 use crate::layers::{Conv2d, GroupNorm, Linear};
 use crate::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
@@ -78,16 +78,20 @@ impl DualUNet {
     /// [`WeightSource::finish`] afterwards to learn about missing or unused keys.
     pub fn new(config: &UNetConfig, source: &WeightSource) -> Result<Self, DiffusionError> {
         config.validate()?;
+        let layout = config.dual_layout()?;
         let root = source.root();
         let ch = &config.block_out_channels;
         let n = ch.len();
         let groups = config.norm_num_groups;
         let eps = config.norm_eps;
         let temb = config.time_embed_dim();
-        let ctx = config.cross_attention_dim;
         let resnet = |s: &Scope, i: i64, o: i64| ResnetBlock2D::new(s, i, o, Some(temb), groups, eps, 1.0);
-        let dual = |s: &Scope, c: i64, block: usize| {
-            DualTransformer2D::new(s, c, ctx, config.heads(block), groups, config.transformer_layers(block))
+        // One spec pair per attention position, as `UNetConfig::dual_layout` resolves the
+        // per-block config forms (heads, transformer blocks, projections) of both U-Nets.
+        let dual = |s: &Scope, specs: Option<&[TransformerSpec; 2]>, place: String| {
+            specs
+                .map(|specs| DualTransformer2D::new(s, specs))
+                .ok_or_else(|| DiffusionError::invalid("U-Net layout", format!("no transformer spec for {place}")))
         };
 
         let te = root.sub("time_embedding");
@@ -98,18 +102,23 @@ impl DualUNet {
 
         let mut down_blocks = Vec::with_capacity(n);
         let mut output = ch[0];
-        for (i, kind) in config.down_block_types.iter().enumerate() {
+        for (i, kind) in config.attention.down_block_types.iter().enumerate() {
             let s = root.sub("down_blocks").sub(i);
             let input = output;
             output = ch[i];
             let with_attention = kind == "CrossAttnDownBlock2D";
             let mut resnets = Vec::new();
             let mut attentions = Vec::new();
-            for j in 0..config.layers_per_block {
+            for j in 0..config.down_resnets(i) {
                 let r_in = if j == 0 { input } else { output };
                 resnets.push(resnet(&s.sub("resnets").sub(j), r_in, output));
                 if with_attention {
-                    attentions.push(dual(&s.sub("attentions").sub(j), output, i));
+                    let specs = layout.down.get(i).and_then(|b| b.get(j as usize));
+                    attentions.push(dual(
+                        &s.sub("attentions").sub(j),
+                        specs,
+                        format!("down_blocks.{i}.attentions.{j}"),
+                    )?);
                 }
             }
             let downsampler = (i + 1 < n)
@@ -132,18 +141,17 @@ impl DualUNet {
         };
         let mid_block = MidBlock {
             resnets: [mid_resnet(0), mid_resnet(1)],
-            attention: dual(&m.sub("attentions").sub(0), last, n - 1),
+            attention: dual(&m.sub("attentions").sub(0), Some(&layout.mid), "mid_block.attentions.0".into())?,
         };
 
         let reversed: Vec<i64> = ch.iter().rev().copied().collect();
         let mut up_blocks = Vec::with_capacity(n);
         let mut prev_output = reversed[0];
-        for (i, kind) in config.up_block_types.iter().enumerate() {
+        for (i, kind) in config.attention.up_block_types.iter().enumerate() {
             let s = root.sub("up_blocks").sub(i);
             let output = reversed[i];
             let input = reversed[(i + 1).min(n - 1)];
-            let block = n - 1 - i;
-            let layers = config.layers_per_block + 1;
+            let layers = config.up_resnets(i);
             let with_attention = kind == "CrossAttnUpBlock2D";
             let mut resnets = Vec::new();
             let mut attentions = Vec::new();
@@ -152,7 +160,8 @@ impl DualUNet {
                 let r_in = if j == 0 { prev_output } else { output };
                 resnets.push(resnet(&s.sub("resnets").sub(j), r_in + skip, output));
                 if with_attention {
-                    attentions.push(dual(&s.sub("attentions").sub(j), output, block));
+                    let specs = layout.up.get(i).and_then(|b| b.get(j as usize));
+                    attentions.push(dual(&s.sub("attentions").sub(j), specs, format!("up_blocks.{i}.attentions.{j}"))?);
                 }
             }
             let upsampler = (i + 1 < n).then(|| Upsample2D::new(&s.sub("upsamplers").sub(0), output));
@@ -160,15 +169,16 @@ impl DualUNet {
             prev_output = output;
         }
 
+        let (kin, kout) = (config.conv_in_kernel, config.conv_out_kernel);
         Ok(Self {
             config: config.clone(),
-            conv_in: Conv2d::new(&root.sub("conv_in"), config.in_channels, ch[0], 3, 1, 1),
+            conv_in: Conv2d::new(&root.sub("conv_in"), config.in_channels, ch[0], kin, 1, (kin - 1) / 2),
             time_embedding,
             down_blocks,
             mid_block,
             up_blocks,
             conv_norm_out: GroupNorm::new(&root.sub("conv_norm_out"), groups, ch[0], eps),
-            conv_out: Conv2d::new(&root.sub("conv_out"), ch[0], config.out_channels, 3, 1, 1),
+            conv_out: Conv2d::new(&root.sub("conv_out"), ch[0], config.out_channels, kout, 1, (kout - 1) / 2),
         })
     }
 
@@ -222,6 +232,8 @@ impl DualUNet {
         self.check_inputs(sample, context, &run.mix)?;
         let kind = self.kind();
         let sample = sample.to_kind(kind);
+        // diffusers' `center_input_sample`: the sample is mapped to 2 x - 1 first.
+        let sample = if self.config.center_input_sample { sample * 2.0 - 1.0 } else { sample };
         let context = context.to_kind(kind);
         let b = sample.size()[0];
         let temb = self.time_embedding.forward(&features.to_kind(kind));

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tch::{Device, Kind, Tensor};
 
-use crate::error::{DiffusionError, KeyProblem};
+use crate::error::{DiffusionError, FLOAT_DTYPES, KeyProblem, dtype_name};
 
 /// Names and shapes of every parameter of a model, in a stable (sorted) order.
 pub type Manifest = BTreeMap<String, Vec<i64>>;
@@ -41,7 +41,8 @@ pub struct WeightSource {
 }
 
 impl WeightSource {
-    /// Parameters from a state dict; `name` (e.g. a file path) appears in error messages.
+    /// Parameters from a state dict; `name` (e.g. a file path) appears in error messages. Tensors
+    /// are cast to `kind`; they must be stored in a floating-point dtype (f32, f16, bf16 or f64).
     pub fn from_state_dict(
         tensors: HashMap<String, Tensor>,
         name: impl Into<String>,
@@ -100,15 +101,22 @@ impl WeightSource {
                     self.problems.borrow_mut().push(KeyProblem::Missing { name, expected: shape.to_vec() });
                     placeholder()
                 }
-                Some(t) if t.size() != shape => {
-                    self.problems.borrow_mut().push(KeyProblem::Shape {
-                        name,
-                        expected: shape.to_vec(),
-                        found: t.size(),
-                    });
-                    placeholder()
+                Some(t) => {
+                    let dtype = dtype_name(t.kind());
+                    let float = FLOAT_DTYPES.contains(&dtype.as_str());
+                    let shaped = t.size() == shape;
+                    if !shaped {
+                        self.problems.borrow_mut().push(KeyProblem::Shape {
+                            name: name.clone(),
+                            expected: shape.to_vec(),
+                            found: t.size(),
+                        });
+                    }
+                    if !float {
+                        self.problems.borrow_mut().push(KeyProblem::Dtype { name, found: dtype });
+                    }
+                    if shaped && float { t.to_device(self.device).to_kind(self.kind) } else { placeholder() }
                 }
-                Some(t) => t.to_device(self.device).to_kind(self.kind),
             },
         }
     }

@@ -20,6 +20,7 @@ fn dual_assembly_takes_image_blocks_as_0_and_text_blocks_as_1() {
     let resnet = "up_blocks.1.resnets.2.conv1.weight";
     let image_resnet = image[resnet].shallow_clone();
     let dual = assemble_dual_unet(image, Some(text)).unwrap();
+    // Exact: assembling renames and moves tensors, no arithmetic.
     assert!(dual["down_blocks.0.attentions.1.transformers.0.transformer_blocks.0.attn2.to_k.weight"].equal(&image_k));
     assert!(dual["down_blocks.0.attentions.1.transformers.1.transformer_blocks.0.attn2.to_k.weight"].equal(&text_k));
     assert!(dual[resnet].equal(&image_resnet), "resnets come from the image U-Net");

@@ -6,168 +6,33 @@
 //! Every step resumes where an interrupted run stopped; `extract`, `reconstruct`, `ablate`,
 //! `average` and `roi` take `--shard K/N` to split their images over machines.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use brain_diffuser::TargetGroup;
+use anyhow::{Result, bail};
+use brain_diffuser::cli::{Cli, Command, Global, error_chain};
 use brain_diffuser::config::Config;
 use brain_diffuser::models::ModelsDir;
-use brain_diffuser::runtime::{default_device, parse_device};
-use brain_diffuser::shard::Shard;
+use brain_diffuser::runtime::select_device;
 use brain_diffuser::workflow::steps::Session;
-use brain_diffuser::workflow::{self, RunDir, Variant};
-use clap::{Args, Parser, Subcommand};
+use brain_diffuser::workflow::{self, RunDir};
+use clap::{CommandFactory, Parser};
 use nsd_io::NsdLayout;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "brain-diffuser",
-    version,
-    about = "Reconstruct the images a person saw from their fMRI (Brain-Diffuser, Ozcelik & VanRullen 2023)",
-    long_about = "Reconstruct the images a person saw from their NSD fMRI (Brain-Diffuser, Ozcelik & VanRullen \
-                  2023).\n\nRun the steps in order: prepare, extract, fit, predict, reconstruct, evaluate; then \
-                  ablate, average, roi, weights-roi, report. Every step resumes an interrupted run. Try it \
-                  without data: `brain-diffuser demo --out demo` prints the commands to run."
-)]
-struct Cli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-struct Global {
-    /// Run folder: every step writes below it.
-    #[arg(long, global = true, env = "BRAIN_DIFFUSER_RUN", default_value = "runs/brain-diffuser")]
-    run: PathBuf,
-    /// Configuration (TOML; see configs/paper.toml). Default: the run's config.toml, else the paper's.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// The NSD root folder (holding nsddata/, nsddata_betas/, nsddata_stimuli/).
-    #[arg(long, global = true, env = "BRAIN_DIFFUSER_NSD", default_value = "nsd")]
-    nsd: PathBuf,
-    /// The curated caption array (COCO_73k_annots_curated.npy). Default: <nsd>/annots/COCO_73k_annots_curated.npy.
-    #[arg(long, global = true)]
-    captions: Option<PathBuf>,
-    /// The models folder (see `brain-diffuser models`).
-    #[arg(long, global = true, env = "BRAIN_DIFFUSER_MODELS", default_value = "models")]
-    models: PathBuf,
-    /// cpu, cuda or cuda:N. Default: BRAIN_DIFFUSER_DEVICE, else the first GPU, else the CPU.
-    #[arg(long, global = true)]
-    device: Option<String>,
-    /// Subjects to process, e.g. 1,2 (default: the configuration's data.subjects).
-    #[arg(long, global = true, value_delimiter = ',')]
-    subjects: Vec<u8>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// NSD -> subject cache: trial-averaged, z-scored fMRI, image ids, captions, ROI patterns, test images.
-    Prepare,
-    /// VDVAE, CLIP-Vision and CLIP-Text features of the training and test stimuli, cached in chunks.
-    Extract {
-        /// Take the K-th of N parts of the stimuli (e.g. 2/8, or $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT).
-        #[arg(long, default_value = "1/1")]
-        shard: Shard,
-        /// Feature groups: vdvae, clip-vision, clip-text.
-        #[arg(long, value_delimiter = ',', default_values_t = all_groups())]
-        groups: Vec<String>,
-    },
-    /// The three ridge regressions (fMRI -> features), one Gram matrix per subject.
-    Fit {
-        #[arg(long, value_delimiter = ',', default_values_t = all_groups())]
-        groups: Vec<String>,
-    },
-    /// Renormalised test predictions, the inputs of the generators.
-    Predict,
-    /// Stage 1 (VDVAE) then stage 2 (Versatile Diffusion) images of the test set.
-    Reconstruct {
-        #[arg(long, default_value = "1/1")]
-        shard: Shard,
-    },
-    /// Scores the reconstructions of every variant present under both protocols.
-    Evaluate {
-        /// Protocols (default: the configuration's evaluation.protocols).
-        #[arg(long, value_delimiter = ',')]
-        protocols: Vec<String>,
-        /// Images per network call.
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-    },
-    /// The paper's ablations (Table 2): no-vdvae, no-clip-text, no-clip-vision (only-vdvae is stage 1).
-    Ablate {
-        #[arg(long, default_value = "1/1")]
-        shard: Shard,
-        #[arg(long, value_delimiter = ',', default_values_t = ["no-vdvae".to_owned(), "no-clip-text".to_owned(), "no-clip-vision".to_owned()])]
-        variants: Vec<String>,
-        /// The subject whose test set is ablated (the paper: subject 1).
-        #[arg(long, default_value_t = 1)]
-        subject: u8,
-    },
-    /// Predictions averaged over subjects (per NSD image), then reconstructed ("Sub Avg").
-    Average {
-        #[arg(long, default_value = "1/1")]
-        shard: Shard,
-    },
-    /// ROI-optimal images: faces, words, places, bodies, V1-V4, five eccentricity bands.
-    Roi {
-        #[arg(long, default_value = "1/1")]
-        shard: Shard,
-    },
-    /// The paper's Figure 7: per-ROI regression-weight percentiles, CLIP vs VDVAE (table and bar chart).
-    WeightsRoi,
-    /// A grid of ground truth | stage 1 | final per subject, with the metrics table.
-    Report {
-        /// Test images shown.
-        #[arg(long, default_value_t = 8)]
-        images: usize,
-        /// Side of each image in the grid.
-        #[arg(long, default_value_t = 128)]
-        cell: u32,
-    },
-    /// Checks the models folder: every expected file present with valid keys and shapes.
-    Models,
-    /// Writes a synthetic mini-NSD, tiny random-weight models and a matching config, to try every step.
-    Demo {
-        /// Output folder.
-        #[arg(long)]
-        out: PathBuf,
-        /// Seed of the data and the models.
-        #[arg(long, default_value_t = 2023)]
-        seed: u64,
-    },
-    /// Prints the effective configuration as TOML.
-    Config,
-}
-
-fn all_groups() -> Vec<String> {
-    TargetGroup::ALL.iter().map(|g| g.name().to_owned()).collect()
-}
-
-fn parse_groups(names: &[String]) -> Result<Vec<TargetGroup>> {
-    names
-        .iter()
-        .map(|n| {
-            TargetGroup::ALL
-                .into_iter()
-                .find(|g| g.name() == n)
-                .with_context(|| format!("unknown feature group '{n}': expected vdvae, clip-vision or clip-text"))
-        })
-        .collect()
-}
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // Logging, and threads that share the CPUs well (docs/ARCHITECTURE.md, "Threads").
+    if let Err(e) = brain_diffuser::runtime::init_program("info") {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
+    if let Err(e) = cli.validate() {
+        // A usage error, like clap's own (exit code 2).
+        Cli::command().error(clap::error::ErrorKind::ValueValidation, e).exit();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -200,11 +65,7 @@ fn load_config(global: &Global, run: &RunDir, record: bool) -> Result<Config> {
 fn session(global: &Global) -> Result<Session> {
     let run = RunDir::new(&global.run);
     let config = load_config(global, &run, true)?;
-    let device = match &global.device {
-        Some(name) => parse_device(name),
-        None => default_device(),
-    }
-    .map_err(anyhow::Error::msg)?;
+    let device = select_device(global.device.as_deref())?;
     let nsd = match &global.captions {
         Some(path) => NsdLayout::new(&global.nsd).with_captions(path),
         None => NsdLayout::new(&global.nsd),
@@ -248,11 +109,11 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Extract { shard, groups } => {
-            s.extract(shard, &parse_groups(&groups)?)?;
+            s.extract(shard, &groups)?;
             println!("features of shard {shard} in {}/subjNN/features", s.run.root().display());
         }
         Command::Fit { groups } => {
-            s.fit(&parse_groups(&groups)?)?;
+            s.fit(&groups)?;
             println!("regressions in {}/subjNN/regression", s.run.root().display());
         }
         Command::Predict => {
@@ -264,10 +125,6 @@ fn run(cli: Cli) -> Result<()> {
             println!("reconstructions of shard {shard} in {}/subjNN/reconstructions", s.run.root().display());
         }
         Command::Ablate { shard, variants, subject } => {
-            let variants = variants
-                .iter()
-                .map(|v| Variant::from_name(v).with_context(|| format!("unknown variant '{v}'")))
-                .collect::<Result<Vec<_>>>()?;
             s.ablate(subject, &variants, shard)?;
             println!(
                 "ablations of subject {subject} in {}",

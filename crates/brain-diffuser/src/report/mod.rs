@@ -29,15 +29,79 @@ const TABLE_GAP_CHARS: u32 = 2;
 /// Background of every other body row of a [`table_image`].
 const TABLE_STRIPE: Rgb<u8> = Rgb([238, 238, 238]);
 
+/// The most pixels a picture drawn here may have: 2^28 (268 megapixels, 805 MB as RGB). Every
+/// function that draws checks its size against this before allocating.
+pub const MAX_PIXELS: u64 = 1 << 28;
+/// The smallest cell side of a report grid: below it the labels do not fit.
+pub const MIN_CELL: u32 = 16;
+/// The largest cell side of a report grid.
+pub const MAX_CELL: u32 = 1024;
+
+/// A picture that cannot be drawn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// The picture would be larger than [`MAX_PIXELS`] (or a side would not fit in 32 bits).
+    #[error(
+        "{what} would be {width} x {height} pixels, more than the {MAX_PIXELS} pixels (about 268 megapixels) a \
+         picture may have; show fewer images or use smaller cells"
+    )]
+    TooLarge { what: &'static str, width: u64, height: u64 },
+    /// A cell side outside [`MIN_CELL`]..=[`MAX_CELL`].
+    #[error("a cell side of {cell} pixels: expected {MIN_CELL} to {MAX_CELL} pixels")]
+    Cell { cell: u32 },
+    /// A report of no image.
+    #[error("a report of 0 images: expected at least 1")]
+    NoImages,
+}
+
+/// Checks that a `width` x `height` picture can be drawn: sides in 32 bits, at most [`MAX_PIXELS`].
+pub fn check_canvas(what: &'static str, width: u64, height: u64) -> Result<(u32, u32), ReportError> {
+    let too_large = ReportError::TooLarge { what, width, height };
+    let (Ok(w), Ok(h)) = (u32::try_from(width), u32::try_from(height)) else { return Err(too_large) };
+    match width.checked_mul(height) {
+        Some(pixels) if pixels <= MAX_PIXELS => Ok((w, h)),
+        _ => Err(too_large),
+    }
+}
+
+/// A white picture of `width` x `height`, checked by [`check_canvas`] first.
+fn canvas(what: &'static str, width: u64, height: u64) -> Result<RgbImage, ReportError> {
+    let (w, h) = check_canvas(what, width, height)?;
+    Ok(RgbImage::from_pixel(w, h, WHITE))
+}
+
+/// The length of `count` cells of `cell` pixels separated by `gutter` pixels (saturating: an
+/// impossible length fails [`check_canvas`]).
+fn grid_side(count: usize, cell: u32, gutter: u32) -> u64 {
+    let count = count as u64;
+    count.saturating_mul(u64::from(cell)).saturating_add(count.saturating_sub(1).saturating_mul(u64::from(gutter)))
+}
+
+/// Refuses a cell and gutter whose sum (the step from one tile to the next) does not fit in 32 bits.
+fn check_step(what: &'static str, cell: u32, gutter: u32) -> Result<(), ReportError> {
+    match cell.checked_add(gutter) {
+        Some(_) => Ok(()),
+        None => {
+            Err(ReportError::TooLarge { what, width: u64::from(cell) + u64::from(gutter), height: u64::from(cell) })
+        }
+    }
+}
+
+/// The size of an [`image_grid`] of `rows` x `columns` cells (or of the tiles of a
+/// [`labelled_grid`]), checked by [`check_canvas`]: to refuse a grid before loading its images.
+pub fn check_grid(rows: usize, columns: usize, cell: u32, gutter: u32) -> Result<(u32, u32), ReportError> {
+    check_canvas("the image grid", grid_side(columns, cell, gutter), grid_side(rows, cell, gutter))
+}
+
 /// Lays out `rows` of images in a grid of `cell` x `cell` squares separated by `gutter` white
 /// pixels. Images are resized to the cell with a bicubic (Catmull-Rom) filter; a row shorter than
-/// the longest leaves its last cells white.
-pub fn image_grid(rows: &[Vec<RgbImage>], cell: u32, gutter: u32) -> RgbImage {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
-    let side = |count: u32| count * cell + count.saturating_sub(1) * gutter;
-    let mut grid = RgbImage::from_pixel(side(columns), side(rows.len() as u32), WHITE);
+/// the longest leaves its last cells white. A grid larger than [`MAX_PIXELS`] is refused.
+pub fn image_grid(rows: &[Vec<RgbImage>], cell: u32, gutter: u32) -> Result<RgbImage, ReportError> {
+    check_step("the image grid", cell, gutter)?;
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut grid = canvas("the image grid", grid_side(columns, cell, gutter), grid_side(rows.len(), cell, gutter))?;
     paste_tiles(&mut grid, (0, 0), rows.iter().map(Vec::as_slice), cell, gutter);
-    grid
+    Ok(grid)
 }
 
 /// Pastes each row of images as `cell` x `cell` tiles, the first tile's top-left corner at `origin`.
@@ -70,8 +134,14 @@ fn paste_tiles<'a>(
 /// scale` pixels tall (`lines` of the longest title) and present only if some title has text. The label
 /// column is as wide as the widest label plus `2 * 3 * scale` pixels and present only if some label is
 /// non-empty. Tiles start right of the label column and below the title row; the grid has as many columns
-/// as the longest row or the title list, whichever is longer.
-pub fn labelled_grid(column_titles: &[String], rows: &[(String, Vec<RgbImage>)], cell: u32, gutter: u32) -> RgbImage {
+/// as the longest row or the title list, whichever is longer. A grid larger than [`MAX_PIXELS`] is refused.
+pub fn labelled_grid(
+    column_titles: &[String],
+    rows: &[(String, Vec<RgbImage>)],
+    cell: u32,
+    gutter: u32,
+) -> Result<RgbImage, ReportError> {
+    check_step("the labelled grid", cell, gutter)?;
     let widest_word =
         |scale| column_titles.iter().flat_map(|t| t.split_whitespace()).map(|w| text_width(w, scale)).max();
     let mut scale = (cell / 64).clamp(1, 3);
@@ -89,9 +159,10 @@ pub fn labelled_grid(column_titles: &[String], rows: &[(String, Vec<RgbImage>)],
     let widest_label = rows.iter().map(|(label, _)| text_width(label, scale)).max().unwrap_or(0);
     let label_w = if widest_label > 0 { widest_label + 2 * pad } else { 0 };
 
-    let columns = rows.iter().map(|(_, row)| row.len()).max().unwrap_or(0).max(column_titles.len()) as u32;
-    let side = |count: u32| count * cell + count.saturating_sub(1) * gutter;
-    let mut grid = RgbImage::from_pixel(label_w + side(columns), title_h + side(rows.len() as u32), WHITE);
+    let columns = rows.iter().map(|(_, row)| row.len()).max().unwrap_or(0).max(column_titles.len());
+    let width = u64::from(label_w).saturating_add(grid_side(columns, cell, gutter));
+    let height = u64::from(title_h).saturating_add(grid_side(rows.len(), cell, gutter));
+    let mut grid = canvas("the labelled grid", width, height)?;
     paste_tiles(&mut grid, (label_w, title_h), rows.iter().map(|(_, row)| row.as_slice()), cell, gutter);
 
     // Visible ink is one font pixel narrower/shorter than the advance box (its spacing).
@@ -109,7 +180,7 @@ pub fn labelled_grid(column_titles: &[String], rows: &[(String, Vec<RgbImage>)],
         let y = title_h + r as u32 * (cell + gutter) + cell.saturating_sub(ink_h) / 2;
         draw_text(&mut grid, i64::from(pad), i64::from(y), label, scale, INK);
     }
-    grid
+    Ok(grid)
 }
 
 /// Splits `text` at spaces into lines no wider than `max_width` pixels at `scale` (a single word wider than
@@ -146,8 +217,8 @@ fn fit_text(text: &str, max_width: u32, scale: u32) -> String {
 /// whose non-empty body cells all read as numbers (an optional trailing `%` allowed) is right-aligned,
 /// header included; other columns are left-aligned. Rows may have different lengths (missing cells are
 /// blank). The width is `2 * 8` margin pixels plus the text width of the widest cell of each column and
-/// the gaps between them.
-pub fn table_image(header: &[String], rows: &[Vec<String>]) -> RgbImage {
+/// the gaps between them. A table larger than [`MAX_PIXELS`] is refused.
+pub fn table_image(header: &[String], rows: &[Vec<String>]) -> Result<RgbImage, ReportError> {
     let s = TABLE_SCALE;
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0).max(header.len());
     fn cell(row: &[String], c: usize) -> &str {
@@ -166,11 +237,18 @@ pub fn table_image(header: &[String], rows: &[Vec<String>]) -> RgbImage {
     let char_w = GLYPH_ADVANCE * s;
     let margin = TABLE_MARGIN * s;
     let line = text_height(s);
-    let total_chars = widths.iter().sum::<u32>() + TABLE_GAP_CHARS * (columns as u32).saturating_sub(1);
-    let width = 2 * margin + total_chars * char_w;
+    let total_chars = widths
+        .iter()
+        .map(|&w| u64::from(w))
+        .sum::<u64>()
+        .saturating_add(u64::from(TABLE_GAP_CHARS).saturating_mul((columns as u64).saturating_sub(1)));
     let rule_y = margin + line + s;
     let body_y = rule_y + 3 * s;
-    let height = body_y + rows.len() as u32 * line + margin;
+    let (width, height) = check_canvas(
+        "the metrics table",
+        u64::from(2 * margin).saturating_add(total_chars.saturating_mul(u64::from(char_w))),
+        u64::from(body_y + margin).saturating_add((rows.len() as u64).saturating_mul(u64::from(line))),
+    )?;
     let mut img = RgbImage::from_pixel(width, height, WHITE);
 
     for x in margin..width - margin {
@@ -200,21 +278,25 @@ pub fn table_image(header: &[String], rows: &[Vec<String>]) -> RgbImage {
         }
         draw_row(&mut img, row, y);
     }
-    img
+    Ok(img)
 }
 
 /// Stacks `images` top to bottom, left-aligned on a white background, `gutter` pixels apart; the result is
-/// as wide as the widest image.
-pub fn stack_vertical(images: &[RgbImage], gutter: u32) -> RgbImage {
+/// as wide as the widest image. A stack larger than [`MAX_PIXELS`] is refused.
+pub fn stack_vertical(images: &[RgbImage], gutter: u32) -> Result<RgbImage, ReportError> {
     let width = images.iter().map(RgbImage::width).max().unwrap_or(0);
-    let height = images.iter().map(RgbImage::height).sum::<u32>() + gutter * (images.len() as u32).saturating_sub(1);
-    let mut out = RgbImage::from_pixel(width, height, WHITE);
-    let mut y = 0;
+    let height = images
+        .iter()
+        .map(|img| u64::from(img.height()))
+        .sum::<u64>()
+        .saturating_add(u64::from(gutter).saturating_mul((images.len() as u64).saturating_sub(1)));
+    let mut out = canvas("the stacked picture", u64::from(width), height)?;
+    let mut y = 0i64;
     for img in images {
-        image::imageops::replace(&mut out, img, 0, i64::from(y));
-        y += img.height() + gutter;
+        image::imageops::replace(&mut out, img, 0, y);
+        y += i64::from(img.height()) + i64::from(gutter);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -240,7 +322,7 @@ mod tests {
     fn tiles_land_in_their_cells_with_white_gutters() {
         let red = RgbImage::from_pixel(8, 8, Rgb([255, 0, 0]));
         let blue = RgbImage::from_pixel(16, 16, Rgb([0, 0, 255]));
-        let grid = image_grid(&[vec![red.clone(), blue.clone()], vec![blue]], 8, 2);
+        let grid = image_grid(&[vec![red.clone(), blue.clone()], vec![blue]], 8, 2).unwrap();
         assert_eq!(grid.dimensions(), (18, 18));
         assert_eq!(grid.get_pixel(0, 0), &Rgb([255, 0, 0]));
         assert_eq!(grid.get_pixel(7, 7), &Rgb([255, 0, 0]));
@@ -259,7 +341,8 @@ mod tests {
             &[("subject 01".into(), vec![tile(RED), tile(BLUE)]), ("s7".into(), vec![tile(GREEN)])],
             cell,
             gutter,
-        );
+        )
+        .unwrap();
         let pad = LABEL_PAD;
         let label_w = text_width("subject 01", 1) + 2 * pad;
         let title_h = 2 * text_height(1) + 2 * pad;
@@ -292,22 +375,22 @@ mod tests {
     fn labelled_grid_without_text_is_the_plain_grid_and_long_titles_are_cut() {
         let tile = RgbImage::from_pixel(8, 8, RED);
         let rows = vec![(String::new(), vec![tile.clone(), tile.clone()])];
-        let plain = image_grid(&[vec![tile.clone(), tile]], 8, 2);
-        assert_eq!(labelled_grid(&[], &rows, 8, 2), plain);
-        assert_eq!(labelled_grid(&strings(&["", " "]), &rows, 8, 2), plain);
+        let plain = image_grid(&[vec![tile.clone(), tile]], 8, 2).unwrap();
+        assert_eq!(labelled_grid(&[], &rows, 8, 2).unwrap(), plain);
+        assert_eq!(labelled_grid(&strings(&["", " "]), &rows, 8, 2).unwrap(), plain);
         assert_eq!(fit_text("occipitotemporal", 64, 1), "occipitot.");
         assert_eq!(text_width(&fit_text("occipitotemporal", 64, 1), 1), 60);
         assert_eq!(fit_text("final", 64, 1), "final");
         assert_eq!(fit_text("final", 5, 1), "");
         // A too-long title never spills into the next column.
-        let grid = labelled_grid(&strings(&["occipitotemporal", "b"]), &rows, 64, 4);
+        let grid = labelled_grid(&strings(&["occipitotemporal", "b"]), &rows, 64, 4).unwrap();
         let title_h = text_height(1) + 2 * LABEL_PAD;
         assert_eq!(grid.height(), title_h + 64);
         let spill = grid.enumerate_pixels().any(|(x, y, p)| *p == INK && y < title_h && (64..68).contains(&x));
         assert!(!spill);
         // Cells of 128 pixels take text at scale 2 when every word fits.
         let big = RgbImage::from_pixel(128, 128, RED);
-        let grid = labelled_grid(&strings(&["ground truth"]), &[(String::new(), vec![big])], 128, 4);
+        let grid = labelled_grid(&strings(&["ground truth"]), &[(String::new(), vec![big])], 128, 4).unwrap();
         assert_eq!(grid.height(), 2 * text_height(2) + 2 * 2 * LABEL_PAD + 128);
     }
 
@@ -321,8 +404,8 @@ mod tests {
     #[test]
     fn table_width_grows_with_the_longest_cell() {
         let header = strings(&["ROI", "value"]);
-        let short = table_image(&header, &[strings(&["V1", "0.1"])]);
-        let long = table_image(&header, &[strings(&["V1 and friends", "0.1"])]);
+        let short = table_image(&header, &[strings(&["V1", "0.1"])]).unwrap();
+        let long = table_image(&header, &[strings(&["V1 and friends", "0.1"])]).unwrap();
         assert_eq!(long.height(), short.height());
         assert_eq!(
             long.width() - short.width(),
@@ -336,7 +419,7 @@ mod tests {
     #[test]
     fn table_has_a_rule_under_the_header_and_right_aligns_numbers() {
         let header = strings(&["method", "SSIM"]);
-        let img = table_image(&header, &[strings(&["a", "1.5"]), strings(&["bb", "10.25"]), strings(&["c"])]);
+        let img = table_image(&header, &[strings(&["a", "1.5"]), strings(&["bb", "10.25"]), strings(&["c"])]).unwrap();
         let margin = TABLE_MARGIN * TABLE_SCALE;
         let full_rule = |y: u32| (margin..img.width() - margin).all(|x| *img.get_pixel(x, y) == INK);
         let rules: Vec<u32> = (0..img.height()).filter(|&y| full_rule(y)).collect();
@@ -357,12 +440,35 @@ mod tests {
     fn stack_vertical_left_aligns_on_white() {
         let a = RgbImage::from_pixel(10, 4, RED);
         let b = RgbImage::from_pixel(6, 3, BLUE);
-        let out = stack_vertical(&[a, b], 2);
+        let out = stack_vertical(&[a, b], 2).unwrap();
         assert_eq!(out.dimensions(), (10, 9));
         assert_eq!(bbox(&out, RED), Some((0, 0, 9, 3)));
         assert_eq!(bbox(&out, BLUE), Some((0, 6, 5, 8)));
         assert_eq!(out.get_pixel(0, 4), &WHITE);
         assert_eq!(out.get_pixel(8, 7), &WHITE);
-        assert_eq!(stack_vertical(&[], 5).dimensions(), (0, 0));
+        assert_eq!(stack_vertical(&[], 5).unwrap().dimensions(), (0, 0));
+    }
+
+    #[test]
+    fn pictures_too_large_to_draw_are_refused_before_allocating() {
+        let tile = RgbImage::from_pixel(1, 1, RED);
+        // 100,000-pixel cells: one cell alone is 10^10 pixels.
+        let err = image_grid(&[vec![tile.clone()]], 100_000, 4).unwrap_err();
+        assert_eq!(err, ReportError::TooLarge { what: "the image grid", width: 100_000, height: 100_000 });
+        assert!(err.to_string().contains("100000 x 100000 pixels"), "{err}");
+        let rows = vec![(String::from("nsd 1"), vec![tile.clone(); 3])];
+        assert!(matches!(labelled_grid(&[], &rows, 100_000, 4), Err(ReportError::TooLarge { .. })));
+        // Sides that do not fit in 32 bits, and a cell plus gutter that overflows.
+        assert!(check_grid(usize::MAX, usize::MAX, u32::MAX, u32::MAX).is_err());
+        assert!(check_grid(1, 1, u32::MAX, 0).is_err());
+        assert!(image_grid(&[vec![]], u32::MAX, u32::MAX).is_err());
+        assert!(labelled_grid(&[], &[(String::new(), vec![])], u32::MAX, 1).is_err());
+        // The limit itself: 2^14 x 2^14 = 2^28 pixels fits, one more row does not.
+        assert_eq!(check_canvas("x", 1 << 14, 1 << 14), Ok((1 << 14, 1 << 14)));
+        assert!(check_canvas("x", 1 << 14, (1 << 14) + 1).is_err());
+        assert_eq!(check_grid(8, 11, 128, 4), Ok((11 * 128 + 10 * 4, 8 * 128 + 7 * 4)));
+        // A stack whose heights overflow 32 bits.
+        let tall = RgbImage::new(0, u32::MAX);
+        assert!(stack_vertical(&[tall.clone(), tall], 1).is_err());
     }
 }

@@ -129,8 +129,15 @@ impl Encoder for ClipTextEncoder {
 /// Reshapes `[n, tokens, width]` embeddings into `n` rows.
 fn rows(embeddings: clip::Embeddings, n: usize, stage: &str) -> Result<Array2<f32>, StageError> {
     let per_item = embeddings.shape.iter().skip(1).product::<usize>();
+    let (shape, values) = (embeddings.shape.clone(), embeddings.data.len());
     Array2::from_shape_vec((n, per_item), embeddings.data).map_err(|e| {
-        StageError::new(stage, format!("embeddings of shape {:?} do not make {n} rows: {e}", embeddings.shape))
+        StageError::new(
+            stage,
+            format!(
+                "the embeddings of {n} inputs have shape {shape:?} ({values} values), expected [{n}, {per_item}] \
+                 as rows: {e}"
+            ),
+        )
     })
 }
 

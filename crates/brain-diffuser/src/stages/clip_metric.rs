@@ -41,12 +41,24 @@ impl FeatureExtractor for ClipImageEmbedding {
         let (n, c, h, w) = batch.dim();
         let values: Vec<f32> = batch.iter().copied().collect();
         let device = self.model.var_store().device();
-        let x = Tensor::from_slice(&values).reshape([n as i64, c as i64, h as i64, w as i64]).to_device(device);
+        let x = Tensor::from_slice(&values)
+            .f_reshape([n as i64, c as i64, h as i64, w as i64])
+            .and_then(|x| x.f_to_device(device))
+            .map_err(metrics_error)?;
         let out = self.model.forward(&x).map_err(metrics_error)?;
-        let embeds = out.image_embeds.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-        let d = embeds.size().get(1).copied().unwrap_or(0) as usize;
-        let flat = Vec::<f32>::try_from(&embeds.view([-1])).map_err(metrics_error)?;
-        Ok(vec![Array2::from_shape_vec((n, d), flat).map_err(metrics_error)?])
+        let embeds = out
+            .image_embeds
+            .f_to_device(Device::Cpu)
+            .and_then(|t| t.f_to_kind(Kind::Float))
+            .and_then(|t| t.f_contiguous())
+            .map_err(metrics_error)?;
+        let shape = embeds.size();
+        let d = shape.get(1).copied().unwrap_or(0) as usize;
+        let flat = Vec::<f32>::try_from(&embeds.f_view([-1]).map_err(metrics_error)?).map_err(metrics_error)?;
+        let rows = Array2::from_shape_vec((n, d), flat).map_err(|e| {
+            metrics_error(format!("image embeddings of shape {shape:?} for {n} images, expected [{n}, {d}]: {e}"))
+        })?;
+        Ok(vec![rows])
     }
 }
 

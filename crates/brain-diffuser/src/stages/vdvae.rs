@@ -49,8 +49,10 @@ impl Encoder for VdvaeEncoder {
     fn encode_at(&self, first: usize, batch: &[RgbImage]) -> Result<Array2<f32>, StageError> {
         let latents =
             self.model.encode_from(batch, first, &self.options).map_err(|e| StageError::new(&self.name, e))?;
-        Array2::from_shape_vec((batch.len(), latents.dim), latents.values)
-            .map_err(|e| StageError::new(&self.name, format!("latent rows: {e}")))
+        let (n, dim, values) = (batch.len(), latents.dim, latents.values.len());
+        Array2::from_shape_vec((n, dim), latents.values).map_err(|e| {
+            StageError::new(&self.name, format!("the latents of {n} images ({values} values) as [{n}, {dim}]: {e}"))
+        })
     }
 }
 

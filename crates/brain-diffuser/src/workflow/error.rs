@@ -35,6 +35,9 @@ pub enum WorkflowError {
     /// Inputs that do not fit together (shapes, counts, ids).
     #[error("{0}")]
     Invalid(String),
+    /// A report picture that cannot be drawn (too large, a bad cell size, no image).
+    #[error("report: {0}")]
+    Report(#[from] crate::report::ReportError),
 }
 
 impl WorkflowError {

@@ -9,8 +9,9 @@ use image::RgbImage;
 use tracing::info;
 
 use super::features::{CHUNK_ROWS, chunk_path, chunks, write_chunk};
+use super::integrity::{check_npy, fingerprint, ids_fingerprint, reusable};
 use super::prepare::StimulusSource;
-use super::{WorkflowError, check_settings, progress_bar};
+use super::{Progress, WorkflowError, check_settings};
 use crate::Encoder;
 use crate::shard::Shard;
 
@@ -24,7 +25,7 @@ pub struct Extracted {
 }
 
 /// Encodes items `0..n` (those of `shard`) with `encoder` into chunk files in `dir`; `load` gives
-/// the items of a row range. Chunks already on disk are kept.
+/// the items of a row range. Chunks already on disk are kept; see [`extract_rows_with`].
 pub fn extract_rows<I>(
     dir: &Path,
     encoder: &dyn Encoder<Input = I>,
@@ -33,16 +34,34 @@ pub fn extract_rows<I>(
     load: &dyn Fn(Range<usize>) -> Result<Vec<I>, WorkflowError>,
     label: &str,
 ) -> Result<Extracted, WorkflowError> {
-    let settings = format!("encoder = {:?}\nrows = {n}\nchunk_rows = {CHUNK_ROWS}\n", encoder.name());
+    extract_rows_with(dir, encoder, n, "", shard, load, label)
+}
+
+/// [`extract_rows`] whose settings record also holds `inputs` (lines naming what the features
+/// depend on beyond the encoder's name: its options, the fingerprint of the ids or captions).
+/// A chunk already on disk is kept only when it is whole (its `.npy` header, dtype, shape `rows x
+/// feature width` and length check out); a damaged chunk is computed again, with a warning.
+pub fn extract_rows_with<I>(
+    dir: &Path,
+    encoder: &dyn Encoder<Input = I>,
+    n: usize,
+    inputs: &str,
+    shard: Shard,
+    load: &dyn Fn(Range<usize>) -> Result<Vec<I>, WorkflowError>,
+    label: &str,
+) -> Result<Extracted, WorkflowError> {
+    let settings = format!("encoder = {:?}\nrows = {n}\nchunk_rows = {CHUNK_ROWS}\n{inputs}", encoder.name());
     check_settings(dir, &settings)?;
     let all = chunks(n);
     let mine = &all[shard.range(all.len())];
     let width: usize = encoder.feature_shape().iter().product();
     let mut outcome = Extracted::default();
-    let bar = progress_bar(mine.iter().map(Range::len).sum(), label);
+    let bar = Progress::each(mine.iter().map(Range::len).sum(), label);
     for range in mine {
-        if chunk_path(dir, range).exists() {
+        let whole = |p: &Path| check_npy(p, "<f4", &[Some(range.len()), Some(width)]).map(|_| ());
+        if reusable(&chunk_path(dir, range), whole) {
             outcome.reused += 1;
+            bar.skip(range.len() as u64);
         } else {
             let items = load(range.clone())?;
             let rows = encoder.encode_at(range.start, &items)?;
@@ -56,33 +75,52 @@ pub fn extract_rows<I>(
             }
             write_chunk(dir, range, &rows)?;
             outcome.computed += 1;
+            bar.inc_with(range.len() as u64, |done, len| match mine.len() == all.len() {
+                true => format!("{label}: {done} of {len} stimuli"),
+                false => format!("{label}: {done} of {len} stimuli (shard {shard} of {n})"),
+            });
         }
-        bar.inc(range.len() as u64);
     }
     bar.finish_and_clear();
     info!(dir = %dir.display(), computed = outcome.computed, reused = outcome.reused, "features");
     Ok(outcome)
 }
 
-/// [`extract_rows`] for images read from the stimulus set by NSD id.
+/// [`extract_rows_with`] for images read from the stimulus set by NSD id; the record holds
+/// `options` (the encoder's settings) and the fingerprint of `ids`.
 pub fn extract_images(
     dir: &Path,
     encoder: &dyn Encoder<Input = RgbImage>,
+    options: &str,
     ids: &[usize],
     stimuli: &dyn StimulusSource,
     shard: Shard,
     label: &str,
 ) -> Result<Extracted, WorkflowError> {
-    extract_rows(dir, encoder, ids.len(), shard, &|range| stimuli.images(&ids[range]), label)
+    let inputs = format!("{options}ids = \"{}\"\n", ids_fingerprint(ids));
+    extract_rows_with(dir, encoder, ids.len(), &inputs, shard, &|range| stimuli.images(&ids[range]), label)
 }
 
-/// [`extract_rows`] for the captions of each image.
+/// [`extract_rows_with`] for the captions of each image; the record holds `options`, the
+/// fingerprint of the images' `ids` and of the captions themselves.
 pub fn extract_captions(
     dir: &Path,
     encoder: &dyn Encoder<Input = Vec<String>>,
+    options: &str,
+    ids: &[usize],
     captions: &[Vec<String>],
     shard: Shard,
     label: &str,
 ) -> Result<Extracted, WorkflowError> {
-    extract_rows(dir, encoder, captions.len(), shard, &|range| Ok(captions[range].to_vec()), label)
+    if ids.len() != captions.len() {
+        return Err(WorkflowError::Invalid(format!(
+            "{} caption rows for {} images ({})",
+            captions.len(),
+            ids.len(),
+            dir.display()
+        )));
+    }
+    let text: String = captions.iter().map(|row| format!("{row:?}\n")).collect();
+    let inputs = format!("{options}ids = \"{}\"\ncaptions = \"{}\"\n", ids_fingerprint(ids), fingerprint(&text));
+    extract_rows_with(dir, encoder, captions.len(), &inputs, shard, &|range| Ok(captions[range].to_vec()), label)
 }

@@ -44,7 +44,7 @@ pub struct FeatureFiles {
     sources: Vec<NpyTargets>,
     rows: usize,
     cols: usize,
-    progress: Option<indicatif::ProgressBar>,
+    progress: Option<super::Progress>,
 }
 
 impl FeatureFiles {
@@ -110,7 +110,7 @@ impl FeatureFiles {
 
     /// Advances `bar` by the columns of every block read as a [`TargetSource`] (the regressions'
     /// progress: each target column is read once per pass).
-    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+    pub fn with_progress(mut self, bar: super::Progress) -> Self {
         self.progress = Some(bar);
         self
     }

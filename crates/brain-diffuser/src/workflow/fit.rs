@@ -11,10 +11,16 @@
 use ndarray::{Array2, Axis, concatenate, s};
 use nsd_io::SubjectData;
 use ridge::{AlphaPolicy, FitOptions, ProblemOptions, RidgeProblem};
-use tracing::info;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
 
 use super::features::FeatureFiles;
-use super::{DataSplit, SubjectDir, WorkflowError, check_settings, load_npy, progress_bar, save_npy, write_text};
+use super::integrity::{check_npy, fingerprint, ids_fingerprint, read_record, record_fingerprint};
+use super::{
+    DataSplit, SubjectDir, WorkflowError, check_settings, load_npy, progress_bar, require_settings, save_npy,
+    write_text,
+};
 use crate::TargetGroup;
 use crate::config::{Config, Renormalisation};
 use crate::renormalise::{ColumnStats, renormalise};
@@ -45,26 +51,145 @@ pub fn load_stats(path: &std::path::Path) -> Result<ColumnStats, WorkflowError> 
     Ok(ColumnStats { mean: m.row(0).to_owned(), std: m.row(1).to_owned() })
 }
 
-fn settings_of(dir: &SubjectDir, group: TargetGroup, config: &Config) -> Result<String, WorkflowError> {
-    let features = dir.features(group, DataSplit::Train).join("settings.toml");
-    let encoder = std::fs::read_to_string(&features)
-        .map_err(|_| WorkflowError::missing(format!("{} training features", group.name()), &features, "extract"))?;
+/// The NSD ids of one split of the subject cache (`prepare`'s `nsd_{train,test}_ids_subN.npy`),
+/// read alone (not the fMRI), with the file they come from.
+pub fn cache_ids(dir: &SubjectDir, split: DataSplit) -> Result<(PathBuf, Vec<usize>), WorkflowError> {
+    let [_, _, train, test, _, _] = SubjectData::cache_paths(&dir.fmri(), dir.subject);
+    let path = if split == DataSplit::Train { train } else { test };
+    if !path.exists() {
+        return Err(WorkflowError::missing(format!("subject {} {} ids", dir.subject, split.name()), &path, "prepare"));
+    }
+    let ids: ndarray::Array1<i64> = nsd_io::subject::load_npy(&path)?;
+    let ids = ids
+        .iter()
+        .map(|&v| {
+            usize::try_from(v).map_err(|_| {
+                WorkflowError::Invalid(format!("{}: negative NSD id {v}; run `brain-diffuser prepare`", path.display()))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((path, ids))
+}
+
+/// Checks the NSD ids of the rows of predicted features (`ids`, read from `ids_path`) against
+/// the test ids of the subject cache of `reference`, whose ground truths they are scored
+/// against: rows and images must correspond one to one, in order. `repair` names the step that
+/// rewrites `ids_path`.
+pub fn check_predicted_ids(
+    ids_path: &Path,
+    ids: &[usize],
+    reference: &SubjectDir,
+    repair: &str,
+) -> Result<(), WorkflowError> {
+    let (cache_path, cache) = cache_ids(reference, DataSplit::Test)?;
+    if ids == cache.as_slice() {
+        return Ok(());
+    }
+    let difference = match ids.iter().zip(&cache).position(|(a, b)| a != b) {
+        Some(k) => format!("row {k} is NSD id {} in the first, {} in the second", ids[k], cache[k]),
+        None => format!("{} ids in the first, {} in the second", ids.len(), cache.len()),
+    };
+    Err(WorkflowError::Invalid(format!(
+        "{} does not match the test ids of the subject cache {} ({difference}): the predicted rows would be \
+         scored against other images; run `brain-diffuser {repair}` to rewrite it",
+        ids_path.display(),
+        cache_path.display()
+    )))
+}
+
+/// Fingerprint of the ROI patterns a regression is fitted with: `"none"` without patterns, else
+/// the fingerprint of their settings record (see [`super::prepare::roi_patterns_record`]).
+fn roi_patterns_fingerprint(dir: &SubjectDir) -> Result<String, WorkflowError> {
+    if !dir.roi_patterns().exists() {
+        return Ok("none".into());
+    }
+    let record = super::prepare::roi_patterns_record(dir);
+    match std::fs::read_to_string(&record) {
+        Ok(text) => Ok(fingerprint(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("unrecorded".into()),
+        Err(e) => Err(WorkflowError::io(&record, e)),
+    }
+}
+
+/// The settings record of the regression of `group` (`regression/<group>/settings.toml`): the
+/// regression's settings, the fingerprints of the subject cache and the ROI patterns it is fitted
+/// on, and the training features' own record.
+pub fn fit_settings(dir: &SubjectDir, group: TargetGroup, config: &Config) -> Result<String, WorkflowError> {
+    let features =
+        read_record(&dir.features(group, DataSplit::Train), &format!("{} training features", group.name()), "extract")?;
+    let cache = record_fingerprint(&dir.fmri(), &format!("the subject {} cache", dir.subject), "prepare")?;
     Ok(format!(
-        "regressor = \"ridge\"\nalpha = {}\nfit_intercept = {}\nrenormalisation = {:?}\n[features]\n{encoder}",
+        "regressor = \"ridge\"\nalpha = {}\nfit_intercept = {}\nrenormalisation = {:?}\nsubject_cache = \"{cache}\"\n\
+         roi_patterns = \"{}\"\n[features]\n{features}",
         group.alpha(config),
         config.regression.fit_intercept,
-        config.regression.renormalisation
+        config.regression.renormalisation,
+        roi_patterns_fingerprint(dir)?,
     ))
+}
+
+/// Checks that the regression of `group` was fitted with the settings `config` implies (a later
+/// step never uses a regression fitted with other alphas, say): [`WorkflowError::Stale`] with both
+/// records otherwise, [`WorkflowError::Missing`] when it was never fitted.
+pub fn require_fitted(dir: &SubjectDir, group: TargetGroup, config: &Config) -> Result<(), WorkflowError> {
+    let regression = dir.regression(group);
+    let what = format!("the subject {} {} regression", dir.subject, group.name());
+    require_settings(&regression, &fit_settings(dir, group, config)?, &what, "fit")?;
+    let complete = regression.join("test.npy");
+    if !complete.exists() {
+        return Err(WorkflowError::missing(what, &complete, "fit"));
+    }
+    Ok(())
+}
+
+/// Whether the outputs of a fitted regression are all there and whole (`test.npy` marks a
+/// complete fit; every file is checked against its expected shape). A damaged output is reported
+/// and `false` returned, so that the regression is fitted again.
+fn fitted_outputs_valid(dir: &SubjectDir, group: TargetGroup, config: &Config, n_test: usize) -> bool {
+    let out = dir.regression(group);
+    let test = out.join("test.npy");
+    if !test.exists() {
+        return false;
+    }
+    let width = match check_npy(&test, "<f4", &[Some(n_test), None]) {
+        Ok(shape) => shape[1],
+        Err(problem) => {
+            warn!(file = %test.display(), %problem, "damaged regression output: fitting again");
+            return false;
+        }
+    };
+    let mut expected = vec![("train_feature_stats.npy", 2)];
+    if dir.roi_patterns().exists() {
+        let rois = check_npy(&dir.roi_patterns(), "<f4", &[None, None]).map_or(0, |s| s[0]);
+        expected.extend([("roi_response.npy", rois), ("roi_intercept.npy", 1)]);
+    }
+    if config.regression.renormalisation == Renormalisation::TrainOnly {
+        expected.push(("train_prediction_stats.npy", 2));
+    }
+    let fit_toml = out.join("fit.toml");
+    if !fit_toml.exists() {
+        warn!(file = %fit_toml.display(), "regression output missing: fitting again");
+        return false;
+    }
+    expected.iter().all(|&(name, rows)| {
+        let path = out.join(name);
+        let check = check_npy(&path, "<f4", &[Some(rows), Some(width)]);
+        if let Err(problem) = &check {
+            warn!(file = %path.display(), %problem, "damaged or missing regression output: fitting again");
+        }
+        check.is_ok()
+    })
 }
 
 /// Fits the regressions of `groups` for one subject (skipping those already fitted).
 pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
     // Regressions already fitted must have been fitted with these settings.
     for &group in groups {
-        check_settings(&dir.regression(group), &settings_of(dir, group, config)?)?;
+        check_settings(&dir.regression(group), &fit_settings(dir, group, config)?)?;
     }
+    let n_test = cache_ids(dir, DataSplit::Test)?.1.len();
     let todo: Vec<TargetGroup> =
-        groups.iter().copied().filter(|g| !dir.regression(*g).join("test.npy").exists()).collect();
+        groups.iter().copied().filter(|&g| !fitted_outputs_valid(dir, g, config, n_test)).collect();
     if todo.is_empty() {
         info!(subject = dir.subject, "regressions already fitted");
         return Ok(());
@@ -140,25 +265,52 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
     Ok(())
 }
 
-/// Renormalises the test predictions of `groups` (per `regression.renormalisation`) into
-/// `predicted/<group>.npy`, and records the test ids in row order.
-pub fn predict_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
-    let ids_path = SubjectData::cache_paths(&dir.fmri(), dir.subject)[3].clone();
-    if !ids_path.exists() {
-        return Err(WorkflowError::missing(format!("subject {} test ids", dir.subject), &ids_path, "prepare"));
+/// The settings record of `predicted/`: the renormalisation, the test ids of the rows and the
+/// fingerprint of each regression's record.
+pub fn predict_settings(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<String, WorkflowError> {
+    let (_, test_ids) = cache_ids(dir, DataSplit::Test)?;
+    let mut settings = format!(
+        "renormalisation = {:?}\ntest_ids = \"{}\"\n",
+        config.regression.renormalisation,
+        ids_fingerprint(&test_ids)
+    );
+    for &group in groups {
+        let what = format!("the subject {} {} regression", dir.subject, group.name());
+        let regression = record_fingerprint(&dir.regression(group), &what, "fit")?;
+        settings += &format!("{}_regression = \"{regression}\"\n", group.name().replace('-', "_"));
     }
-    let test_ids: ndarray::Array1<i64> = nsd_io::subject::load_npy(&ids_path)?;
+    Ok(settings)
+}
+
+/// Checks that `predicted/` was made by `predict` from the regressions `config` implies (see
+/// [`require_fitted`]): a step never builds on predictions made with other settings.
+pub fn require_predicted(dir: &SubjectDir, config: &Config) -> Result<(), WorkflowError> {
+    for group in TargetGroup::ALL {
+        require_fitted(dir, group, config)?;
+    }
+    let folder = predicted_folder(&dir.outputs);
+    let what = format!("the subject {} predicted features", dir.subject);
+    require_settings(&folder, &predict_settings(dir, config, &TargetGroup::ALL)?, &what, "predict")
+}
+
+/// The folder `predicted/` of an output folder.
+pub fn predicted_folder(outputs: &super::OutputDir) -> PathBuf {
+    outputs.root().join("predicted")
+}
+
+/// Renormalises the test predictions of `groups` (per `regression.renormalisation`) into
+/// `predicted/<group>.npy`, and records the test ids in row order. The regressions must have been
+/// fitted with the settings `config` implies.
+pub fn predict_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
+    for &group in groups {
+        require_fitted(dir, group, config)?;
+    }
+    let (_, test_ids) = cache_ids(dir, DataSplit::Test)?;
     let ids: String = test_ids.iter().map(|id| format!("{id}\n")).collect();
-    let predicted_dir = dir.outputs.predicted_ids();
-    let predicted_dir = predicted_dir.parent().unwrap_or(dir.root());
-    check_settings(predicted_dir, &format!("renormalisation = {:?}\n", config.regression.renormalisation))?;
+    check_settings(&predicted_folder(&dir.outputs), &predict_settings(dir, config, groups)?)?;
     for &group in groups {
         let regression = dir.regression(group);
-        let raw_path = regression.join("test.npy");
-        if !raw_path.exists() {
-            return Err(WorkflowError::missing(format!("the {} regression", group.name()), &raw_path, "fit"));
-        }
-        let raw = load_npy(&raw_path)?;
+        let raw = load_npy(&regression.join("test.npy"))?;
         let train_features = load_stats(&regression.join("train_feature_stats.npy"))?;
         let train_predictions = match config.regression.renormalisation {
             Renormalisation::TrainOnly => Some(load_stats(&regression.join("train_prediction_stats.npy"))?),
@@ -211,7 +363,22 @@ pub fn load_predicted_group(
     Ok(m)
 }
 
-/// Reads `predicted/` (written by `predict` or `average`): the ids and the three groups.
+/// Reads the ids of a subject's `predicted/`, checked against the subject cache's test ids
+/// ([`check_predicted_ids`]).
+pub fn load_subject_predicted_ids(dir: &SubjectDir) -> Result<Vec<usize>, WorkflowError> {
+    let ids = load_predicted_ids(&dir.outputs)?;
+    check_predicted_ids(&dir.outputs.predicted_ids(), &ids, dir, "predict")?;
+    Ok(ids)
+}
+
+/// [`load_predicted`] for a subject, its ids checked against the subject cache's test ids.
+pub fn load_subject_predicted(dir: &SubjectDir) -> Result<PredictedFeatures, WorkflowError> {
+    load_subject_predicted_ids(dir)?;
+    load_predicted(&dir.outputs)
+}
+
+/// Reads `predicted/` (written by `predict` or `average`): the ids and the three groups, as
+/// written (the callers of the steps check the ids: [`load_subject_predicted`]).
 pub fn load_predicted(outputs: &super::OutputDir) -> Result<PredictedFeatures, WorkflowError> {
     let ids = load_predicted_ids(outputs)?;
     let n = ids.len();

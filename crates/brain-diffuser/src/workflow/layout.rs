@@ -14,6 +14,7 @@
 //!     roi/<variant>/                 ROI-optimal images
 //!     weights-roi/                   per-voxel L1 norms of the regression weights, the Figure 7 table
 //!   average/                         predictions averaged over subjects, their reconstructions and metrics
+//!                                    (settings.toml: the subject list and their predictions' records)
 //!   weights-roi/                     Figure 7 over subjects: table and bar chart
 //!   report/                          grid.png, metrics.md
 //! ```
@@ -105,7 +106,12 @@ impl OutputDir {
 
     /// ROI-optimal features (inputs of the ROI images).
     pub fn roi_features(&self, group: TargetGroup) -> PathBuf {
-        self.root.join("roi").join("features").join(format!("{}.npy", group.name()))
+        self.roi_features_folder().join(format!("{}.npy", group.name()))
+    }
+
+    /// The folder of the ROI-optimal features (and of their settings record).
+    pub fn roi_features_folder(&self) -> PathBuf {
+        self.root.join("roi").join("features")
     }
 }
 

@@ -7,10 +7,10 @@ use std::path::Path;
 use image::RgbImage;
 use metrics::EvaluationReport;
 
-use super::fit::load_predicted_ids;
+use super::fit::load_subject_predicted_ids;
 use super::prepare::image_name;
 use super::{OutputDir, RunDir, Variant, WorkflowError, load_png, save_png, write_text};
-use crate::report::{labelled_grid, stack_vertical, table_image};
+use crate::report::{MAX_CELL, MIN_CELL, ReportError, check_grid, labelled_grid, stack_vertical, table_image};
 
 /// Reads the metrics a previous `evaluate` wrote, if any.
 pub fn read_metrics(
@@ -62,12 +62,20 @@ pub fn metrics_table(
     Ok((header, rows))
 }
 
+/// The line of `metrics.md` when no output has metrics.
+pub const NOT_EVALUATED: &str = "not evaluated yet: run `brain-diffuser evaluate`";
+
+/// White pixels between the cells of the report grid.
+const GUTTER: u32 = 4;
+
 fn image_or_blank(path: &Path, side: u32) -> Result<RgbImage, WorkflowError> {
     if path.exists() { load_png(path) } else { Ok(RgbImage::from_pixel(side, side, image::Rgb([255, 255, 255]))) }
 }
 
 /// Writes `report/grid.png` and `report/metrics.md` for `subjects` (and the average when present),
-/// showing the first `images` test images of the first subject's order.
+/// showing the first `images` test images of the first subject's order (at least 1), in cells of
+/// `cell` pixels ([`MIN_CELL`]..=[`MAX_CELL`]). A grid too large to draw is refused before any image
+/// is read.
 pub fn write_report(
     run: &RunDir,
     subjects: &[u8],
@@ -78,16 +86,26 @@ pub fn write_report(
     let Some(&first) = subjects.first() else {
         return Err(WorkflowError::Invalid("the report needs at least one subject".into()));
     };
+    if images == 0 {
+        return Err(ReportError::NoImages.into());
+    }
+    if !(MIN_CELL..=MAX_CELL).contains(&cell) {
+        return Err(ReportError::Cell { cell }.into());
+    }
     let mut outputs: Vec<(String, OutputDir)> =
         subjects.iter().map(|&s| (format!("subj{s:02}"), run.subject(s).outputs)).collect();
     if run.average().predicted_ids().exists() {
         outputs.push(("average".into(), run.average()));
     }
-    let order = load_predicted_ids(&run.subject(first).outputs)?;
+    // Every output's ids are checked against the subject cache whose ground truths they follow.
+    let order = load_subject_predicted_ids(&run.subject(first))?;
     let mut titles = vec!["ground truth".to_owned()];
     let mut columns = Vec::new();
-    for (label, out) in &outputs {
-        let ids = load_predicted_ids(out)?;
+    for (k, (label, out)) in outputs.iter().enumerate() {
+        let ids = match subjects.get(k) {
+            Some(&s) => load_subject_predicted_ids(&run.subject(s))?,
+            None => super::average::load_average_ids(run)?.0,
+        };
         let position: std::collections::HashMap<usize, usize> =
             ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
         for variant in [Variant::OnlyVdvae, Variant::BrainDiffuser] {
@@ -95,6 +113,8 @@ pub fn write_report(
             columns.push((out.reconstructions(variant), position.clone()));
         }
     }
+    // The tiles alone must fit (the labels and the table add little): refuse before reading images.
+    check_grid(images.min(order.len()), titles.len(), cell, GUTTER)?;
     let truth = run.subject(first).ground_truth();
     let mut rows = Vec::new();
     for (i, id) in order.iter().take(images).enumerate() {
@@ -108,13 +128,17 @@ pub fn write_report(
         }
         rows.push((format!("nsd {id}"), row));
     }
-    let grid = labelled_grid(&titles, &rows, cell, 4);
+    let grid = labelled_grid(&titles, &rows, cell, GUTTER)?;
     let (header, table) = metrics_table(&outputs, protocols)?;
-    let picture = if table.is_empty() { grid } else { stack_vertical(&[grid, table_image(&header, &table)], 12) };
+    let picture = if table.is_empty() { grid } else { stack_vertical(&[grid, table_image(&header, &table)?], 12)? };
     save_png(&run.report().join("grid.png"), &picture)?;
     let mut md = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     for row in &table {
         md += &format!("| {} |\n", row.join(" | "));
+    }
+    if table.is_empty() {
+        tracing::warn!(run = %run.root().display(), "no metrics in the report: not evaluated yet (run `brain-diffuser evaluate`)");
+        md += &format!("\n{NOT_EVALUATED}\n");
     }
     write_text(&run.report().join("metrics.md"), &md)
 }

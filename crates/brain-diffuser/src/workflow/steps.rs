@@ -1,7 +1,7 @@
 //! The command line's steps over every configured subject: what `brain-diffuser <step>` runs, as
 //! methods of a [`Session`] so that examples and tests drive exactly the same code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use metrics::Extractors;
@@ -9,12 +9,16 @@ use nsd_io::NsdLayout;
 use tch::Device;
 use tracing::info;
 
-use super::fit::{PredictedFeatures, load_predicted, load_subject};
-use super::generate::{InitImages, stage1_images, stage2_images};
+use super::fit::{
+    PredictedFeatures, cache_ids, load_predicted, load_subject_predicted, load_subject_predicted_ids, predicted_folder,
+    require_predicted,
+};
+use super::generate::{InitImages, check_image_settings, image_settings, stage1_images, stage2_images};
+use super::integrity::record_fingerprint;
 use super::loaders::StageLoader;
 use super::prepare::{Prepared, image_name};
 use super::weights::RoiSummary;
-use super::{DataSplit, OutputDir, RunDir, Variant, WorkflowError, save_png};
+use super::{DataSplit, OutputDir, RunDir, SubjectDir, Variant, WorkflowError, save_png};
 use crate::config::Config;
 use crate::models::ModelsDir;
 use crate::report::{BarSeries, bar_chart};
@@ -22,12 +26,47 @@ use crate::shard::Shard;
 use crate::stages::clip_metric::ClipImageEmbedding;
 use crate::{Encoder, Generator, GuidedCondition, TargetGroup};
 
-/// The stimuli of one subject: NSD ids and caption rows.
-struct StimulusLists {
-    train_ids: Vec<usize>,
-    test_ids: Vec<usize>,
-    train_captions: nsd_io::CaptionTable,
-    test_captions: nsd_io::CaptionTable,
+/// The features one image folder is made from, and the fingerprint of their settings record
+/// (which goes into the image folders' records).
+struct Conditions {
+    out: OutputDir,
+    features: PredictedFeatures,
+    fingerprint: String,
+}
+
+/// The caption rows of one split of a subject cache, one row per image of `ids_path`; a missing
+/// or short file names itself and the repair (`prepare` rebuilds it from the NSD caption array).
+fn cached_captions(
+    dir: &SubjectDir,
+    split: DataSplit,
+    ids_path: &Path,
+    n: usize,
+    nsd: &NsdLayout,
+) -> Result<Vec<Vec<String>>, WorkflowError> {
+    let [.., train, test] = nsd_io::SubjectData::cache_paths(&dir.fmri(), dir.subject);
+    let path = if split == DataSplit::Train { train } else { test };
+    let what = format!(
+        "the subject {} {} captions (`prepare` rebuilds them from the NSD caption array {})",
+        dir.subject,
+        split.name(),
+        nsd.captions.display()
+    );
+    if !path.exists() {
+        return Err(WorkflowError::missing(what, &path, "prepare"));
+    }
+    let rows = nsd_io::CaptionTable::read_npy(&path)?.rows;
+    if rows.len() != n {
+        return Err(WorkflowError::Invalid(format!(
+            "{}: {} caption rows for the {n} {} images of {}; run `brain-diffuser prepare` to rebuild it from \
+             the NSD caption array {}",
+            path.display(),
+            rows.len(),
+            split.name(),
+            ids_path.display(),
+            nsd.captions.display()
+        )));
+    }
+    Ok(rows)
 }
 
 /// Everything the steps share: where the run, the data and the models are, the configuration,
@@ -46,12 +85,46 @@ impl Session {
         StageLoader { models: &self.models, config: &self.config, device: self.device }
     }
 
+    /// The NSD stimulus file, checked against `data.stimulus_size`.
     fn stimuli(&self) -> Result<nsd_io::hdf5::StimulusBrick, WorkflowError> {
-        Ok(nsd_io::hdf5::StimulusBrick::open(&self.nsd.stimuli())?)
+        super::prepare::open_stimuli(&self.nsd, &self.config)
     }
 
-    fn subject_outputs(&self) -> Vec<OutputDir> {
-        self.subjects.iter().map(|&s| self.run.subject(s).outputs).collect()
+    /// The settings of `group`'s encoder that its features depend on (into the features' record).
+    fn encoder_options(&self, group: TargetGroup) -> String {
+        let c = &self.config;
+        match group {
+            TargetGroup::Vdvae => format!(
+                "layers = {}\ntarget = {:?}\nseed = {}\n",
+                c.vdvae.layers, c.vdvae.target, c.seeds.vdvae_targets
+            ),
+            TargetGroup::ClipVision => format!("vision_resize = {}\n", c.clip.vision_resize),
+            TargetGroup::ClipText => String::new(),
+        }
+    }
+
+    /// A subject's predicted features, made by `predict` with the settings the configuration
+    /// implies, their ids checked against the subject cache.
+    fn subject_conditions(&self, subject: u8) -> Result<Conditions, WorkflowError> {
+        let dir = self.run.subject(subject);
+        require_predicted(&dir, &self.config)?;
+        let features = load_subject_predicted(&dir)?;
+        let what = format!("the subject {subject} predicted features");
+        let fingerprint = record_fingerprint(&predicted_folder(&dir.outputs), &what, "predict")?;
+        Ok(Conditions { out: dir.outputs, features, fingerprint })
+    }
+
+    /// The subjects' predictions averaged (see [`super::average::average_subjects`]), their ids
+    /// checked against the first subject's cache.
+    fn average_conditions(&self) -> Result<Conditions, WorkflowError> {
+        for &s in &self.subjects {
+            require_predicted(&self.run.subject(s), &self.config)?;
+        }
+        let out = super::average::average_subjects(&self.run, &self.subjects)?;
+        super::average::load_average_ids(&self.run)?;
+        let features = load_predicted(&out)?;
+        let fingerprint = record_fingerprint(out.root(), "the subject average", "average")?;
+        Ok(Conditions { out, features, fingerprint })
     }
 
     /// `prepare`: the subject caches, ROI patterns and ground-truth images.
@@ -70,33 +143,31 @@ impl Session {
     pub fn extract(&self, shard: Shard, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
         let stimuli = self.stimuli()?;
         let loader = self.loader();
+        // Only the ids are read from the subject cache (and the captions for CLIP-Text), not the fMRI.
         let subjects = self
             .subjects
             .iter()
             .map(|&s| {
-                // Only the ids and captions are kept (not the fMRI).
-                let nsd_io::SubjectData { train_ids, test_ids, train_captions, test_captions, .. } =
-                    load_subject(&self.run.subject(s))?;
-                Ok((s, self.run.subject(s), StimulusLists { train_ids, test_ids, train_captions, test_captions }))
+                let dir = self.run.subject(s);
+                if !nsd_io::SubjectData::cache_paths(&dir.fmri(), s)[0].exists() {
+                    return Err(WorkflowError::missing(format!("subject {s} fMRI"), &dir.fmri(), "prepare"));
+                }
+                let splits = [DataSplit::Train, DataSplit::Test]
+                    .map(|split| cache_ids(&dir, split).map(|(path, ids)| (split, path, ids)));
+                let [train, test] = splits;
+                Ok((s, dir, [train?, test?]))
             })
             .collect::<Result<Vec<_>, WorkflowError>>()?;
         for &group in groups {
+            let options = self.encoder_options(group);
             if group == TargetGroup::ClipText {
                 let encoder = loader.clip_text()?;
-                for (s, dir, subject) in &subjects {
-                    for (split, rows, n) in [
-                        (DataSplit::Train, &subject.train_captions.rows, subject.train_ids.len()),
-                        (DataSplit::Test, &subject.test_captions.rows, subject.test_ids.len()),
-                    ] {
-                        if rows.len() != n {
-                            return Err(WorkflowError::Invalid(format!(
-                                "subject {s}: {} caption rows for {n} {} images; prepare with the NSD caption array",
-                                rows.len(),
-                                split.name()
-                            )));
-                        }
+                for (s, dir, splits) in &subjects {
+                    for (split, ids_path, ids) in splits {
+                        let captions = cached_captions(dir, *split, ids_path, ids.len(), &self.nsd)?;
                         let label = format!("subj{s:02} clip-text {}", split.name());
-                        super::extract::extract_captions(&dir.features(group, split), &encoder, rows, shard, &label)?;
+                        let folder = dir.features(group, *split);
+                        super::extract::extract_captions(&folder, &encoder, &options, ids, &captions, shard, &label)?;
                     }
                 }
                 continue;
@@ -105,12 +176,13 @@ impl Session {
                 TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
                 _ => Box::new(loader.clip_vision()?),
             };
-            for (s, dir, subject) in &subjects {
-                for (split, ids) in [(DataSplit::Train, &subject.train_ids), (DataSplit::Test, &subject.test_ids)] {
+            for (s, dir, splits) in &subjects {
+                for (split, _, ids) in splits {
                     let label = format!("subj{s:02} {} {}", group.name(), split.name());
                     super::extract::extract_images(
-                        &dir.features(group, split),
+                        &dir.features(group, *split),
                         encoder.as_ref(),
+                        &options,
                         ids,
                         &stimuli,
                         shard,
@@ -140,48 +212,58 @@ impl Session {
 
     /// `reconstruct`: stage 1 and the full model's stage 2 for every subject.
     pub fn reconstruct(&self, shard: Shard) -> Result<(), WorkflowError> {
-        self.generate(&self.subject_outputs(), &[Variant::BrainDiffuser], shard)
+        let conditions = self.subjects.iter().map(|&s| self.subject_conditions(s)).collect::<Result<Vec<_>, _>>()?;
+        self.generate(&conditions, &[Variant::BrainDiffuser], shard)
     }
 
     /// `ablate`: stage 1 and the `variants` of stage 2 for one subject.
     pub fn ablate(&self, subject: u8, variants: &[Variant], shard: Shard) -> Result<(), WorkflowError> {
-        self.generate(&[self.run.subject(subject).outputs], variants, shard)
+        self.generate(&[self.subject_conditions(subject)?], variants, shard)
     }
 
-    /// `average`: predictions averaged over the subjects, then reconstructed.
+    /// `average`: predictions averaged over the subjects, then reconstructed. The average's
+    /// record holds the subject list: another list for the same run is refused.
     pub fn average(&self, shard: Shard) -> Result<(), WorkflowError> {
-        let average = super::average::average_subjects(&self.run, &self.subjects)?;
-        self.generate(&[average], &[Variant::BrainDiffuser], shard)
+        self.generate(&[self.average_conditions()?], &[Variant::BrainDiffuser], shard)
     }
 
     /// Stage 1 for every output folder, then stage 2 of each variant.
-    fn generate(&self, outputs: &[OutputDir], variants: &[Variant], shard: Shard) -> Result<(), WorkflowError> {
+    fn generate(&self, conditions: &[Conditions], variants: &[Variant], shard: Shard) -> Result<(), WorkflowError> {
         let loader = self.loader();
-        let predicted = outputs.iter().map(load_predicted).collect::<Result<Vec<_>, _>>()?;
         {
             let decoder = loader.vdvae_decoder(loader.vdvae()?);
-            for (out, p) in outputs.iter().zip(&predicted) {
-                let names: Vec<String> = (0..p.ids.len()).map(image_name).collect();
-                let folder = out.reconstructions(Variant::OnlyVdvae);
+            for c in conditions {
+                let names: Vec<String> = (0..c.features.ids.len()).map(image_name).collect();
+                let folder = c.out.reconstructions(Variant::OnlyVdvae);
                 let range = shard.range(names.len());
-                let made =
-                    stage1_images(&folder, &names, p.vdvae.view(), range, &decoder, self.config.seeds.vdvae_decode)?;
+                let settings = image_settings(&self.config, Variant::OnlyVdvae, &c.fingerprint);
+                let made = stage1_images(
+                    &folder,
+                    &names,
+                    c.features.vdvae.view(),
+                    range,
+                    &decoder,
+                    self.config.seeds.vdvae_decode,
+                    &settings,
+                )?;
                 info!(folder = %folder.display(), made, %shard, "stage 1");
             }
         }
         for &variant in variants {
             let Some(diffusion) = variant.diffusion(&self.config.diffusion) else { continue };
             let refiner = loader.refiner(&diffusion)?;
-            for (out, p) in outputs.iter().zip(&predicted) {
-                let names: Vec<String> = (0..p.ids.len()).map(image_name).collect();
-                let stage1 = out.reconstructions(Variant::OnlyVdvae);
+            for c in conditions {
+                let names: Vec<String> = (0..c.features.ids.len()).map(image_name).collect();
+                let stage1 = c.out.reconstructions(Variant::OnlyVdvae);
                 let init = if variant.starts_from_stage1() {
                     InitImages::Folder(&stage1)
                 } else {
                     InitImages::Grey(diffusion.resolution)
                 };
-                let folder = out.reconstructions(variant);
-                let made = self.refine(&folder, &names, init, p, &refiner, shard.range(names.len()))?;
+                let folder = c.out.reconstructions(variant);
+                let settings = image_settings(&self.config, variant, &c.fingerprint);
+                let made =
+                    self.refine(&folder, &names, init, &c.features, &refiner, shard.range(names.len()), &settings)?;
                 info!(folder = %folder.display(), made, %shard, "stage 2");
             }
         }
@@ -193,6 +275,7 @@ impl Session {
         ([c.vision_tokens, c.embedding_dim], [c.text_tokens, c.embedding_dim])
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn refine(
         &self,
         folder: &std::path::Path,
@@ -201,6 +284,7 @@ impl Session {
         p: &PredictedFeatures,
         refiner: &dyn Generator<Condition = GuidedCondition>,
         range: std::ops::Range<usize>,
+        settings: &str,
     ) -> Result<usize, WorkflowError> {
         let (vision_shape, text_shape) = self.token_shapes();
         stage2_images(
@@ -214,6 +298,7 @@ impl Session {
             range,
             refiner,
             self.config.seeds.diffusion,
+            settings,
         )
     }
 
@@ -223,46 +308,77 @@ impl Session {
         for &s in &self.subjects {
             super::roi::roi_features(&self.run.subject(s), &self.config)?;
         }
-        let mut outputs = self.subject_outputs();
+        let mut outputs: Vec<OutputDir> = self.subjects.iter().map(|&s| self.run.subject(s).outputs).collect();
         if self.subjects.len() > 1 {
-            outputs.push(super::average::average_subjects(&self.run, &self.subjects)?);
+            outputs.push(self.average_conditions()?.out);
         }
         let loader = self.loader();
         let names = super::roi::roi_image_names();
         let range = shard.range(names.len());
-        let features = |out: &OutputDir| -> Result<PredictedFeatures, WorkflowError> {
+        let features = |out: OutputDir| -> Result<Conditions, WorkflowError> {
             let read = |g| super::load_npy(&out.roi_features(g));
-            Ok(PredictedFeatures {
+            let features = PredictedFeatures {
                 ids: Vec::new(),
                 vdvae: read(TargetGroup::Vdvae)?,
                 clip_vision: read(TargetGroup::ClipVision)?,
                 clip_text: read(TargetGroup::ClipText)?,
-            })
+            };
+            let fingerprint = record_fingerprint(&out.roi_features_folder(), "the ROI-optimal features", "roi")?;
+            Ok(Conditions { out, features, fingerprint })
         };
-        let all = outputs.iter().map(features).collect::<Result<Vec<_>, _>>()?;
+        let all = outputs.into_iter().map(features).collect::<Result<Vec<_>, _>>()?;
         {
             let decoder = loader.vdvae_decoder(loader.vdvae()?);
-            for (out, f) in outputs.iter().zip(&all) {
-                let folder = out.roi_images(Variant::OnlyVdvae);
+            for c in &all {
+                let folder = c.out.roi_images(Variant::OnlyVdvae);
+                let settings = image_settings(&self.config, Variant::OnlyVdvae, &c.fingerprint);
                 stage1_images(
                     &folder,
                     &names,
-                    f.vdvae.view(),
+                    c.features.vdvae.view(),
                     range.clone(),
                     &decoder,
                     self.config.seeds.vdvae_decode,
+                    &settings,
                 )?;
             }
         }
         let refiner = loader.refiner(&self.config.diffusion)?;
         let mut folders = Vec::new();
-        for (out, f) in outputs.iter().zip(&all) {
-            let stage1 = out.roi_images(Variant::OnlyVdvae);
-            let folder = out.roi_images(Variant::BrainDiffuser);
-            self.refine(&folder, &names, InitImages::Folder(&stage1), f, &refiner, range.clone())?;
+        for c in &all {
+            let stage1 = c.out.roi_images(Variant::OnlyVdvae);
+            let folder = c.out.roi_images(Variant::BrainDiffuser);
+            let settings = image_settings(&self.config, Variant::BrainDiffuser, &c.fingerprint);
+            self.refine(&folder, &names, InitImages::Folder(&stage1), &c.features, &refiner, range.clone(), &settings)?;
             folders.push(folder);
         }
         Ok(folders)
+    }
+
+    /// The output folders `evaluate` scores (each subject, and the average when there is one), with
+    /// the ground truths their rows follow and the fingerprint of their predictions' record; their
+    /// predicted ids are checked against the subject caches.
+    fn evaluated_outputs(&self) -> Result<Vec<(String, OutputDir, PathBuf, String)>, WorkflowError> {
+        let has_images = |out: &OutputDir| Variant::ALL.iter().any(|&v| out.reconstructions(v).is_dir());
+        let mut outputs = Vec::new();
+        for &s in &self.subjects {
+            let dir = self.run.subject(s);
+            if !has_images(&dir.outputs) {
+                continue;
+            }
+            require_predicted(&dir, &self.config)?;
+            load_subject_predicted_ids(&dir)?;
+            let fingerprint = record_fingerprint(&predicted_folder(&dir.outputs), "the predicted features", "predict")?;
+            outputs.push((format!("subj{s:02}"), dir.outputs.clone(), dir.ground_truth(), fingerprint));
+        }
+        let average = self.run.average();
+        if average.predicted_ids().exists() && has_images(&average) {
+            // The average's rows follow its first subject's test order, and so do its ground truths.
+            let (_, first) = super::average::load_average_ids(&self.run)?;
+            let fingerprint = record_fingerprint(average.root(), "the subject average", "average")?;
+            outputs.push(("average".into(), average, self.run.subject(first).ground_truth(), fingerprint));
+        }
+        Ok(outputs)
     }
 
     /// `evaluate`: every variant present, for every subject and the average, under `protocols`.
@@ -276,17 +392,19 @@ impl Session {
             true => None,
             false => self.models.load_clip_metric(self.device)?.map(ClipImageEmbedding::new),
         };
-        let mut outputs: Vec<(String, OutputDir, PathBuf)> = self
-            .subjects
-            .iter()
-            .map(|&s| (format!("subj{s:02}"), self.run.subject(s).outputs, self.run.subject(s).ground_truth()))
-            .collect();
-        if let (Some(&first), true) = (self.subjects.first(), self.run.average().predicted_ids().exists()) {
-            // The average's rows follow the first subject's test order, and so do its ground truths.
-            outputs.push(("average".into(), self.run.average(), self.run.subject(first).ground_truth()));
+        let outputs = self.evaluated_outputs()?;
+        // Images made with other settings than the configuration's, or from other predictions,
+        // are refused before anything is scored.
+        for (_, out, _, fingerprint) in &outputs {
+            for variant in Variant::ALL {
+                let folder = out.reconstructions(variant);
+                if folder.is_dir() {
+                    check_image_settings(&folder, &image_settings(&self.config, variant, fingerprint))?;
+                }
+            }
         }
         let mut reports = Vec::new();
-        let bar = super::progress_bar(protocols.len() * outputs.len() * Variant::ALL.len(), "evaluate");
+        let bar = super::Progress::each(protocols.len() * outputs.len() * Variant::ALL.len(), "evaluate");
         for protocol in protocols {
             let networks = self.models.load_metric_networks(self.device, &metrics::Protocol::by_name(protocol)?)?;
             if networks.is_empty() {
@@ -299,7 +417,7 @@ impl Session {
             if let Some(clip) = &clip {
                 extractors = extractors.with(metrics::protocol::slots::CLIP, clip);
             }
-            for (label, out, truth) in &outputs {
+            for (label, out, truth, _) in &outputs {
                 for variant in Variant::ALL {
                     if let Some(r) =
                         super::evaluate::evaluate_variant(out, truth, variant, protocol, &extractors, batch_size)?

@@ -8,7 +8,8 @@ use ridge::{ProblemOptions, RidgeProblem};
 use tracing::info;
 
 use super::features::FeatureFiles;
-use super::fit::load_subject;
+use super::fit::{load_subject, require_fitted};
+use super::integrity::{check_npy, fingerprint, record_fingerprint, reusable};
 use super::{DataSplit, RunDir, SubjectDir, WorkflowError, check_settings, load_npy, progress_bar, write_text};
 use crate::TargetGroup;
 use crate::config::Config;
@@ -21,8 +22,14 @@ fn l1_path(dir: &SubjectDir, group: TargetGroup) -> std::path::PathBuf {
     dir.weights_roi().join(format!("{}_l1.npy", group.name()))
 }
 
+/// Whether the cached norms of `group` are there and whole (`<f8`, one per voxel).
+fn cached_norms(dir: &SubjectDir, group: TargetGroup, voxels: usize) -> bool {
+    reusable(&l1_path(dir, group), |p| check_npy(p, "<f8", &[Some(voxels)]).map(|_| ()))
+}
+
 /// The per-voxel L1 norms of one regression's weights on `problem` (the subject's training fMRI),
-/// computed in blocks of 4,096 targets and cached in `weights-roi/<group>_l1.npy`.
+/// computed in blocks of 4,096 targets and cached in `weights-roi/<group>_l1.npy` (a damaged
+/// cache is computed again).
 pub fn voxel_weight_norms(
     dir: &SubjectDir,
     problem: &RidgeProblem,
@@ -30,7 +37,7 @@ pub fn voxel_weight_norms(
     group: TargetGroup,
 ) -> Result<Array1<f64>, WorkflowError> {
     let path = l1_path(dir, group);
-    if path.exists() {
+    if cached_norms(dir, group, problem.n_features()) {
         return Ok(nsd_io::subject::load_npy::<Array1<f64>>(&path)?);
     }
     let mut targets = FeatureFiles::open(&dir.features(group, DataSplit::Train), problem.n_samples())?;
@@ -49,25 +56,39 @@ pub fn voxel_weight_norms(
     Ok(l1)
 }
 
-/// The Figure 7 rows of one subject (written to `weights-roi/figure7.csv`).
+/// The settings record of a subject's `weights-roi/`: the fingerprints of the three regressions'
+/// records (alphas, intercept, features, subject cache) and of the ROI patterns' record.
+pub fn weights_settings(dir: &SubjectDir) -> Result<String, WorkflowError> {
+    let mut settings = String::new();
+    for group in TargetGroup::ALL {
+        let what = format!("the subject {} {} regression", dir.subject, group.name());
+        let regression = record_fingerprint(&dir.regression(group), &what, "fit")?;
+        settings += &format!("{}_regression = \"{regression}\"\n", group.name().replace('-', "_"));
+    }
+    let record = super::prepare::roi_patterns_record(dir);
+    let patterns = std::fs::read_to_string(&record).map_or_else(|_| "unrecorded".to_owned(), |t| fingerprint(&t));
+    Ok(settings + &format!("roi_patterns = \"{patterns}\"\n"))
+}
+
+/// The Figure 7 rows of one subject (written to `weights-roi/figure7.csv`). The weights are
+/// those of the regressions `fit` made with the settings `config` implies: regressions fitted with
+/// other alphas (say, edited in `<run>/config.toml` since) are refused with both records shown.
 pub fn subject_weight_roi(dir: &SubjectDir, config: &Config) -> Result<Vec<RoiWeightDifference>, WorkflowError> {
     let patterns_path = dir.roi_patterns();
     if !patterns_path.exists() {
         return Err(WorkflowError::missing("ROI patterns (the NSD ROI volumes)", &patterns_path, "prepare"));
     }
+    for group in TargetGroup::ALL {
+        require_fitted(dir, group, config)?;
+    }
     let patterns = load_npy(&patterns_path)?;
-    let settings: String = TargetGroup::ALL
-        .iter()
-        .map(|g| format!("{}_alpha = {}\n", g.name().replace('-', "_"), g.alpha(config)))
-        .chain([format!("fit_intercept = {}\n", config.regression.fit_intercept)])
-        .collect();
-    check_settings(&dir.weights_roi(), &settings)?;
+    check_settings(&dir.weights_roi(), &weights_settings(dir)?)?;
     // One Gram matrix serves the three regressions; it is built only if a norm is not cached.
     let mut problem = None;
     let mut norms = Vec::with_capacity(3);
     for group in TargetGroup::ALL {
         let path = l1_path(dir, group);
-        if path.exists() {
+        if cached_norms(dir, group, patterns.ncols()) {
             norms.push(nsd_io::subject::load_npy::<Array1<f64>>(&path)?);
             continue;
         }

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tch::{Tensor, nn::VarStore};
+use tch::{Kind, Tensor, nn::VarStore};
 
 use crate::MetricsError;
 
@@ -20,12 +20,16 @@ const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
 
 /// Reads every tensor of a checkpoint file, with `module.` prefixes stripped from the names.
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, MetricsError> {
-    let io = |source| MetricsError::Io { path: path.to_owned(), source };
+    let io = |error| MetricsError::Io { path: path.to_owned(), error };
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     let entries = if is_safetensors {
         Tensor::read_safetensors(path).map_err(|e| MetricsError::Checkpoint {
             path: path.to_owned(),
-            message: format!("not a readable safetensors file: {e}"),
+            // tch's safetensors errors repeat the path, which this error names once.
+            message: match e {
+                tch::TchError::SafeTensorError { err, .. } => format!("not a readable safetensors file: {err}"),
+                other => format!("not a readable safetensors file: {other}"),
+            },
         })?
     } else {
         let mut magic = [0u8; 4];
@@ -56,35 +60,74 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, MetricsEr
         .collect())
 }
 
-/// Copies a state dict into every variable of `vs`; each variable must be present with its shape.
+/// The dtypes a parameter may be stored in (safetensors names); loading casts them to the network's
+/// f32. Integer and bool tensors are refused where a parameter is expected: their bytes would become
+/// meaningless weights. Integer entries the network does not use (`num_batches_tracked`) are ignored.
+pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
+
+/// The safetensors name of a tensor kind (`F32`, `I64`, `BOOL`, ...).
+pub fn dtype_name(kind: Kind) -> String {
+    match kind {
+        Kind::Float => "F32".into(),
+        Kind::Half => "F16".into(),
+        Kind::BFloat16 => "BF16".into(),
+        Kind::Double => "F64".into(),
+        Kind::Int => "I32".into(),
+        Kind::Int64 => "I64".into(),
+        Kind::Int16 => "I16".into(),
+        Kind::Int8 => "I8".into(),
+        Kind::Uint8 => "U8".into(),
+        Kind::Bool => "BOOL".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Copies a state dict into every variable of `vs`, casting f16, bf16 and f64 entries to the
+/// variable's kind. Each variable must be present with its shape and a floating-point dtype; otherwise
+/// nothing is copied and the error names every missing, mis-shaped and non-floating entry.
 /// Returns the names in the file that the network does not use.
 pub fn copy_into(vs: &VarStore, state: &HashMap<String, Tensor>, source: &Path) -> Result<Vec<String>, MetricsError> {
+    const SHOWN: usize = 5;
     let mut variables = vs.variables();
     let mut names: Vec<&String> = variables.keys().collect();
     names.sort();
-    let missing: Vec<String> =
-        names.iter().filter(|n| !state.contains_key(n.as_str())).map(|n| n.to_string()).collect();
+    let (mut missing, mut misshaped, mut wrong_dtype) = (Vec::new(), Vec::new(), Vec::new());
+    for name in names {
+        let Some(value) = state.get(name.as_str()) else {
+            missing.push(name.clone());
+            continue;
+        };
+        if value.size() != variables[name].size() {
+            misshaped.push(format!(
+                "parameter {name} has shape {:?}, the network expects {:?}",
+                value.size(),
+                variables[name].size()
+            ));
+        }
+        let dtype = dtype_name(value.kind());
+        if !FLOAT_DTYPES.contains(&dtype.as_str()) {
+            wrong_dtype
+                .push(format!("parameter {name} has dtype {dtype}, expected one of {}", FLOAT_DTYPES.join(", ")));
+        }
+    }
+    let mut problems = Vec::new();
     if !missing.is_empty() {
-        let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
-        return Err(MetricsError::Checkpoint {
-            path: source.to_owned(),
-            message: format!("{} expected parameters are missing, e.g. {}", missing.len(), shown.join(", ")),
-        });
+        let shown: Vec<&str> = missing.iter().take(SHOWN).map(String::as_str).collect();
+        problems.push(format!("{} expected parameters are missing, e.g. {}", missing.len(), shown.join(", ")));
+    }
+    for list in [misshaped, wrong_dtype] {
+        let more = list.len().saturating_sub(SHOWN);
+        problems.extend(list.into_iter().take(SHOWN));
+        if more > 0 {
+            problems.push(format!("... and {more} more"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(MetricsError::Checkpoint { path: source.to_owned(), message: problems.join("; ") });
     }
     tch::no_grad(|| -> Result<(), MetricsError> {
         for (name, var) in variables.iter_mut() {
-            let value = &state[name];
-            if value.size() != var.size() {
-                return Err(MetricsError::Checkpoint {
-                    path: source.to_owned(),
-                    message: format!(
-                        "parameter {name} has shape {:?}, the network expects {:?}",
-                        value.size(),
-                        var.size()
-                    ),
-                });
-            }
-            var.f_copy_(value)?;
+            var.f_copy_(&state[name])?;
         }
         Ok(())
     })?;

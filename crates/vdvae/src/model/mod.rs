@@ -15,7 +15,7 @@ pub use decoder::{PosteriorDraw, PosteriorPass};
 pub use dmol::OutputDraw;
 pub use layers::WeightInit;
 
-use crate::checkpoint::{compare_keys, read_state_dict};
+use crate::checkpoint::{compare_keys, dtype_name, non_float_tensors, read_state_dict};
 use crate::config::VdvaeConfig;
 use crate::error::VdvaeError;
 use crate::noise::NoiseSource;
@@ -65,16 +65,23 @@ impl Vdvae {
     }
 
     /// Copies the tensors of a state dict file (zip `torch.save` or safetensors, `module.`
-    /// prefix stripped) into the model. Every key and shape is checked first: on any
-    /// difference nothing is copied and the error lists missing, unexpected and mis-shaped keys.
+    /// prefix stripped) into the model, casting f16, bf16 and f64 tensors to the model's precision.
+    /// Every key, shape and dtype is checked first: on any difference nothing is copied and the
+    /// error lists missing, unexpected and mis-shaped keys and tensors that are not floating point.
     pub fn load_weights(&mut self, checkpoint: &Path) -> Result<(), VdvaeError> {
         let tensors = read_state_dict(checkpoint)?;
         let found: Vec<(String, Vec<i64>)> = tensors.iter().map(|(k, t)| (k.clone(), t.size())).collect();
-        let mismatch = compare_keys(&self.parameter_shapes(), &found);
+        let mut mismatch = compare_keys(&self.parameter_shapes(), &found);
+        let mut variables = self.vs.variables();
+        let dtypes: Vec<(&str, String)> = tensors
+            .iter()
+            .filter(|(k, _)| variables.contains_key(k))
+            .map(|(k, t)| (k.as_str(), dtype_name(t.kind())))
+            .collect();
+        mismatch.wrong_dtype = non_float_tensors(dtypes.iter().map(|(k, d)| (*k, d.as_str())));
         if !mismatch.is_empty() {
             return Err(VdvaeError::CheckpointMismatch { path: checkpoint.to_path_buf(), mismatch });
         }
-        let mut variables = self.vs.variables();
         let _guard = tch::no_grad_guard();
         for (name, tensor) in &tensors {
             if let Some(var) = variables.get_mut(name) {

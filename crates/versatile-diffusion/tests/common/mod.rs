@@ -69,5 +69,6 @@ pub fn relative_error(ours: &Tensor, expected: &Tensor) -> f64 {
 /// Asserts `relative_error <= tolerance`, naming the case.
 pub fn assert_close(case: &str, ours: &Tensor, expected: &Tensor, tolerance: f64) {
     let e = relative_error(ours, expected);
+    println!("{case}: relative error {e:.3e} (tolerance {tolerance:e})");
     assert!(e <= tolerance, "{case}: relative error {e:e} exceeds {tolerance:e}");
 }

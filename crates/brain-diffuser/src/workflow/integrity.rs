@@ -1,0 +1,149 @@
+//! Checks of what a step would reuse: a cached file is validated before it is skipped (so that a
+//! truncated or damaged file left by a crash, a full disk or a bad copy is recomputed rather than
+//! trusted), and the settings records of earlier steps are fingerprinted into later records (so
+//! that outputs made from other inputs are refused).
+
+use std::io::Seek;
+use std::path::Path;
+
+use super::WorkflowError;
+
+/// A stable 64-bit fingerprint of `text` (FNV-1a; the same on every platform and release), as it
+/// appears in settings records: `fnv1a64:0123456789abcdef`.
+pub fn fingerprint(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in text.as_bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("fnv1a64:{hash:016x}")
+}
+
+/// The fingerprint of a list of NSD ids, with its length: `"982 ids, fnv1a64:..."`.
+pub fn ids_fingerprint(ids: &[usize]) -> String {
+    let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    format!("{} ids, {}", ids.len(), fingerprint(&text))
+}
+
+/// Reads the settings record (`settings.toml`) of an earlier step's folder; a missing record is
+/// [`WorkflowError::Missing`] naming `step`.
+pub fn read_record(dir: &Path, what: &str, step: &'static str) -> Result<String, WorkflowError> {
+    let path = dir.join("settings.toml");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(WorkflowError::missing(what, &path, step)),
+        Err(e) => Err(WorkflowError::io(&path, e)),
+    }
+}
+
+/// The fingerprint of the settings record of an earlier step's folder (see [`read_record`]).
+pub fn record_fingerprint(dir: &Path, what: &str, step: &'static str) -> Result<String, WorkflowError> {
+    Ok(fingerprint(&read_record(dir, what, step)?))
+}
+
+/// Checks that `path` is a complete `.npy` file of dtype `descr` (`"<f4"`, `"<f8"`, `"<i8"`), in C
+/// order, of exactly `shape` (`None` accepts any length on that axis), whose length is exactly
+/// its header plus its data. Returns the shape found, or what is wrong with the file.
+pub fn check_npy(path: &Path, descr: &str, shape: &[Option<usize>]) -> Result<Vec<usize>, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let header =
+        ndarray_npy::npy::header::Header::from_reader(&mut file).map_err(|e| format!("not a .npy file: {e}"))?;
+    let found = header.type_descriptor.as_string().cloned().unwrap_or_else(|| format!("{:?}", header.type_descriptor));
+    if found != descr {
+        return Err(format!("dtype {found:?}, expected {descr:?}"));
+    }
+    if header.layout.is_fortran() {
+        return Err("Fortran order, expected C order".into());
+    }
+    let matches =
+        header.shape.len() == shape.len() && header.shape.iter().zip(shape).all(|(&n, e)| e.is_none_or(|e| e == n));
+    if !matches {
+        let expected: Vec<String> = shape.iter().map(|e| e.map_or("any".into(), |n| n.to_string())).collect();
+        return Err(format!("shape {:?}, expected ({})", header.shape, expected.join(", ")));
+    }
+    let data_start = file.stream_position().map_err(|e| format!("cannot read: {e}"))?;
+    let item = descr.get(2..).and_then(|s| s.parse::<u64>().ok()).unwrap_or(1);
+    let values = header.shape.iter().try_fold(1u64, |acc, &n| acc.checked_mul(n as u64));
+    let expected_len = values.and_then(|v| v.checked_mul(item)).and_then(|b| b.checked_add(data_start));
+    let len = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
+    match expected_len {
+        Some(expected) if expected == len => Ok(header.shape),
+        Some(expected) => Err(format!("{len} bytes, its header promises {expected} (truncated or damaged)")),
+        None => Err(format!("shape {:?} overflows", header.shape)),
+    }
+}
+
+/// Checks that `path` decodes completely as an image (a truncated or corrupt PNG does not).
+pub fn check_png(path: &Path) -> Result<(), String> {
+    let reader = image::ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let reader = reader.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
+    reader.decode().map(|_| ()).map_err(|e| format!("does not decode: {e}"))
+}
+
+/// Whether an existing output can be reused: `true` when `check` accepts it; a file that exists
+/// but fails `check` is reported (a warning naming the file and the problem) and `false` is
+/// returned so that the caller recomputes it; an absent file is simply `false`.
+pub fn reusable(path: &Path, check: impl FnOnce(&Path) -> Result<(), String>) -> bool {
+    if !path.exists() {
+        return false;
+    }
+    match check(path) {
+        Ok(()) => true,
+        Err(problem) => {
+            tracing::warn!(file = %path.display(), %problem, "damaged output: recomputing it");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn fingerprints_are_stable_and_tell_texts_apart() {
+        // FNV-1a 64 of "" and "a" (published test vectors).
+        assert_eq!(fingerprint(""), "fnv1a64:cbf29ce484222325");
+        assert_eq!(fingerprint("a"), "fnv1a64:af63dc4c8601ec8c");
+        assert_ne!(ids_fingerprint(&[1, 2, 3]), ids_fingerprint(&[2, 3, 1]));
+        assert!(ids_fingerprint(&[1, 2, 3]).starts_with("3 ids, "));
+    }
+
+    #[test]
+    fn npy_checks_find_truncation_shape_and_dtype_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.npy");
+        let m = Array2::from_shape_fn((5, 3), |(i, j)| (i + j) as f32);
+        nsd_io::subject::save_npy(&path, &m).unwrap();
+        assert_eq!(check_npy(&path, "<f4", &[Some(5), Some(3)]).unwrap(), vec![5, 3]);
+        assert_eq!(check_npy(&path, "<f4", &[None, Some(3)]).unwrap(), vec![5, 3]);
+        let err = check_npy(&path, "<f4", &[Some(6), Some(3)]).unwrap_err();
+        assert!(err.contains("shape [5, 3]"), "{err}");
+        let err = check_npy(&path, "<f8", &[Some(5), Some(3)]).unwrap_err();
+        assert!(err.contains("dtype \"<f4\""), "{err}");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+        let err = check_npy(&path, "<f4", &[Some(5), Some(3)]).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
+        std::fs::write(&path, &bytes[..20]).unwrap();
+        assert!(check_npy(&path, "<f4", &[Some(5), Some(3)]).is_err());
+        assert!(!reusable(&path, |p| check_npy(p, "<f4", &[Some(5), Some(3)]).map(|_| ())));
+        assert!(!reusable(&dir.path().join("absent.npy"), |_| Ok(())));
+    }
+
+    #[test]
+    fn png_checks_find_truncated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        let img = image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 9, y as u8 * 7, 3]));
+        super::super::save_png(&path, &img).unwrap();
+        check_png(&path).unwrap();
+        assert!(reusable(&path, check_png));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(check_png(&path).is_err());
+        std::fs::write(&path, b"").unwrap();
+        assert!(check_png(&path).is_err());
+    }
+}
