@@ -12,10 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use brain_diffuser::TargetGroup;
 use brain_diffuser::demo::write_demo;
+use brain_diffuser::models::ModelsDir;
+use brain_diffuser::pipeline::Predictions;
 use brain_diffuser::workflow::features::FeatureFiles;
-use brain_diffuser::workflow::{DataSplit, RunDir, load_npy};
+use brain_diffuser::workflow::loaders::StageLoader;
+use brain_diffuser::workflow::prepare::image_name;
+use brain_diffuser::workflow::{DataSplit, RunDir, load_npy, load_png};
+use brain_diffuser::{Config, TargetGroup};
 use metrics::high_level::two_way_identification;
 
 struct Demo {
@@ -166,6 +170,26 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
         assert!(subject.root().join("metrics").join(variant).join("brain-diffuser/metrics.json").exists(), "{variant}");
     }
     assert_eq!(count_files(&a.average().root().join("reconstructions/brain-diffuser"), "png"), n_test);
+
+    // One seed rule for every composition: the library's in-memory `Pipeline`, built from the same
+    // models and configuration, turns the command line's predictions into the same images, byte
+    // for byte (stage 1 and the final images).
+    let config = Config::load(&demo.config).unwrap();
+    let models = ModelsDir::new(demo.root.join("demo/models"));
+    let pipeline = StageLoader { models: &models, config: &config, device: tch::Device::Cpu }.pipeline().unwrap();
+    let predictions = Predictions {
+        vdvae: predicted.vdvae.clone(),
+        clip_vision: predicted.clip_vision.clone(),
+        clip_text: predicted.clip_text.clone(),
+    };
+    let initial = pipeline.initial_guesses(&predictions, config.seeds.vdvae_decode).unwrap();
+    let finals = pipeline.refine(initial.clone(), &predictions, config.seeds.diffusion).unwrap();
+    assert_eq!((initial.len(), finals.len()), (n_test, n_test));
+    for (i, (first, last)) in initial.iter().zip(&finals).enumerate() {
+        let png = |variant: &str| load_png(&subject.root().join("reconstructions").join(variant).join(image_name(i)));
+        assert!(*first == png("only-vdvae").unwrap(), "stage-1 image {i} differs between the Pipeline and the CLI");
+        assert!(*last == png("brain-diffuser").unwrap(), "final image {i} differs between the Pipeline and the CLI");
+    }
     for out in [a.subject(1).outputs, a.subject(2).outputs, a.average()] {
         assert_eq!(count_files(&out.root().join("roi/brain-diffuser"), "png"), 13, "{}", out.root().display());
     }

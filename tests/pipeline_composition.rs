@@ -72,12 +72,13 @@ impl Generator for MeanPainter {
     fn name(&self) -> &str {
         "mean-painter"
     }
-    fn generate(&self, c: &LatentCondition, seed: u64) -> Result<Vec<RgbImage>, StageError> {
+    fn generate(&self, c: &LatentCondition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
+        brain_diffuser::check_seed_count(self.name(), c.latents.nrows(), seeds)?;
         Ok(c.latents
             .rows()
             .into_iter()
             .map(|r| {
-                let v = (r.mean().unwrap_or(0.0) * 10.0 + 128.0 + seed as f32).clamp(0.0, 255.0) as u8;
+                let v = (r.mean().unwrap_or(0.0) * 10.0 + 128.0).clamp(0.0, 255.0) as u8;
                 RgbImage::from_pixel(8, 8, Rgb([v, v, v]))
             })
             .collect())
@@ -92,7 +93,7 @@ impl Generator for ShapeCheckingRefiner {
     fn name(&self) -> &str {
         "identity"
     }
-    fn generate(&self, c: &GuidedCondition, _seed: u64) -> Result<Vec<RgbImage>, StageError> {
+    fn generate(&self, c: &GuidedCondition, _seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
         let n = c.init_images.len();
         if c.vision.dim() != (n, 3, 16) || c.text.dim() != (n, 2, 16) {
             return Err(StageError::new("identity", format!("got {:?} and {:?}", c.vision.dim(), c.text.dim())));

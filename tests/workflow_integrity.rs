@@ -150,6 +150,52 @@ fn settings_edited_after_fit_stop_every_step_that_reads_the_regressions() {
     c.session(&base().config, &[1, 2]).predict().unwrap();
 }
 
+/// Replaces `file` (relative to a models folder) in `models` by the same file of other tiny models
+/// (another seed: the same names, shapes and sizes, other values).
+fn replace_with_other_weights(models: &Path, file: &str) {
+    static OTHER: OnceLock<PathBuf> = OnceLock::new();
+    let other = OTHER.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workflow-integrity-other-models");
+        let _ = std::fs::remove_dir_all(&dir);
+        brain_diffuser::models::write_tiny_models(&dir, 99).expect("other tiny models");
+        dir
+    });
+    let (from, to) = (other.join(file), models.join(file));
+    assert_eq!(std::fs::metadata(&from).unwrap().len(), std::fs::metadata(&to).unwrap().len(), "{file}");
+    assert_ne!(std::fs::read(&from).unwrap(), std::fs::read(&to).unwrap(), "{file}");
+    std::fs::copy(from, to).unwrap();
+}
+
+#[test]
+fn replaced_checkpoints_make_the_steps_that_used_them_refuse_their_outputs() {
+    let c = copy();
+    let base = base();
+    let models = c._dir.path().join("models");
+    copy_tree(&base.models, &models);
+    let session = |models: &Path| Session { models: ModelsDir::new(models), ..c.session(&base.config, &[1]) };
+    // Features cached under a VDVAE (or CLIP) checkpoint are never reused for another one with the
+    // same shapes: `extract` refuses them, both weight fingerprints shown.
+    replace_with_other_weights(&models, "vdvae/model.safetensors");
+    let err = session(&models).extract(Shard::WHOLE, &[TargetGroup::Vdvae]).unwrap_err();
+    assert!(
+        matches!(err, WorkflowError::Stale { .. }) && err.to_string().matches("vdvae@fnv1a64:").count() >= 2,
+        "{err}"
+    );
+    replace_with_other_weights(&models, "versatile-diffusion/image_encoder/model.safetensors");
+    let err = session(&models).extract(Shard::WHOLE, &[TargetGroup::ClipVision]).unwrap_err();
+    assert!(matches!(err, WorkflowError::Stale { .. }) && err.to_string().contains("vd-clip-vit-l14@"), "{err}");
+    // The CLIP-Text features were made with the text tower, which is unchanged: still reused.
+    session(&models).extract(Shard::WHOLE, &[TargetGroup::ClipText]).unwrap();
+    // Images: made with the original models, then the U-Net is replaced: `reconstruct` refuses the
+    // images of the old one instead of mixing them with new ones.
+    let original = c._dir.path().join("original-models");
+    copy_tree(&base.models, &original);
+    session(&original).reconstruct(Shard::WHOLE).unwrap();
+    replace_with_other_weights(&original, "versatile-diffusion/image_unet/diffusion_pytorch_model.safetensors");
+    let err = session(&original).reconstruct(Shard::WHOLE).unwrap_err();
+    assert!(matches!(err, WorkflowError::Stale { .. }) && err.to_string().contains("vd-Float@"), "{err}");
+}
+
 /// A deterministic stand-in for the VDVAE decoder (stage 1 is all `evaluate` needs to check).
 struct Painter;
 
@@ -160,7 +206,7 @@ impl Generator for Painter {
         "painter"
     }
 
-    fn generate(&self, condition: &LatentCondition, _seed: u64) -> Result<Vec<image::RgbImage>, StageError> {
+    fn generate(&self, condition: &LatentCondition, _seeds: &[u64]) -> Result<Vec<image::RgbImage>, StageError> {
         let v = (condition.latents[[0, 0]].abs() * 50.0) as u8;
         Ok(vec![image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v]))])
     }

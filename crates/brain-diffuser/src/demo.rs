@@ -79,7 +79,14 @@ pub struct Demo {
 }
 
 /// Writes `out/nsd` (synthetic NSD), `out/models` (tiny random models) and `out/config.toml`.
+/// The seed is recorded in the TOML config, so it must lie in `0..=i64::MAX`.
 pub fn write_demo(out: &Path, seed: u64) -> Result<Demo, WorkflowError> {
+    if i64::try_from(seed).is_err() {
+        return Err(WorkflowError::Invalid(format!(
+            "demo seed {seed}: must lie in 0..={} (it is recorded as a TOML integer)",
+            i64::MAX
+        )));
+    }
     let synth = demo_synth_config(seed);
     let nsd = out.join("nsd");
     write_synthetic_nsd(&nsd, &synth)?;
@@ -129,5 +136,19 @@ impl fmt::Display for Demo {
             writeln!(f, "  brain-diffuser --config {c} {step}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_that_toml_cannot_record_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("demo");
+        let err = write_demo(&out, i64::MAX as u64 + 1).unwrap_err().to_string();
+        assert!(err.contains("demo seed 9223372036854775808") && err.contains("0..=9223372036854775807"), "{err}");
+        assert!(!out.exists());
     }
 }

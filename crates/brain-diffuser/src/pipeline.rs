@@ -13,6 +13,8 @@ use ndarray::{Array2, Array3, ArrayView2};
 
 use crate::config::Config;
 use crate::renormalise::{ColumnStats, renormalise};
+use crate::seeds::item_seed;
+use crate::stage::single_image;
 use crate::{Encoder, Generator, GuidedCondition, LatentCondition, PipelineError, Regressor, StageError};
 
 /// The three groups of regression targets.
@@ -157,49 +159,76 @@ impl Pipeline {
         test_fmri: ArrayView2<f32>,
         features: &Features,
     ) -> Result<Predictions, PipelineError> {
-        let mut predicted = Vec::with_capacity(3);
-        for group in TargetGroup::ALL {
-            let split = features.group(group);
-            if split.train.nrows() != train_fmri.nrows() {
-                return Err(PipelineError::Shape(format!(
-                    "{}: {} training feature rows for {} training fMRI rows",
-                    group.name(),
-                    split.train.nrows(),
-                    train_fmri.nrows()
-                )));
-            }
-            let mut regressor = (self.regressor)(group, &self.config);
-            regressor.fit(train_fmri, split.train.view())?;
-            let test = regressor.predict(test_fmri)?;
-            let train_prediction_stats = match self.config.regression.renormalisation {
-                crate::config::Renormalisation::TrainOnly => {
-                    Some(ColumnStats::of(regressor.predict(train_fmri)?.view()))
-                }
-                _ => None,
-            };
-            let stats = ColumnStats::of(split.train.view());
-            let renormalised = renormalise(
-                test.view(),
-                &stats,
-                train_prediction_stats.as_ref(),
-                self.config.regression.renormalisation,
-            )
-            .map_err(|message| StageError::new(regressor.name(), message))?;
-            predicted.push(renormalised);
+        let predict = |group| self.fit_predict_group(group, train_fmri, test_fmri, features.group(group));
+        Ok(Predictions {
+            vdvae: predict(TargetGroup::Vdvae)?,
+            clip_vision: predict(TargetGroup::ClipVision)?,
+            clip_text: predict(TargetGroup::ClipText)?,
+        })
+    }
+
+    /// The renormalised test predictions of one group: one row per test fMRI row, one column per
+    /// training feature column, or an error naming the regressor and the shape it returned.
+    fn fit_predict_group(
+        &self,
+        group: TargetGroup,
+        train_fmri: ArrayView2<f32>,
+        test_fmri: ArrayView2<f32>,
+        split: &Split,
+    ) -> Result<Array2<f32>, PipelineError> {
+        if split.train.nrows() != train_fmri.nrows() {
+            return Err(PipelineError::Shape(format!(
+                "{}: {} training feature rows for {} training fMRI rows",
+                group.name(),
+                split.train.nrows(),
+                train_fmri.nrows()
+            )));
         }
-        let clip_text = predicted.pop().unwrap_or_default();
-        let clip_vision = predicted.pop().unwrap_or_default();
-        let vdvae = predicted.pop().unwrap_or_default();
-        Ok(Predictions { vdvae, clip_vision, clip_text })
+        let mut regressor = (self.regressor)(group, &self.config);
+        regressor.fit(train_fmri, split.train.view())?;
+        let checked = |rows: Array2<f32>, fmri: ArrayView2<f32>, what: &str| {
+            let expected = (fmri.nrows(), split.train.ncols());
+            if rows.dim() == expected {
+                Ok(rows)
+            } else {
+                Err(PipelineError::Shape(format!(
+                    "{}: regressor '{}' predicted {:?} for the {what} fMRI, expected {expected:?} (rows x features)",
+                    group.name(),
+                    regressor.name(),
+                    rows.dim()
+                )))
+            }
+        };
+        let test = checked(regressor.predict(test_fmri)?, test_fmri, "test")?;
+        let train_prediction_stats = match self.config.regression.renormalisation {
+            crate::config::Renormalisation::TrainOnly => {
+                Some(ColumnStats::of(checked(regressor.predict(train_fmri)?, train_fmri, "training")?.view()))
+            }
+            _ => None,
+        };
+        let stats = ColumnStats::of(split.train.view());
+        renormalise(test.view(), &stats, train_prediction_stats.as_ref(), self.config.regression.renormalisation)
+            .map_err(|message| StageError::new(regressor.name(), message).into())
     }
 
-    /// Stage 1: decodes the predicted VDVAE latents into initial guesses.
+    /// Stage 1: decodes the predicted VDVAE latents into initial guesses, image `i` with the
+    /// seed [`crate::seeds::item_seed`]`(seed, i)`, one image per call as the workflow does (a
+    /// convolution can round differently at another batch size), so that both give the same bytes.
     pub fn initial_guesses(&self, predictions: &Predictions, seed: u64) -> Result<Vec<RgbImage>, PipelineError> {
-        let condition = LatentCondition { latents: predictions.vdvae.clone() };
-        Ok(self.initial_guess.generate(&condition, seed)?)
+        let latents = &predictions.vdvae;
+        (0..latents.nrows())
+            .map(|i| {
+                let condition = LatentCondition { latents: latents.slice(ndarray::s![i..i + 1, ..]).to_owned() };
+                Ok(single_image(
+                    self.initial_guess.name(),
+                    self.initial_guess.generate(&condition, &[item_seed(seed, i)])?,
+                )?)
+            })
+            .collect()
     }
 
-    /// Stage 2: refines the initial guesses under the predicted CLIP embeddings.
+    /// Stage 2: refines the initial guesses under the predicted CLIP embeddings, image `i` with
+    /// the seed [`crate::seeds::item_seed`]`(seed, i)`, one image per call (as the workflow).
     pub fn refine(
         &self,
         initial: Vec<RgbImage>,
@@ -209,7 +238,23 @@ impl Pipeline {
         let tokens = |encoder: &dyn Encoder<Input = RgbImage>| encoder.feature_shape().to_vec();
         let vision = to_tokens(&predictions.clip_vision, &tokens(self.clip_vision.as_ref()))?;
         let text = to_tokens(&predictions.clip_text, self.clip_text.feature_shape())?;
-        Ok(self.refiner.generate(&GuidedCondition { init_images: initial, vision, text }, seed)?)
+        if vision.dim().0 != initial.len() || text.dim().0 != initial.len() {
+            return Err(PipelineError::Shape(format!(
+                "{} initial images for {} CLIP-Vision and {} CLIP-Text predictions",
+                initial.len(),
+                vision.dim().0,
+                text.dim().0
+            )));
+        }
+        initial
+            .into_iter()
+            .enumerate()
+            .map(|(i, init)| {
+                let row = |m: &Array3<f32>| m.slice(ndarray::s![i..i + 1, .., ..]).to_owned();
+                let condition = GuidedCondition { init_images: vec![init], vision: row(&vision), text: row(&text) };
+                Ok(single_image(self.refiner.name(), self.refiner.generate(&condition, &[item_seed(seed, i)])?)?)
+            })
+            .collect()
     }
 }
 

@@ -84,11 +84,12 @@ pub trait Regressor {
     fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>, StageError>;
 }
 
-/// Produces images from a condition and a seed.
+/// Produces images from a condition and one seed per item.
 ///
 /// Implemented by the VDVAE decoder ([`LatentCondition`] -> 64x64 images) and by Versatile
-/// Diffusion's dual-guided img2img ([`GuidedCondition`] -> 512x512 images). The same condition and
-/// seed always give the same images on the same device and precision.
+/// Diffusion's dual-guided img2img ([`GuidedCondition`] -> 512x512 images). The caller derives
+/// the seeds from the run seed ([`crate::seeds`]); the same condition and seeds always give the
+/// same images on the same device and precision.
 pub trait Generator {
     /// What the images are generated from.
     type Condition;
@@ -96,8 +97,29 @@ pub trait Generator {
     /// A stable name identifying the model and its settings, used to key outputs and reports.
     fn name(&self) -> &str;
 
-    /// Generates one image per item of `condition`, drawing every random number from `seed`.
-    fn generate(&self, condition: &Self::Condition, seed: u64) -> Result<Vec<RgbImage>, StageError>;
+    /// Generates one image per item of `condition`, item `k` drawing every random number from
+    /// `seeds[k]` alone (so that an item's image does not depend on the other items of the
+    /// batch). `seeds` has one entry per item; a generator refuses another count.
+    fn generate(&self, condition: &Self::Condition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError>;
+}
+
+/// The one image a generator returned for a one-item condition; another count is an error
+/// naming the generator.
+pub(crate) fn single_image(generator: &str, images: Vec<RgbImage>) -> Result<RgbImage, StageError> {
+    let count = images.len();
+    match <[RgbImage; 1]>::try_from(images) {
+        Ok([image]) => Ok(image),
+        Err(_) => Err(StageError::new(generator, format!("returned {count} images for one item"))),
+    }
+}
+
+/// Checks that `seeds` has one entry per item: generators call it first.
+pub fn check_seed_count(generator: &str, items: usize, seeds: &[u64]) -> Result<(), StageError> {
+    if seeds.len() == items {
+        Ok(())
+    } else {
+        Err(StageError::new(generator, format!("{} seeds for {items} items: one seed per item expected", seeds.len())))
+    }
 }
 
 /// Predicted VDVAE latents: one row per image, the first decoder blocks' latents flattened in the

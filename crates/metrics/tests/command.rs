@@ -59,3 +59,30 @@ fn command_writes_json_csv_and_summary() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing"));
 }
+
+/// Bad `--device` and `--batch-size` values are refused with a message naming the argument
+/// (a CUDA device on a machine without one must not panic inside tch or fall back silently).
+#[test]
+fn command_refuses_missing_devices_and_empty_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_evaluate-reconstructions"))
+            .arg("--ground-truth")
+            .arg(dir.path())
+            .arg("--reconstructions")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .args(args)
+            .output()
+            .unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, err) = run(&["--device", "gpu"]);
+    assert!(code == Some(1) && err.contains("--device \"gpu\": expected cpu, cuda or cuda:N"), "{code:?} {err}");
+    let (code, err) = run(&["--batch-size", "0"]);
+    assert!(code == Some(2) && err.contains("--batch-size"), "{code:?} {err}");
+    let visible = if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 };
+    let (code, err) = run(&["--device", &format!("cuda:{visible}")]);
+    assert!(code == Some(1) && err.contains(&format!("has {visible} CUDA device(s)")), "{code:?} {err}");
+}

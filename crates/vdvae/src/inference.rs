@@ -113,6 +113,29 @@ impl Vdvae {
     /// remaining blocks draw from the prior at `options.temperature`, then the output is
     /// sampled (or its mode taken).
     pub fn decode(&self, latents: &Latents, options: &DecodeOptions) -> Result<Vec<RgbImage>, VdvaeError> {
+        self.check_latent_dim(latents)?;
+        self.decode_rows(&latents.values, latents.n_blocks, options)
+    }
+
+    /// [`decode`](Self::decode) with one seed per image (see
+    /// [`decode_rows_per_image_seeds`](Self::decode_rows_per_image_seeds)).
+    pub fn decode_per_image_seeds(
+        &self,
+        latents: &Latents,
+        options: &DecodeOptions,
+        seeds: &[u64],
+    ) -> Result<Vec<RgbImage>, VdvaeError> {
+        self.check_latent_dim(latents)?;
+        if seeds.len() != latents.n_images() {
+            return Err(VdvaeError::Invalid {
+                what: "seeds".into(),
+                message: format!("{} seeds for {} images: one per image expected", seeds.len(), latents.n_images()),
+            });
+        }
+        self.decode_rows_per_image_seeds(&latents.values, latents.n_blocks, options, seeds)
+    }
+
+    fn check_latent_dim(&self, latents: &Latents) -> Result<(), VdvaeError> {
         let layout = self.config().latent_layout(latents.n_blocks)?;
         if latents.dim != layout.dim() {
             return Err(VdvaeError::Invalid {
@@ -125,7 +148,7 @@ impl Vdvae {
                 ),
             });
         }
-        self.decode_rows(&latents.values, latents.n_blocks, options)
+        Ok(())
     }
 
     /// [`decode`](Self::decode) from a flat slice of rows (each the latents of the first
@@ -135,6 +158,36 @@ impl Vdvae {
         values: &[f32],
         n_blocks: usize,
         options: &DecodeOptions,
+    ) -> Result<Vec<RgbImage>, VdvaeError> {
+        self.decode_rows_with(values, n_blocks, options, |first, count| {
+            Ok(SeededNoise::for_images(options.seed, first, count))
+        })
+    }
+
+    /// [`decode_rows`](Self::decode_rows) with one seed per row: row `j` draws from
+    /// [`SeededNoise::per_image`]`(&[seeds[j]])` whatever the batch (`options.seed` is unused).
+    /// For callers that derive a seed per image, so that an image does not depend on its batch.
+    pub fn decode_rows_per_image_seeds(
+        &self,
+        values: &[f32],
+        n_blocks: usize,
+        options: &DecodeOptions,
+        seeds: &[u64],
+    ) -> Result<Vec<RgbImage>, VdvaeError> {
+        self.decode_rows_with(values, n_blocks, options, |first, count| {
+            seeds.get(first..first + count).map(SeededNoise::per_image).ok_or_else(|| VdvaeError::Invalid {
+                what: "seeds".into(),
+                message: format!("{} seeds for the latent rows {first}..{}", seeds.len(), first + count),
+            })
+        })
+    }
+
+    fn decode_rows_with(
+        &self,
+        values: &[f32],
+        n_blocks: usize,
+        options: &DecodeOptions,
+        noise_for: impl Fn(usize, usize) -> Result<SeededNoise, VdvaeError>,
     ) -> Result<Vec<RgbImage>, VdvaeError> {
         check_batch_size(options.batch_size)?;
         let layout = self.config().latent_layout(n_blocks)?;
@@ -157,7 +210,7 @@ impl Vdvae {
             let count = rows.len() / layout.dim();
             debug!(first, count, "VDVAE decode batch");
             let blocks = layout.unflatten(rows, count, self.device(), self.kind())?;
-            let mut noise = SeededNoise::for_images(options.seed, first, count);
+            let mut noise = noise_for(first, count)?;
             let px_z = self.generate(count, &blocks, options.temperature, &mut noise)?;
             let pixels = self.sample_output(&px_z, options.output, &mut noise)?;
             let bytes = Vec::<u8>::try_from(pixels.to_device(tch::Device::Cpu).contiguous().reshape([-1]))?;

@@ -67,6 +67,13 @@ impl SeededNoise {
         SeededNoise { rngs }
     }
 
+    /// Noise for a batch whose image `j` draws from its own seed `seeds[j]` (ChaCha8 stream 0 of
+    /// it): for callers that derive one seed per image, so that each image's draws depend on its
+    /// seed alone, whatever else is in the batch.
+    pub fn per_image(seeds: &[u64]) -> Self {
+        SeededNoise { rngs: seeds.iter().map(|&seed| ChaCha8Rng::seed_from_u64(seed)).collect() }
+    }
+
     fn fill(&mut self, shape: &[i64], sample: impl Fn(&mut ChaCha8Rng) -> f32 + Sync) -> Result<Tensor, VdvaeError> {
         let batch = shape.first().copied().unwrap_or(0) as usize;
         if batch != self.rngs.len() {

@@ -139,6 +139,29 @@ fn decode_round_trip_is_seeded_and_sized() {
 }
 
 #[test]
+fn per_image_seeds_give_each_image_the_draws_of_its_own_seed() {
+    let (model, fx) = tiny();
+    let latents = model.encode(&images(&fx), &EncodeOptions { n_blocks: 4, ..Default::default() }).unwrap();
+    let seeds = [11, 7, 2024];
+    let one = DecodeOptions { batch_size: 1, ..Default::default() };
+    let each = model.decode_per_image_seeds(&latents, &one, &seeds).unwrap();
+    // Image k is what decoding row k alone with seed seeds[k] gives (batch 1: the same kernels).
+    for (k, &seed) in seeds.iter().enumerate() {
+        let row = Latents { n_blocks: 4, dim: latents.dim, values: latents.row(k).to_vec() };
+        assert_eq!(each[k], model.decode(&row, &DecodeOptions { seed, ..one }).unwrap()[0], "image {k}");
+    }
+    // In one batch of 3 the draws are the same (up to a rare batch-size rounding flip), and an
+    // image does not change when another image's seed does.
+    let batched = model.decode_per_image_seeds(&latents, &DecodeOptions { batch_size: 3, ..one }, &seeds).unwrap();
+    assert!(differing_levels(&each, &batched) <= 3);
+    let other = model.decode_per_image_seeds(&latents, &one, &[11, 8, 2024]).unwrap();
+    assert_eq!((&other[0], &other[2]), (&each[0], &each[2]));
+    assert!(differing_levels(&other[1..2], &each[1..2]) > 100);
+    let err = model.decode_per_image_seeds(&latents, &one, &seeds[..2]).unwrap_err().to_string();
+    assert!(err.contains("2 seeds for 3 images"), "{err}");
+}
+
+#[test]
 fn decode_refuses_latents_of_the_wrong_size() {
     let (model, _) = tiny();
     let bad = Latents { n_blocks: 4, dim: 100, values: vec![0.0; 200] };

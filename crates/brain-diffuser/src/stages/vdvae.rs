@@ -8,7 +8,7 @@ use image::RgbImage;
 use ndarray::Array2;
 use vdvae::{DecodeOptions, EncodeOptions, Latents, Vdvae};
 
-use crate::{Encoder, Generator, LatentCondition, StageError};
+use crate::{Encoder, Generator, LatentCondition, StageError, check_seed_count};
 
 /// Images -> flattened latents of the first `options.n_blocks` decoder blocks (91,168 values for 31).
 pub struct VdvaeEncoder {
@@ -68,7 +68,7 @@ pub struct VdvaeDecoder {
 }
 
 impl VdvaeDecoder {
-    /// Wraps a loaded model; `options.seed` is replaced by the seed given to each `generate` call.
+    /// Wraps a loaded model; `options.seed` is unused: each `generate` call gives one seed per row.
     pub fn new(
         model: Rc<Vdvae>,
         weights_name: &str,
@@ -93,11 +93,16 @@ impl Generator for VdvaeDecoder {
         &self.name
     }
 
-    fn generate(&self, condition: &LatentCondition, seed: u64) -> Result<Vec<RgbImage>, StageError> {
+    /// Row `k` draws its prior and pixel samples from `seeds[k]` alone, in batches of
+    /// `options.batch_size` rows.
+    fn generate(&self, condition: &LatentCondition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
+        check_seed_count(&self.name, condition.latents.nrows(), seeds)?;
         let rows = condition.latents.as_standard_layout();
         let latents = Latents { n_blocks: self.n_blocks, dim: rows.ncols(), values: rows.iter().copied().collect() };
-        let options = DecodeOptions { seed, ..self.options };
-        let images = self.model.decode(&latents, &options).map_err(|e| StageError::new(&self.name, e))?;
+        let images = self
+            .model
+            .decode_per_image_seeds(&latents, &self.options, seeds)
+            .map_err(|e| StageError::new(&self.name, e))?;
         Ok(match self.upscale_to {
             Some(size) => images.iter().map(|img| vdvae::upscale(img, size)).collect(),
             None => images,
@@ -133,20 +138,28 @@ mod tests {
         assert_eq!(rows.as_slice().unwrap(), direct.values.as_slice());
 
         let decoder = VdvaeDecoder::new(model, "tiny", 4, DecodeOptions::default(), Some(32));
-        let condition = LatentCondition { latents: rows };
-        let a = decoder.generate(&condition, 5).unwrap();
-        let b = decoder.generate(&condition, 5).unwrap();
-        let c = decoder.generate(&condition, 6).unwrap();
+        let condition = LatentCondition { latents: rows.clone() };
+        let a = decoder.generate(&condition, &[5, 6, 7]).unwrap();
+        let b = decoder.generate(&condition, &[5, 6, 7]).unwrap();
+        let c = decoder.generate(&condition, &[5, 9, 7]).unwrap();
         assert_eq!(a.len(), 3);
         assert_eq!(a[0].dimensions(), (32, 32));
-        assert_eq!(a, b, "the same seed must give the same images");
-        assert_ne!(a, c, "another seed must give other samples");
+        assert_eq!(a, b, "the same seeds must give the same images");
+        assert_ne!(a[1], c[1], "another seed must give other samples");
+        assert_eq!((&a[0], &a[2]), (&c[0], &c[2]), "an image depends on its own seed only");
+        // Each row decoded alone with its seed gives the image it got in the batch.
+        for k in 0..3 {
+            let alone = LatentCondition { latents: rows.slice(ndarray::s![k..k + 1, ..]).to_owned() };
+            assert_eq!(decoder.generate(&alone, &[5 + k as u64]).unwrap()[0], a[k], "row {k}");
+        }
     }
 
     #[test]
-    fn wrong_latent_width_is_a_stage_error() {
+    fn wrong_latent_width_or_seed_count_is_a_stage_error() {
         let decoder = VdvaeDecoder::new(tiny_model(), "tiny", 4, DecodeOptions::default(), None);
-        let err = decoder.generate(&LatentCondition { latents: Array2::zeros((1, 3)) }, 0).unwrap_err();
+        let err = decoder.generate(&LatentCondition { latents: Array2::zeros((1, 3)) }, &[0]).unwrap_err();
         assert!(err.to_string().contains("vdvae-decode"), "{err}");
+        let err = decoder.generate(&LatentCondition { latents: Array2::zeros((2, 3)) }, &[0]).unwrap_err();
+        assert!(err.to_string().contains("1 seeds for 2 items"), "{err}");
     }
 }

@@ -13,6 +13,11 @@ use super::integrity::{fingerprint, record_fingerprint};
 use super::{OutputDir, RunDir, WorkflowError, check_settings, load_npy, require_settings, save_npy, write_text};
 use crate::TargetGroup;
 
+/// The error of an average over no subject (a sum that was never started).
+fn no_subjects() -> WorkflowError {
+    WorkflowError::Invalid("an average needs at least one subject, got none".into())
+}
+
 /// Adds `m` (rows in `positions` order) into `sum` (rows in the common order), in f64.
 fn accumulate(sum: &mut Array2<f64>, m: &Array2<f32>, positions: &[usize]) {
     for (mut target, &p) in sum.rows_mut().into_iter().zip(positions) {
@@ -152,7 +157,7 @@ pub fn average_subjects(run: &RunDir, subjects: &[u8]) -> Result<OutputDir, Work
             }
             accumulate(sum, &m, rows);
         }
-        save_npy(&out.predicted(group), &mean_of(sum.unwrap_or_default(), subjects.len()))?;
+        save_npy(&out.predicted(group), &mean_of(sum.ok_or_else(no_subjects)?, subjects.len()))?;
         // ROI-optimal features share their rows (the 13 ROIs) across subjects.
         let roi: Vec<_> = subjects.iter().map(|&s| run.subject(s).outputs.roi_features(group)).collect();
         if let Some(roi_settings) = &roi_settings {
@@ -172,7 +177,7 @@ pub fn average_subjects(run: &RunDir, subjects: &[u8]) -> Result<OutputDir, Work
                 let identity: Vec<usize> = (0..m.nrows()).collect();
                 accumulate(sum, &m, &identity);
             }
-            save_npy(&out.roi_features(group), &mean_of(sum.unwrap_or_default(), subjects.len()))?;
+            save_npy(&out.roi_features(group), &mean_of(sum.ok_or_else(no_subjects)?, subjects.len()))?;
         }
     }
     let text: String = order.iter().map(|id| format!("{id}\n")).collect();

@@ -34,8 +34,38 @@ pub fn load_subject(dir: &SubjectDir) -> Result<SubjectData, WorkflowError> {
     Ok(SubjectData::load(&fmri, dir.subject)?)
 }
 
-fn stats_matrix(stats: &ColumnStats) -> Array2<f32> {
-    ndarray::stack(Axis(0), &[stats.mean.view(), stats.std.view()]).unwrap_or_default()
+/// The `2 x d` matrix (mean row, std row) of `stats`.
+fn stats_matrix(stats: &ColumnStats) -> Result<Array2<f32>, WorkflowError> {
+    ndarray::stack(Axis(0), &[stats.mean.view(), stats.std.view()]).map_err(|e| {
+        WorkflowError::Invalid(format!(
+            "column statistics with {} means and {} standard deviations: {e}",
+            stats.mean.len(),
+            stats.std.len()
+        ))
+    })
+}
+
+/// The predictions of one evaluation set, checked to hold `rows x targets` values: an empty or
+/// mis-shaped result is an error naming the set, never a file that marks the fit complete.
+fn take_predictions(
+    predictions: &mut impl Iterator<Item = Array2<f32>>,
+    what: &str,
+    rows: usize,
+    targets: usize,
+    group: TargetGroup,
+) -> Result<Array2<f32>, WorkflowError> {
+    match predictions.next() {
+        Some(m) if m.dim() == (rows, targets) => Ok(m),
+        Some(m) => Err(WorkflowError::Invalid(format!(
+            "the {} regression predicted {:?} for the {what}, expected [{rows}, {targets}] (rows x targets)",
+            group.name(),
+            m.dim()
+        ))),
+        None => Err(WorkflowError::Invalid(format!(
+            "the {} regression returned no predictions for the {what}",
+            group.name()
+        ))),
+    }
 }
 
 /// Reads a `2 x d` statistics file written by `fit`.
@@ -234,20 +264,21 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
             predict_s = fit.timings.predict_s,
             "ridge fitted"
         );
-        save_npy(&out.join("train_feature_stats.npy"), &stats_matrix(&targets.column_stats()?))?;
+        save_npy(&out.join("train_feature_stats.npy"), &stats_matrix(&targets.column_stats()?)?)?;
+        let d = targets.cols();
         let mut predictions = fit.predictions.into_iter();
-        let test_prediction = predictions.next().unwrap_or_default();
-        if roi.is_some() {
-            let rows = predictions.next().unwrap_or_default();
-            let k = rows.nrows().saturating_sub(1);
+        let test_prediction = take_predictions(&mut predictions, "test fMRI", subject.test_fmri.nrows(), d, group)?;
+        if let Some(p) = &patterns {
+            let rows = take_predictions(&mut predictions, "ROI patterns", p.nrows() + 1, d, group)?;
+            let k = p.nrows();
             let intercept = rows.slice(s![k.., ..]).to_owned();
             let response = &rows.slice(s![..k, ..]) - &intercept;
             save_npy(&out.join("roi_response.npy"), &response)?;
             save_npy(&out.join("roi_intercept.npy"), &intercept)?;
         }
         if train_only {
-            let rows = predictions.next().unwrap_or_default();
-            save_npy(&out.join("train_prediction_stats.npy"), &stats_matrix(&ColumnStats::of(rows.view())))?;
+            let rows = take_predictions(&mut predictions, "training fMRI", subject.train_fmri.nrows(), d, group)?;
+            save_npy(&out.join("train_prediction_stats.npy"), &stats_matrix(&ColumnStats::of(rows.view()))?)?;
         }
         write_text(
             &out.join("fit.toml"),

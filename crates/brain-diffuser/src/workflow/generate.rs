@@ -1,9 +1,9 @@
 //! Stage 1 and stage 2 image by image, so that `reconstruct`, `ablate`, `average` and `roi` resume
 //! at the first missing image and shards split the images.
 //!
-//! Image `i` of a folder is generated alone with the seed `image_seed(seed, i)`: its pixels depend
-//! only on its own condition, the configured seed and its index — never on the shard, the batch or
-//! an interrupted earlier run.
+//! Image `i` of a folder is generated alone with the seed [`item_seed`]`(seed, i)` (the rule of
+//! [`crate::seeds`]): its pixels depend only on its own condition, the configured seed and its
+//! index — never on the shard, the batch or an interrupted earlier run.
 
 use std::ops::Range;
 use std::path::Path;
@@ -14,12 +14,14 @@ use ndarray::{ArrayView2, Axis};
 use super::integrity::{check_png, read_record, record_fingerprint, reusable};
 use super::{Progress, Variant, WorkflowError, check_settings, load_png, save_png};
 use crate::config::Config;
-use crate::stages::versatile_diffusion::image_seed;
+use crate::seeds::{ITEM_SEED_RULE, item_seed};
+use crate::stage::single_image;
 use crate::{Generator, GuidedCondition, LatentCondition};
 
 /// The part of an image folder's settings record that the configuration and the conditions
 /// determine (everything but the generator's name, which also says the device's precision):
-/// `seed`, the decoder's or the variant's diffusion settings, the token shapes, and `conditions`,
+/// `seed` and the rule that derives each image's seed from it ([`ITEM_SEED_RULE`]), the decoder's
+/// or the variant's diffusion settings, the token shapes, and `conditions`,
 /// the fingerprint of the record of the features the images are made from. `generate` writes it
 /// into the record of every image folder; `evaluate` checks it there.
 pub fn image_settings(config: &Config, variant: Variant, conditions: &str) -> String {
@@ -48,7 +50,7 @@ pub fn image_settings(config: &Config, variant: Variant, conditions: &str) -> St
             c.clip.embedding_dim
         ),
     };
-    format!("{options}conditions = \"{conditions}\"\n")
+    format!("{options}image_seeds = {ITEM_SEED_RULE:?}\nconditions = \"{conditions}\"\n")
 }
 
 /// Checks that the images in `folder` were made with `settings` ([`image_settings`]: the
@@ -85,8 +87,7 @@ pub fn stage1_images(
     let bar = Progress::each(todo.len(), "stage 1 (VDVAE)");
     for &i in &todo {
         let condition = LatentCondition { latents: latents.slice(ndarray::s![i..i + 1, ..]).to_owned() };
-        let image = decoder.generate(&condition, image_seed(seed, i))?.into_iter().next();
-        let image = image.ok_or_else(|| WorkflowError::Invalid(format!("'{}' returned no image", decoder.name())))?;
+        let image = single_image(decoder.name(), decoder.generate(&condition, &[item_seed(seed, i)])?)?;
         save_png(&folder.join(&names[i]), &image)?;
         bar.inc_with(1, |done, len| position_line("stage 1", i, names.len(), &part, done, len, folder));
     }
@@ -149,6 +150,8 @@ pub fn stage2_images(
     settings: &str,
 ) -> Result<usize, WorkflowError> {
     check_lengths(names.len(), &[("CLIP-Vision rows", vision.nrows()), ("CLIP-Text rows", text.nrows())])?;
+    check_token_width("CLIP-Vision", vision.ncols(), vision_shape, "vision_tokens")?;
+    check_token_width("CLIP-Text", text.ncols(), text_shape, "text_tokens")?;
     let init_name = match &init {
         InitImages::Folder(dir) => {
             format!(
@@ -183,13 +186,26 @@ pub fn stage2_images(
             vision: tokens(vision, i, vision_shape)?,
             text: tokens(text, i, text_shape)?,
         };
-        let image = refiner.generate(&condition, image_seed(seed, i))?.into_iter().next();
-        let image = image.ok_or_else(|| WorkflowError::Invalid(format!("'{}' returned no image", refiner.name())))?;
+        let image = single_image(refiner.name(), refiner.generate(&condition, &[item_seed(seed, i)])?)?;
         save_png(&folder.join(&names[i]), &image)?;
         bar.inc_with(1, |done, len| position_line("stage 2", i, names.len(), &part, done, len, folder));
     }
     bar.finish_and_clear();
     Ok(todo.len())
+}
+
+/// A predicted embedding row must hold `[tokens, width]` values: a mismatch means the predictions
+/// were made under another `[clip]` configuration than the one the generator is built from.
+fn check_token_width(what: &str, values: usize, [t, w]: [usize; 2], tokens_key: &str) -> Result<(), WorkflowError> {
+    if values == t * w {
+        return Ok(());
+    }
+    Err(WorkflowError::Invalid(format!(
+        "predicted {what} rows have {values} values each, but the config's [clip] {tokens_key} x embedding_dim = \
+         {t} x {w} = {} (the predictions were made with another CLIP configuration: run extract, fit and \
+         predict again, or restore the config)",
+        t * w
+    )))
 }
 
 fn check_lengths(names: usize, inputs: &[(&str, usize)]) -> Result<(), WorkflowError> {
@@ -237,8 +253,8 @@ mod cache_tests {
             "painter"
         }
 
-        fn generate(&self, condition: &LatentCondition, seed: u64) -> Result<Vec<RgbImage>, StageError> {
-            let v = condition.latents[[0, 0]];
+        fn generate(&self, condition: &LatentCondition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
+            let (v, seed) = (condition.latents[[0, 0]], seeds[0]);
             Ok(vec![RgbImage::from_fn(24, 24, |x, y| Rgb([(v as u32 + x) as u8, (seed as u32 + y) as u8, 7]))])
         }
     }
@@ -253,7 +269,7 @@ mod cache_tests {
             "inverter"
         }
 
-        fn generate(&self, condition: &GuidedCondition, _seed: u64) -> Result<Vec<RgbImage>, StageError> {
+        fn generate(&self, condition: &GuidedCondition, _seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
             let mut image = condition.init_images[0].clone();
             image.pixels_mut().for_each(|p| p.0 = p.0.map(|c| 255 - c));
             Ok(vec![image])
@@ -318,5 +334,38 @@ mod cache_tests {
             check_image_settings(&stage2, &image_settings(&steps, Variant::BrainDiffuser, "fnv1a64:0000000000000001"));
         assert!(err.unwrap_err().to_string().contains("steps = 20"));
         assert!(matches!(check_image_settings(dir.path(), &s1), Err(WorkflowError::Missing { .. })));
+    }
+
+    #[test]
+    fn predictions_of_another_clip_width_are_refused_naming_the_config_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..2).map(crate::workflow::prepare::image_name).collect();
+        let (vision, text) = (Array2::<f32>::zeros((2, 6)), Array2::<f32>::zeros((2, 4)));
+        let run = |vision_shape: [usize; 2], text_shape: [usize; 2]| {
+            stage2_images(
+                dir.path(),
+                &names,
+                InitImages::Grey(4),
+                vision.view(),
+                vision_shape,
+                text.view(),
+                text_shape,
+                0..2,
+                &Inverter,
+                5,
+                "",
+            )
+        };
+        let err = run([2, 2], [2, 2]).unwrap_err().to_string();
+        assert!(
+            err.contains("CLIP-Vision rows have 6 values") && err.contains("vision_tokens x embedding_dim = 2 x 2"),
+            "{err}"
+        );
+        let err = run([3, 2], [1, 2]).unwrap_err().to_string();
+        assert!(
+            err.contains("CLIP-Text rows have 4 values") && err.contains("text_tokens x embedding_dim = 1 x 2"),
+            "{err}"
+        );
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written before the check");
     }
 }

@@ -8,15 +8,92 @@ use std::path::Path;
 
 use super::WorkflowError;
 
-/// A stable 64-bit fingerprint of `text` (FNV-1a; the same on every platform and release), as it
-/// appears in settings records: `fnv1a64:0123456789abcdef`.
-pub fn fingerprint(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in text.as_bytes() {
+/// FNV-1a 64 over `bytes`, continuing from `hash`.
+fn fnv1a64(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("fnv1a64:{hash:016x}")
+    hash
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A stable 64-bit fingerprint of `text` (FNV-1a; the same on every platform and release), as it
+/// appears in settings records: `fnv1a64:0123456789abcdef`.
+pub fn fingerprint(text: &str) -> String {
+    format!("fnv1a64:{:016x}", fnv1a64(FNV_OFFSET, text.as_bytes()))
+}
+
+/// Bytes hashed whole at the start of a weight file (a safetensors header, a zip directory's
+/// first entries), and the size and number of the samples taken from the rest.
+const HEAD_BYTES: u64 = 1 << 16;
+const SAMPLE_BYTES: u64 = 1 << 12;
+const SAMPLES: u64 = 64;
+
+/// A cheap fingerprint of the model weights at `paths` (files, or folders walked recursively in
+/// name order; names starting with `.` skipped), for the names that key cached features and
+/// images: every file's relative name and size, its first 64 KiB (a safetensors header, a pickle's
+/// opening) and 64 samples of 4 KiB spread over the rest, with the last 4 KiB. A replaced
+/// checkpoint (another download, a fine-tuned copy with the same shapes) changes it; reading costs
+/// at most ~320 KiB per file, however large. A missing path is an error naming it.
+pub fn weights_fingerprint(paths: &[&Path]) -> Result<String, WorkflowError> {
+    let mut hash = FNV_OFFSET;
+    for &root in paths {
+        let mut files = Vec::new();
+        collect_files(root, root, &mut files)?;
+        for (name, path) in files {
+            hash = fnv1a64(hash, name.as_bytes());
+            hash = hash_file_samples(hash, &path)?;
+        }
+    }
+    Ok(format!("fnv1a64:{hash:016x}"))
+}
+
+/// The regular files under `path` (itself when it is a file), with their names relative to `root`.
+fn collect_files(root: &Path, path: &Path, out: &mut Vec<(String, std::path::PathBuf)>) -> Result<(), WorkflowError> {
+    let meta = std::fs::metadata(path).map_err(|e| WorkflowError::io(path, e))?;
+    if meta.is_file() {
+        let name = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+        out.push((name, path.to_owned()));
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .map_err(|e| WorkflowError::io(path, e))?
+        .map(|entry| entry.map(|e| e.path()).map_err(|e| WorkflowError::io(path, e)))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        if entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
+        collect_files(root, &entry, out)?;
+    }
+    Ok(())
+}
+
+/// Hashes `path`'s size, head and spread samples (see [`weights_fingerprint`]) into `hash`.
+fn hash_file_samples(mut hash: u64, path: &Path) -> Result<u64, WorkflowError> {
+    use std::io::{Read, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| WorkflowError::io(path, e))?;
+    let size = file.metadata().map_err(|e| WorkflowError::io(path, e))?.len();
+    hash = fnv1a64(hash, &size.to_le_bytes());
+    let mut offsets = vec![0];
+    if size > HEAD_BYTES {
+        let rest = size - HEAD_BYTES;
+        offsets.extend((0..SAMPLES).map(|k| HEAD_BYTES + k * rest / SAMPLES));
+        offsets.push(size.saturating_sub(SAMPLE_BYTES));
+    }
+    let mut buffer = vec![0u8; HEAD_BYTES as usize];
+    for (k, &offset) in offsets.iter().enumerate() {
+        let len = if k == 0 { HEAD_BYTES } else { SAMPLE_BYTES }.min(size - offset.min(size));
+        let chunk = &mut buffer[..len as usize];
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(chunk))
+            .map_err(|e| WorkflowError::io(path, e))?;
+        hash = fnv1a64(hash, chunk);
+    }
+    Ok(hash)
 }
 
 /// The fingerprint of a list of NSD ids, with its length: `"982 ids, fnv1a64:..."`.
@@ -100,6 +177,39 @@ pub fn reusable(path: &Path, check: impl FnOnce(&Path) -> Result<(), String>) ->
 mod tests {
     use super::*;
     use ndarray::Array2;
+
+    #[test]
+    fn weight_fingerprints_change_with_any_sampled_byte_name_or_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model");
+        std::fs::create_dir_all(model.join("sub")).unwrap();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        std::fs::write(model.join("sub/weights.bin"), &big).unwrap();
+        std::fs::write(model.join("config.json"), b"{}").unwrap();
+        std::fs::write(model.join(".lock"), b"ignored").unwrap();
+        let fp = || weights_fingerprint(&[model.as_path()]).unwrap();
+        let first = fp();
+        assert_eq!(fp(), first, "stable");
+        std::fs::write(model.join(".lock"), b"still ignored").unwrap();
+        assert_eq!(fp(), first, "hidden files do not count");
+        // A byte in the header, a byte in the last 4 KiB, a byte inside a sample: each changes it.
+        let sample = HEAD_BYTES + 5 * (big.len() as u64 - HEAD_BYTES) / SAMPLES + 7;
+        for offset in [10, big.len() as u64 - 1, sample] {
+            let mut changed = big.clone();
+            changed[offset as usize] ^= 1;
+            std::fs::write(model.join("sub/weights.bin"), &changed).unwrap();
+            assert_ne!(fp(), first, "byte {offset}");
+        }
+        std::fs::write(model.join("sub/weights.bin"), &big).unwrap();
+        assert_eq!(fp(), first);
+        std::fs::write(model.join("sub/weights.bin"), &big[..big.len() - 1]).unwrap();
+        assert_ne!(fp(), first, "size");
+        std::fs::write(model.join("sub/weights.bin"), &big).unwrap();
+        std::fs::rename(model.join("config.json"), model.join("config2.json")).unwrap();
+        assert_ne!(fp(), first, "name");
+        let err = weights_fingerprint(&[dir.path().join("missing").as_path()]).unwrap_err().to_string();
+        assert!(err.contains("missing"), "{err}");
+    }
 
     #[test]
     fn fingerprints_are_stable_and_tell_texts_apart() {

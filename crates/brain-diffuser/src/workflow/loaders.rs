@@ -1,6 +1,7 @@
 //! Builds the pipeline's stages from a models folder ([`crate::models::ModelsDir`]) and the
 //! configuration: what the command line and the `reconstruct_nsd` example run.
 
+use std::path::Path;
 use std::rc::Rc;
 
 use image::{Rgb, RgbImage};
@@ -9,6 +10,7 @@ use tch::{Device, Kind};
 use vdvae::{DecodeOptions, EncodeOptions, OutputDraw, PosteriorDraw, Vdvae};
 
 use super::WorkflowError;
+use super::integrity::weights_fingerprint;
 use crate::config::{Config, DiffusionConfig, LatentTarget, PixelSampling, Precision};
 use crate::models::{ModelError, ModelsDir};
 use crate::stages::clip::{ClipTextEncoder, ClipVisionEncoder};
@@ -124,11 +126,11 @@ impl StageLoader<'_> {
             seed: c.seeds.vdvae_targets,
             batch_size: c.vdvae.batch_size,
         };
-        Ok(VdvaeEncoder::new(model, "vdvae", options)?)
+        Ok(VdvaeEncoder::new(model, &self.vdvae_weights_name()?, options)?)
     }
 
     /// The VDVAE decoder of stage 1, upscaling to `vdvae.upscale_size`.
-    pub fn vdvae_decoder(&self, model: Rc<Vdvae>) -> VdvaeDecoder {
+    pub fn vdvae_decoder(&self, model: Rc<Vdvae>) -> Result<VdvaeDecoder, WorkflowError> {
         let c = &self.config;
         let options = DecodeOptions {
             temperature: f64::from(c.vdvae.temperature),
@@ -139,7 +141,58 @@ impl StageLoader<'_> {
             seed: c.seeds.vdvae_decode,
             batch_size: c.vdvae.batch_size,
         };
-        VdvaeDecoder::new(model, "vdvae", c.vdvae.layers, options, Some(c.vdvae.upscale_size))
+        Ok(VdvaeDecoder::new(model, &self.vdvae_weights_name()?, c.vdvae.layers, options, Some(c.vdvae.upscale_size)))
+    }
+
+    /// The name of the VDVAE weights in stage names (and so in every record keyed by them):
+    /// `vdvae@` and the fingerprint of the checkpoint and its configuration file.
+    fn vdvae_weights_name(&self) -> Result<String, WorkflowError> {
+        let checkpoint = self.models.vdvae_checkpoint();
+        let hps = self.models.vdvae_hps();
+        let mut paths = vec![checkpoint.as_path()];
+        paths.extend(hps.as_deref());
+        Ok(format!("vdvae@{}", weights_fingerprint(&paths)?))
+    }
+
+    /// The folder of a CLIP tower's weights and configuration (`image_encoder`, `text_encoder`).
+    fn clip_folder(&self, tower: &str) -> std::path::PathBuf {
+        let checkpoint = self.models.clip_checkpoint(tower);
+        if checkpoint.is_file() { checkpoint.parent().map(Path::to_path_buf).unwrap_or(checkpoint) } else { checkpoint }
+    }
+
+    /// The name of a CLIP tower's weights: `vd-clip-vit-l14@` and the fingerprint of its folder
+    /// (and of the tokenizer for the text tower).
+    fn clip_weights_name(&self, tower: &str) -> Result<String, WorkflowError> {
+        let folder = self.clip_folder(tower);
+        let tokenizer = self.models.tokenizer_dir();
+        let mut paths = vec![folder.as_path()];
+        if tower == "text_encoder" && tokenizer.exists() {
+            paths.push(tokenizer.as_path());
+        }
+        Ok(format!("vd-clip-vit-l14@{}", weights_fingerprint(&paths)?))
+    }
+
+    /// The name of Versatile Diffusion's weights: the fingerprint of the merged file or of the
+    /// diffusers folders, with both CLIP towers' (which make the unconditional embeddings).
+    fn diffusion_weights_name(&self, kind: Kind) -> Result<String, WorkflowError> {
+        let root = self.models.root();
+        let merged = root.join(crate::models::VD_MERGED);
+        let folders: Vec<std::path::PathBuf> = if merged.is_file() {
+            vec![merged]
+        } else {
+            ["image_unet", "text_unet", "vae", "scheduler"]
+                .iter()
+                .map(|name| root.join(crate::models::VD_FOLDER).join(name))
+                .filter(|p| p.exists())
+                .collect()
+        };
+        let paths: Vec<&Path> = folders.iter().map(std::path::PathBuf::as_path).collect();
+        Ok(format!(
+            "vd-{kind:?}@{}+{}+{}",
+            weights_fingerprint(&paths)?,
+            self.clip_weights_name("image_encoder")?,
+            self.clip_weights_name("text_encoder")?
+        ))
     }
 
     /// CLIP-Vision in Versatile Diffusion's normalisation (f32). `clip.vision_tokens` and
@@ -163,7 +216,7 @@ impl StageLoader<'_> {
             ));
         }
         let projection_shape = var_shape(model.var_store(), "visual_projection.weight");
-        let encoder = ClipVisionEncoder::new(model, "vd-clip-vit-l14", c.vision_resize, 16)?;
+        let encoder = ClipVisionEncoder::new(model, &self.clip_weights_name("image_encoder")?, c.vision_resize, 16)?;
         let width = encoder.feature_shape()[1];
         if c.embedding_dim != width {
             return Err(mismatch(
@@ -190,7 +243,7 @@ impl StageLoader<'_> {
         let position_shape = var_shape(model.var_store(), positions);
         let context = tokenizer.context_length();
         let projection_shape = var_shape(model.var_store(), "text_projection.weight");
-        let encoder = ClipTextEncoder::new(model, tokenizer, "vd-clip-vit-l14")?;
+        let encoder = ClipTextEncoder::new(model, tokenizer, &self.clip_weights_name("text_encoder")?)?;
         let [tokens, width] = [encoder.feature_shape()[0], encoder.feature_shape()[1]];
         if c.text_tokens != tokens {
             return Err(mismatch(
@@ -247,7 +300,7 @@ impl StageLoader<'_> {
             negative_vision.view(),
             negative_text.view(),
             diffusion.resolution,
-            &format!("vd-{unet_kind:?}"),
+            &self.diffusion_weights_name(unet_kind)?,
         ))
     }
 }
@@ -310,7 +363,7 @@ impl StageLoader<'_> {
             regressor: Box::new(|group, config| -> Box<dyn Regressor> {
                 Box::new(RidgeRegressor::fixed(group.alpha(config), config.regression.fit_intercept))
             }),
-            initial_guess: Box::new(self.vdvae_decoder(vdvae)),
+            initial_guess: Box::new(self.vdvae_decoder(vdvae)?),
             refiner: Box::new(self.refiner(&self.config.diffusion)?),
         })
     }

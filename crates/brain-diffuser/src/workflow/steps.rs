@@ -231,7 +231,7 @@ impl Session {
     fn generate(&self, conditions: &[Conditions], variants: &[Variant], shard: Shard) -> Result<(), WorkflowError> {
         let loader = self.loader();
         {
-            let decoder = loader.vdvae_decoder(loader.vdvae()?);
+            let decoder = loader.vdvae_decoder(loader.vdvae()?)?;
             for c in conditions {
                 let names: Vec<String> = (0..c.features.ids.len()).map(image_name).collect();
                 let folder = c.out.reconstructions(Variant::OnlyVdvae);
@@ -328,7 +328,7 @@ impl Session {
         };
         let all = outputs.into_iter().map(features).collect::<Result<Vec<_>, _>>()?;
         {
-            let decoder = loader.vdvae_decoder(loader.vdvae()?);
+            let decoder = loader.vdvae_decoder(loader.vdvae()?)?;
             for c in &all {
                 let folder = c.out.roi_images(Variant::OnlyVdvae);
                 let settings = image_settings(&self.config, Variant::OnlyVdvae, &c.fingerprint);

@@ -48,22 +48,29 @@ struct Args {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Images per network call.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch_size: u32,
 }
 
+/// Parses `cpu`, `cuda` or `cuda:N` and checks that the device exists (tch would panic on a
+/// missing driver, and `cuda` must not fall back to the CPU without a word).
 fn device(name: &str) -> anyhow::Result<tch::Device> {
-    match name {
-        "cpu" => Ok(tch::Device::Cpu),
-        "cuda" => Ok(tch::Device::cuda_if_available()),
-        other => {
-            let index = other
-                .strip_prefix("cuda:")
-                .and_then(|i| i.parse().ok())
-                .context("device must be cpu, cuda or cuda:N")?;
-            Ok(tch::Device::Cuda(index))
-        }
+    let index = match name {
+        "cpu" => return Ok(tch::Device::Cpu),
+        "cuda" => 0,
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+            .with_context(|| format!("--device {other:?}: expected cpu, cuda or cuda:N"))?,
+    };
+    let count = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+    if index >= count {
+        anyhow::bail!(
+            "--device {name}: this machine has {count} CUDA device(s) visible to libtorch{}; use --device cpu",
+            if count == 0 { " (no NVIDIA driver, or a CPU-only libtorch)" } else { "" }
+        );
     }
+    Ok(tch::Device::Cuda(index))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,7 +97,8 @@ fn main() -> anyhow::Result<()> {
     for (slot, net) in &loaded {
         extractors = extractors.with(slot, net);
     }
-    let report = evaluate_folders(&args.ground_truth, &args.reconstructions, &protocol, &extractors, args.batch_size)?;
+    let report =
+        evaluate_folders(&args.ground_truth, &args.reconstructions, &protocol, &extractors, args.batch_size as usize)?;
     let (json, csv) = report.write(&args.out)?;
     print!("{}", report.summary());
     println!("wrote {} and {}", json.display(), csv.display());
