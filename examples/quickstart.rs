@@ -104,14 +104,14 @@ fn run(out: &Path, device: Device) -> Result<(), AnyError> {
     println!("[{:>5.1}s] synthetic NSD in {}, tiny models in {}", elapsed(), demo.nsd.display(), demo.models.display());
 
     // 2. The command line's steps, in process, for subject 1.
-    let session = Session {
-        run: RunDir::new(&demo.run),
-        config: config.clone(),
-        nsd: nsd_io::NsdLayout::new(&demo.nsd),
-        models: ModelsDir::new(&demo.models),
-        subjects: vec![1],
+    let session = Session::new(
+        RunDir::new(&demo.run),
+        config.clone(),
+        nsd_io::NsdLayout::new(&demo.nsd),
+        ModelsDir::new(&demo.models),
+        vec![1],
         device,
-    };
+    );
     for (subject, p) in session.prepare()? {
         println!(
             "[{:>5.1}s] prepare: subject {subject} has {} train and {} test images, {} voxels",

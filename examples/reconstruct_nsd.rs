@@ -88,7 +88,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => Config::default(),
     };
     let device = select_device(args.device.as_deref())?;
-    let session = Session { run: RunDir::new(&args.run), config, nsd, models, subjects: vec![args.subject], device };
+    let session = Session::new(RunDir::new(&args.run), config, nsd, models, vec![args.subject], device);
     brain_diffuser::workflow::write_text(&session.run.config_file(), &session.config.to_toml())?;
     session.prepare()?;
     session.extract(Shard::WHOLE, &TargetGroup::ALL)?;

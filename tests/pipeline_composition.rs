@@ -4,7 +4,7 @@
 //! what the predictions must be.
 
 use brain_diffuser::stages::ridge::RidgeRegressor;
-use brain_diffuser::{Config, Encoder, Generator, GuidedCondition, LatentCondition, Pipeline, Regressor, StageError};
+use brain_diffuser::{Config, Encoder, Generator, GuidedCondition, LatentCondition, Pipeline, StageError};
 use image::{Rgb, RgbImage};
 use metrics::high_level::two_way_identification;
 use ndarray::{Array2, Axis};
@@ -117,14 +117,13 @@ fn downstream_stages_compose_with_the_ridge_regressions() {
     config.regression.vdvae_alpha = 100.0;
     config.regression.clip_vision_alpha = 100.0;
     config.regression.clip_text_alpha = 100.0;
+    let regressor = Box::new(RidgeRegressor::from_config(&config.regression));
     let pipeline = Pipeline {
         config,
         vdvae: Box::new(encoder(1, "truth-vdvae")),
         clip_vision: Box::new(encoder(3, "truth-vision")),
         clip_text: Box::new(TruthTextEncoder(encoder(2, "truth-text"))),
-        regressor: Box::new(|group, config| -> Box<dyn Regressor> {
-            Box::new(RidgeRegressor::fixed(group.alpha(config), config.regression.fit_intercept))
-        }),
+        regressor,
         initial_guess: Box::new(MeanPainter),
         refiner: Box::new(ShapeCheckingRefiner),
     };

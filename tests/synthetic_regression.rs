@@ -2,8 +2,8 @@
 //! encoding model, read back by `nsd-io` as the reference prepares it, and decoded by a ridge
 //! [`Regressor`] (through the trait, as the pipeline uses it) into features that identify their images.
 
-use brain_diffuser::Regressor;
 use brain_diffuser::stages::ridge::RidgeRegressor;
+use brain_diffuser::{Regressor, TargetGroup};
 use metrics::high_level::two_way_identification;
 use ndarray::{Array2, Axis};
 
@@ -21,9 +21,10 @@ fn predicted_test_features_identify_their_images() {
 
     let train_y = rows(&nsd.truth.features, &subject.train_ids);
     let test_y = rows(&nsd.truth.features, &subject.test_ids);
-    let mut ridge: Box<dyn Regressor> = Box::new(RidgeRegressor::fixed(100.0, true));
-    ridge.fit(subject.train_fmri.view(), train_y.view()).expect("ridge fits");
-    let predicted = ridge.predict(subject.test_fmri.view()).expect("ridge predicts");
+    let ridge: Box<dyn Regressor> = Box::new(RidgeRegressor::fixed(100.0, true));
+    let mut prepared = ridge.prepare(subject.train_fmri.view(), &[subject.test_fmri.view()]).expect("ridge prepares");
+    let mut predicted = prepared.fit_predict(TargetGroup::Vdvae, &mut train_y.view()).expect("ridge fits");
+    let predicted = predicted.pop().expect("the test predictions");
 
     // Why 0.9: each voxel's signal has unit variance against noise of sd 0.5 per trial, averaged
     // over up to 3 repetitions, and each feature is spread over hundreds of voxels, so the decoded

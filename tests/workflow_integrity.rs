@@ -49,14 +49,14 @@ fn base() -> &'static Base {
 
 impl Base {
     fn session(&self, run: PathBuf, config: Config, subjects: &[u8]) -> Session {
-        Session {
-            run: RunDir::new(run),
+        Session::new(
+            RunDir::new(run),
             config,
-            nsd: NsdLayout::new(&self.nsd),
-            models: ModelsDir::new(&self.models),
-            subjects: subjects.to_vec(),
-            device: tch::Device::Cpu,
-        }
+            NsdLayout::new(&self.nsd),
+            ModelsDir::new(&self.models),
+            subjects.to_vec(),
+            tch::Device::Cpu,
+        )
     }
 }
 

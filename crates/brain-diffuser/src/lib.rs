@@ -26,4 +26,7 @@ pub mod workflow;
 pub use config::Config;
 pub use error::{PipelineError, StageError};
 pub use pipeline::{Pipeline, TargetGroup};
-pub use stage::{Encoder, Generator, GuidedCondition, LatentCondition, Regressor, check_seed_count};
+pub use stage::{
+    Encoder, ExpectedPredictions, Generator, GuidedCondition, LatentCondition, PreparedRegressor, Regressor,
+    TargetSource, check_predictions, check_seed_count,
+};

@@ -1,7 +1,7 @@
 //! The Brain-Diffuser method composed from swappable stages.
 //!
 //! [`Pipeline`] holds trait objects for every stage: the VDVAE, CLIP-Vision and CLIP-Text
-//! [`Encoder`]s, a factory of [`Regressor`]s (one per target group, with the group's alpha), the
+//! [`Encoder`]s, the [`Regressor`] (the same trait the workflow's `fit` calls), the
 //! stage-1 [`Generator`] (latents -> initial guesses) and the stage-2 [`Generator`] (initial guesses
 //! + embeddings -> reconstructions). Any of them can be a downstream crate's type.
 //!
@@ -15,7 +15,10 @@ use crate::config::Config;
 use crate::renormalise::{ColumnStats, renormalise};
 use crate::seeds::item_seed;
 use crate::stage::single_image;
-use crate::{Encoder, Generator, GuidedCondition, LatentCondition, PipelineError, Regressor, StageError};
+use crate::{
+    Encoder, ExpectedPredictions, Generator, GuidedCondition, LatentCondition, PipelineError, Regressor, StageError,
+    check_predictions,
+};
 
 /// The three groups of regression targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +53,6 @@ impl TargetGroup {
         }
     }
 }
-
-/// Makes the regressor of a target group.
-pub type RegressorFactory = Box<dyn Fn(TargetGroup, &Config) -> Box<dyn Regressor>>;
 
 /// Features of the training and test stimuli for the three target groups.
 #[derive(Debug, Clone)]
@@ -101,7 +101,8 @@ pub struct Pipeline {
     pub vdvae: Box<dyn Encoder<Input = RgbImage>>,
     pub clip_vision: Box<dyn Encoder<Input = RgbImage>>,
     pub clip_text: Box<dyn Encoder<Input = Vec<String>>>,
-    pub regressor: RegressorFactory,
+    /// Fits the three groups (prepared once on the training fMRI, as the workflow's `fit`).
+    pub regressor: Box<dyn Regressor>,
     pub initial_guess: Box<dyn Generator<Condition = LatentCondition>>,
     pub refiner: Box<dyn Generator<Condition = GuidedCondition>>,
 }
@@ -151,64 +152,46 @@ impl Pipeline {
         })
     }
 
-    /// Fits one regressor per target group on the training fMRI and predicts the test features,
-    /// renormalised per [`crate::config::RegressionConfig::renormalisation`].
+    /// Fits the regressor on the training fMRI (prepared once for the three groups) and predicts
+    /// the test features, renormalised per [`crate::config::RegressionConfig::renormalisation`].
     pub fn fit_predict(
         &self,
         train_fmri: ArrayView2<f32>,
         test_fmri: ArrayView2<f32>,
         features: &Features,
     ) -> Result<Predictions, PipelineError> {
-        let predict = |group| self.fit_predict_group(group, train_fmri, test_fmri, features.group(group));
+        let train_only = self.config.regression.renormalisation == crate::config::Renormalisation::TrainOnly;
+        let mut evaluation = vec![test_fmri];
+        let mut expected = vec![ExpectedPredictions { what: "test fMRI", rows: test_fmri.nrows() }];
+        if train_only {
+            evaluation.push(train_fmri);
+            expected.push(ExpectedPredictions { what: "training fMRI", rows: train_fmri.nrows() });
+        }
+        let mut prepared = self.regressor.prepare(train_fmri, &evaluation)?;
+        let mut predict = |group: TargetGroup| -> Result<Array2<f32>, PipelineError> {
+            let split = features.group(group);
+            if split.train.nrows() != train_fmri.nrows() {
+                return Err(PipelineError::Shape(format!(
+                    "{}: {} training feature rows for {} training fMRI rows",
+                    group.name(),
+                    split.train.nrows(),
+                    train_fmri.nrows()
+                )));
+            }
+            let name = self.regressor.name();
+            let predictions = prepared.fit_predict(group, &mut split.train.view())?;
+            let mut sets = check_predictions(name, group, predictions, &expected, split.train.ncols())?.into_iter();
+            let test = sets.next().ok_or_else(|| StageError::new(name, "no test predictions"))?;
+            let train_prediction_stats = sets.next().map(|train| ColumnStats::of(train.view()));
+            let stats = ColumnStats::of(split.train.view());
+            renormalise(test.view(), &stats, train_prediction_stats.as_ref(), self.config.regression.renormalisation)
+                .map_err(|message| StageError::new(name, message).into())
+        };
         Ok(Predictions {
             vdvae: predict(TargetGroup::Vdvae)?,
             clip_vision: predict(TargetGroup::ClipVision)?,
             clip_text: predict(TargetGroup::ClipText)?,
         })
-    }
-
-    /// The renormalised test predictions of one group: one row per test fMRI row, one column per
-    /// training feature column, or an error naming the regressor and the shape it returned.
-    fn fit_predict_group(
-        &self,
-        group: TargetGroup,
-        train_fmri: ArrayView2<f32>,
-        test_fmri: ArrayView2<f32>,
-        split: &Split,
-    ) -> Result<Array2<f32>, PipelineError> {
-        if split.train.nrows() != train_fmri.nrows() {
-            return Err(PipelineError::Shape(format!(
-                "{}: {} training feature rows for {} training fMRI rows",
-                group.name(),
-                split.train.nrows(),
-                train_fmri.nrows()
-            )));
-        }
-        let mut regressor = (self.regressor)(group, &self.config);
-        regressor.fit(train_fmri, split.train.view())?;
-        let checked = |rows: Array2<f32>, fmri: ArrayView2<f32>, what: &str| {
-            let expected = (fmri.nrows(), split.train.ncols());
-            if rows.dim() == expected {
-                Ok(rows)
-            } else {
-                Err(PipelineError::Shape(format!(
-                    "{}: regressor '{}' predicted {:?} for the {what} fMRI, expected {expected:?} (rows x features)",
-                    group.name(),
-                    regressor.name(),
-                    rows.dim()
-                )))
-            }
-        };
-        let test = checked(regressor.predict(test_fmri)?, test_fmri, "test")?;
-        let train_prediction_stats = match self.config.regression.renormalisation {
-            crate::config::Renormalisation::TrainOnly => {
-                Some(ColumnStats::of(checked(regressor.predict(train_fmri)?, train_fmri, "training")?.view()))
-            }
-            _ => None,
-        };
-        let stats = ColumnStats::of(split.train.view());
-        renormalise(test.view(), &stats, train_prediction_stats.as_ref(), self.config.regression.renormalisation)
-            .map_err(|message| StageError::new(regressor.name(), message).into())
     }
 
     /// Stage 1: decodes the predicted VDVAE latents into initial guesses, image `i` with the

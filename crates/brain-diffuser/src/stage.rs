@@ -7,7 +7,8 @@
 use image::RgbImage;
 use ndarray::{Array2, Array3, ArrayView2};
 
-use crate::StageError;
+use crate::{StageError, TargetGroup};
+pub use ridge::TargetSource;
 
 /// Turns a batch of inputs (images, or the captions of images) into features.
 ///
@@ -37,51 +38,128 @@ pub trait Encoder {
     }
 }
 
-/// Learns a linear map from fMRI rows to feature rows and applies it to new fMRI.
+/// Learns maps from fMRI rows to the feature rows of each target group, at NSD scale.
 ///
-/// Implemented by the `ridge` crate. `x` rows are samples (trials or images), columns voxels;
-/// `y` rows are the matching feature rows.
+/// The workflow's `fit` step and the in-memory [`crate::Pipeline`] both call it the same way:
+/// [`Regressor::prepare`] once per subject with the training fMRI and the fMRI to predict (the
+/// test trials, the ROI patterns, ...), then [`PreparedRegressor::fit_predict`] once per target
+/// group, whose targets stream from a [`TargetSource`] in column blocks (the CLIP-Vision targets
+/// of one subject are 7 GB). Fitting returns the predictions, so nothing can be predicted before
+/// it is fitted. Implemented by the `ridge` adapter, which computes one Gram matrix in `prepare`
+/// and shares it between the groups.
 ///
 /// ```
-/// use brain_diffuser::{Regressor, StageError};
-/// use ndarray::{Array1, Array2, ArrayView2, Axis};
+/// use brain_diffuser::{PreparedRegressor, Regressor, StageError, TargetGroup, TargetSource};
+/// use ndarray::{Array2, ArrayView2};
 ///
 /// /// A downstream regressor: always predicts the mean training target.
-/// struct MeanRegressor {
-///     mean: Option<Array1<f32>>,
-/// }
+/// struct MeanRegressor;
+///
+/// /// The row counts of the evaluation sets to predict.
+/// struct PreparedMean(Vec<usize>);
 ///
 /// impl Regressor for MeanRegressor {
 ///     fn name(&self) -> &str {
 ///         "mean"
 ///     }
-///     fn fit(&mut self, _x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<(), StageError> {
-///         self.mean = y.mean_axis(Axis(0));
-///         self.mean.as_ref().map(|_| ()).ok_or_else(|| StageError::new("mean", "no training rows"))
+///     fn settings(&self, _group: TargetGroup) -> String {
+///         String::new()
 ///     }
-///     fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>, StageError> {
-///         let mean = self.mean.as_ref().ok_or_else(|| StageError::new("mean", "predict before fit"))?;
-///         Ok(mean.broadcast((x.nrows(), mean.len())).expect("a row broadcasts to any row count").to_owned())
+///     fn prepare(&self, _x: ArrayView2<f32>, evaluation: &[ArrayView2<f32>]) -> Result<Box<dyn PreparedRegressor>, StageError> {
+///         Ok(Box::new(PreparedMean(evaluation.iter().map(|e| e.nrows()).collect())))
+///     }
+/// }
+///
+/// impl PreparedRegressor for PreparedMean {
+///     fn fit_predict(&mut self, _group: TargetGroup, targets: &mut dyn TargetSource) -> Result<Vec<Array2<f32>>, StageError> {
+///         let (n, d) = (targets.n_rows(), targets.n_cols());
+///         let mut columns = vec![0f32; n * d];
+///         targets.read_columns(0..d, &mut columns).map_err(|e| StageError::new("mean", e))?;
+///         let mean: Vec<f32> = columns.chunks(n).map(|c| c.iter().sum::<f32>() / n as f32).collect();
+///         Ok(self.0.iter().map(|&rows| Array2::from_shape_fn((rows, d), |(_, j)| mean[j])).collect())
 ///     }
 /// }
 ///
 /// let x = Array2::<f32>::zeros((4, 10));
 /// let y = ndarray::array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]];
-/// let mut regressor: Box<dyn Regressor> = Box::new(MeanRegressor { mean: None });
-/// regressor.fit(x.view(), y.view())?;
-/// let predicted = regressor.predict(x.view())?;
-/// assert_eq!(predicted.row(2).to_vec(), vec![4.0, 5.0]);
+/// let mut prepared = MeanRegressor.prepare(x.view(), &[x.view()])?;
+/// let predicted = prepared.fit_predict(TargetGroup::Vdvae, &mut y.view())?;
+/// assert_eq!(predicted[0].row(2).to_vec(), vec![4.0, 5.0]);
 /// # Ok::<(), StageError>(())
 /// ```
 pub trait Regressor {
-    /// A stable name identifying the method and its settings, used to key caches and reports.
+    /// A stable name identifying the method (e.g. `ridge`), recorded with its outputs.
     fn name(&self) -> &str;
 
-    /// Fits the map from `x` (n x voxels) to `y` (n x features).
-    fn fit(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<(), StageError>;
+    /// The settings the fitted outputs of `group` depend on (ridge: its alpha and intercept), as
+    /// TOML lines for the regression's settings record: other settings make the workflow refuse
+    /// outputs fitted before.
+    fn settings(&self, group: TargetGroup) -> String;
 
-    /// Predicts feature rows for the fMRI rows in `x`; fails if called before [`Regressor::fit`].
-    fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>, StageError>;
+    /// Prepares fitting on `train_fmri` (training rows x voxels), to predict the rows of each of
+    /// `evaluation` (rows x voxels) once a group is fitted.
+    fn prepare(
+        &self,
+        train_fmri: ArrayView2<f32>,
+        evaluation: &[ArrayView2<f32>],
+    ) -> Result<Box<dyn PreparedRegressor>, StageError>;
+}
+
+/// A [`Regressor`] prepared on one subject's training fMRI and evaluation sets.
+pub trait PreparedRegressor {
+    /// Fits the targets of `group` (training rows x features, streamed from `targets`) and
+    /// returns the predictions of every evaluation set given to [`Regressor::prepare`], in that
+    /// order, each rows x features.
+    fn fit_predict(
+        &mut self,
+        group: TargetGroup,
+        targets: &mut dyn TargetSource,
+    ) -> Result<Vec<Array2<f32>>, StageError>;
+}
+
+/// What one evaluation set's predictions must be: its name (for messages) and row count.
+pub struct ExpectedPredictions<'a> {
+    pub what: &'a str,
+    pub rows: usize,
+}
+
+/// Checks the predictions a regressor returned for `group` against what was asked: one matrix
+/// per evaluation set, each `rows x targets`. An empty or mis-shaped result is an error naming
+/// the regressor, the group and the set, never an output that marks the fit complete.
+pub fn check_predictions(
+    regressor: &str,
+    group: TargetGroup,
+    predictions: Vec<Array2<f32>>,
+    expected: &[ExpectedPredictions<'_>],
+    targets: usize,
+) -> Result<Vec<Array2<f32>>, StageError> {
+    if predictions.len() != expected.len() {
+        return Err(StageError::new(
+            regressor,
+            format!(
+                "{}: {} prediction matrices for {} evaluation sets ({})",
+                group.name(),
+                predictions.len(),
+                expected.len(),
+                expected.iter().map(|e| e.what).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    for (p, e) in predictions.iter().zip(expected) {
+        if p.dim() != (e.rows, targets) {
+            return Err(StageError::new(
+                regressor,
+                format!(
+                    "{}: predicted {:?} for the {}, expected [{}, {targets}] (rows x targets)",
+                    group.name(),
+                    p.dim(),
+                    e.what,
+                    e.rows
+                ),
+            ));
+        }
+    }
+    Ok(predictions)
 }
 
 /// Produces images from a condition and one seed per item.

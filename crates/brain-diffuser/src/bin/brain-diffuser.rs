@@ -71,7 +71,7 @@ fn session(global: &Global) -> Result<Session> {
         None => NsdLayout::new(&global.nsd),
     };
     let subjects = if global.subjects.is_empty() { config.data.subjects.clone() } else { global.subjects.clone() };
-    Ok(Session { run, config, nsd, models: ModelsDir::new(&global.models), subjects, device })
+    Ok(Session::new(run, config, nsd, ModelsDir::new(&global.models), subjects, device))
 }
 
 fn run(cli: Cli) -> Result<()> {

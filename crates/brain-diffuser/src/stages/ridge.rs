@@ -1,43 +1,51 @@
-//! The `ridge` crate as a [`Regressor`]: one multi-target ridge regression with a fixed alpha (the
-//! reference's) or an alpha chosen from a grid.
+//! The `ridge` crate as a [`Regressor`]: multi-target ridge regressions, one alpha per target
+//! group (the reference's fixed alphas) or alphas chosen from a grid.
 //!
-//! This adapter keeps the fitted weights, which suits a swappable stage and small problems. The
-//! pipeline's own regression step uses `ridge::RidgeProblem` directly, so that the three target
-//! groups share one Gram matrix and predictions never materialise the weights.
+//! [`Regressor::prepare`] builds one `ridge::RidgeProblem` (the Gram matrix of the training fMRI)
+//! and the evaluation sets; every group is then fitted on it with its targets streaming from disk
+//! in column blocks, and the evaluation sets are predicted during the stream, so the weights never
+//! materialise (the same procedure, time and memory as calling `ridge` directly).
 
 use ndarray::{Array2, ArrayView2};
-use ridge::{AlphaPolicy, FitOptions, ProblemOptions, RidgeModel, RidgeProblem};
+use ridge::{AlphaPolicy, EvaluationSet, FitOptions, ProblemOptions, RidgeProblem};
+use tracing::info;
 
-use crate::{Regressor, StageError};
+use crate::config::RegressionConfig;
+use crate::{PreparedRegressor, Regressor, StageError, TargetGroup, TargetSource};
 
-/// A ridge regression from fMRI rows to feature rows.
+/// Ridge regressions from fMRI rows to feature rows, one alpha policy per target group.
 pub struct RidgeRegressor {
-    policy: AlphaPolicy,
+    policies: [AlphaPolicy; 3],
     fit_intercept: bool,
-    model: Option<RidgeModel>,
     name: String,
 }
 
+/// The index of `group` in [`TargetGroup::ALL`].
+fn group_index(group: TargetGroup) -> usize {
+    TargetGroup::ALL.iter().position(|&g| g == group).unwrap_or(0)
+}
+
 impl RidgeRegressor {
-    /// A regression with the fixed `alpha` (50,000 / 60,000 / 100,000 in the paper), intercept by
-    /// centring as scikit-learn's `Ridge(fit_intercept=True)`.
+    /// Regressions with the fixed alphas of `config` (50,000 / 60,000 / 100,000 in the paper),
+    /// intercept by centring as scikit-learn's `Ridge(fit_intercept=True)`: the workflow's default.
+    pub fn from_config(config: &RegressionConfig) -> Self {
+        let fixed = AlphaPolicy::Fixed;
+        Self {
+            policies: [fixed(config.vdvae_alpha), fixed(config.clip_vision_alpha), fixed(config.clip_text_alpha)],
+            fit_intercept: config.fit_intercept,
+            name: "ridge".into(),
+        }
+    }
+
+    /// Regressions with the same fixed `alpha` for every group.
     pub fn fixed(alpha: f64, fit_intercept: bool) -> Self {
-        Self::with_policy(
-            AlphaPolicy::Fixed(alpha),
-            fit_intercept,
-            format!("ridge:alpha={alpha}:intercept={fit_intercept}"),
-        )
+        Self::with_policy(AlphaPolicy::Fixed(alpha), fit_intercept)
     }
 
-    /// A regression whose alphas follow `policy` (e.g. a grid scored by leave-one-out); `name`
-    /// identifies the policy in caches and reports.
-    pub fn with_policy(policy: AlphaPolicy, fit_intercept: bool, name: String) -> Self {
-        Self { policy, fit_intercept, model: None, name }
-    }
-
-    /// The fitted model (weights, intercepts, alphas), once [`Regressor::fit`] has run.
-    pub fn model(&self) -> Option<&RidgeModel> {
-        self.model.as_ref()
+    /// Regressions whose alphas follow `policy` for every group (e.g. a grid scored by
+    /// leave-one-out).
+    pub fn with_policy(policy: AlphaPolicy, fit_intercept: bool) -> Self {
+        Self { policies: [policy.clone(), policy.clone(), policy], fit_intercept, name: "ridge".into() }
     }
 }
 
@@ -46,19 +54,59 @@ impl Regressor for RidgeRegressor {
         &self.name
     }
 
-    fn fit(&mut self, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<(), StageError> {
-        let options = ProblemOptions { fit_intercept: self.fit_intercept, form: None };
-        let problem = RidgeProblem::new(x, options).map_err(|e| StageError::new(&self.name, e))?;
-        let mut targets = y;
-        let model = RidgeModel::fit(&problem, &mut targets, &self.policy, &FitOptions::default())
-            .map_err(|e| StageError::new(&self.name, e))?;
-        self.model = Some(model);
-        Ok(())
+    /// `alpha = 50000` for a fixed alpha (the policy otherwise) and `fit_intercept = true`.
+    fn settings(&self, group: TargetGroup) -> String {
+        let alpha = match &self.policies[group_index(group)] {
+            AlphaPolicy::Fixed(alpha) => format!("alpha = {alpha}"),
+            other => format!("alpha_policy = {:?}", format!("{other:?}")),
+        };
+        format!("{alpha}\nfit_intercept = {}\n", self.fit_intercept)
     }
 
-    fn predict(&self, x: ArrayView2<f32>) -> Result<Array2<f32>, StageError> {
-        let model = self.model.as_ref().ok_or_else(|| StageError::new(&self.name, "predict called before fit"))?;
-        model.predict(x).map_err(|e| StageError::new(&self.name, e))
+    fn prepare(
+        &self,
+        train_fmri: ArrayView2<f32>,
+        evaluation: &[ArrayView2<f32>],
+    ) -> Result<Box<dyn PreparedRegressor>, StageError> {
+        let error = |e| StageError::new(&self.name, e);
+        let options = ProblemOptions { fit_intercept: self.fit_intercept, form: None };
+        let problem = RidgeProblem::new(train_fmri, options).map_err(error)?;
+        let evaluation =
+            evaluation.iter().map(|x| problem.evaluation_set(*x)).collect::<Result<Vec<_>, _>>().map_err(error)?;
+        Ok(Box::new(PreparedRidge { problem, evaluation, policies: self.policies.clone(), name: self.name.clone() }))
+    }
+}
+
+/// One subject's ridge problem (Gram matrix) and evaluation sets, shared by every group.
+struct PreparedRidge {
+    problem: RidgeProblem,
+    evaluation: Vec<EvaluationSet>,
+    policies: [AlphaPolicy; 3],
+    name: String,
+}
+
+impl PreparedRegressor for PreparedRidge {
+    fn fit_predict(
+        &mut self,
+        group: TargetGroup,
+        targets: &mut dyn TargetSource,
+    ) -> Result<Vec<Array2<f32>>, StageError> {
+        let started = std::time::Instant::now();
+        let evals: Vec<&EvaluationSet> = self.evaluation.iter().collect();
+        let policy = &self.policies[group_index(group)];
+        let fit = self
+            .problem
+            .fit_predict(targets, policy, &evals, &FitOptions::default())
+            .map_err(|e| StageError::new(&self.name, e))?;
+        info!(
+            group = group.name(),
+            targets = targets.n_cols(),
+            seconds = started.elapsed().as_secs_f64(),
+            read_s = fit.timings.read_s,
+            predict_s = fit.timings.predict_s,
+            "ridge fitted"
+        );
+        Ok(fit.predictions)
     }
 }
 
@@ -72,20 +120,48 @@ mod tests {
     fn matches_the_closed_form_on_one_feature() {
         let x = array![[1.0f32], [2.0], [3.0]];
         let y = array![[2.0f32, -1.0], [4.0, -2.0], [6.5, -3.0]];
-        let mut ridge = RidgeRegressor::fixed(2.0, false);
-        assert!(ridge.predict(x.view()).is_err(), "predict before fit must fail");
-        ridge.fit(x.view(), y.view()).unwrap();
-        let p = ridge.predict(array![[10.0f32]].view()).unwrap();
+        let ridge = RidgeRegressor::fixed(2.0, false);
+        let new = array![[10.0f32]];
+        let mut prepared = ridge.prepare(x.view(), &[new.view(), x.view()]).unwrap();
+        let p = prepared.fit_predict(TargetGroup::Vdvae, &mut y.view()).unwrap();
+        assert_eq!((p.len(), p[0].dim(), p[1].dim()), (2, (1, 2), (3, 2)));
         let w0 = (2.0 + 8.0 + 19.5) / (14.0 + 2.0);
         let w1 = (-1.0 - 4.0 - 9.0) / (14.0 + 2.0);
-        assert!((p[[0, 0]] - 10.0 * w0).abs() < 1e-4, "{p}");
-        assert!((p[[0, 1]] - 10.0 * w1).abs() < 1e-4, "{p}");
+        assert!((p[0][[0, 0]] - 10.0 * w0).abs() < 1e-4, "{}", p[0]);
+        assert!((p[0][[0, 1]] - 10.0 * w1).abs() < 1e-4, "{}", p[0]);
+        assert!((p[1][[2, 0]] - 3.0 * w0).abs() < 1e-4, "{}", p[1]);
+    }
+
+    /// Each group gets its own alpha from the configuration, on one shared problem.
+    #[test]
+    fn groups_are_fitted_with_their_configured_alphas() {
+        let config = RegressionConfig {
+            vdvae_alpha: 1.0,
+            clip_vision_alpha: 5.0,
+            clip_text_alpha: 14.0,
+            fit_intercept: false,
+            ..RegressionConfig::default()
+        };
+        let ridge = RidgeRegressor::from_config(&config);
+        assert_eq!(ridge.settings(TargetGroup::ClipVision), "alpha = 5\nfit_intercept = false\n");
+        let x = array![[1.0f32], [2.0], [3.0]];
+        let y = array![[1.0f32], [2.0], [3.0]];
+        let mut prepared = ridge.prepare(x.view(), &[array![[1.0f32]].view()]).unwrap();
+        for (group, alpha) in [(TargetGroup::ClipText, 14.0), (TargetGroup::Vdvae, 1.0), (TargetGroup::ClipVision, 5.0)]
+        {
+            let p = prepared.fit_predict(group, &mut y.view()).unwrap();
+            let expected = 14.0 / (14.0 + alpha);
+            assert!((f64::from(p[0][[0, 0]]) - expected).abs() < 1e-6, "{}: {} vs {expected}", group.name(), p[0]);
+        }
     }
 
     #[test]
     fn bad_input_is_a_stage_error() {
-        let mut ridge = RidgeRegressor::fixed(1.0, true);
-        let err = ridge.fit(array![[1.0f32], [f32::NAN]].view(), array![[1.0f32], [2.0]].view()).unwrap_err();
-        assert!(err.to_string().contains("ridge:alpha=1"), "{err}");
+        let ridge = RidgeRegressor::fixed(1.0, true);
+        let err = ridge.prepare(array![[1.0f32], [f32::NAN]].view(), &[]).err().expect("NaN refused");
+        assert!(err.to_string().contains("ridge"), "{err}");
+        let mut prepared = ridge.prepare(array![[1.0f32], [2.0]].view(), &[]).unwrap();
+        let err = prepared.fit_predict(TargetGroup::Vdvae, &mut array![[1.0f32]].view()).unwrap_err();
+        assert!(err.to_string().contains("ridge"), "{err}");
     }
 }

@@ -1,16 +1,17 @@
-//! `fit` and `predict`: the three ridge regressions, fitted on one Gram matrix per subject with the
-//! features streaming from disk, and the renormalised test predictions that the generators consume.
+//! `fit` and `predict`: the three regressions (through the session's [`Regressor`]: ridge on one
+//! Gram matrix per subject by default), with the features streaming from disk, and the
+//! renormalised test predictions that the generators consume.
 //!
-//! `fit` never materialises the weights: the ridge crate predicts every evaluation set (the test
-//! fMRI, the ROI patterns, and the training fMRI when renormalising with training statistics) while
-//! the targets stream through in column blocks. It writes, per group, in `regression/<group>/`:
+//! `fit` asks the regressor for the predictions of every evaluation set (the test fMRI, the ROI
+//! patterns, and the training fMRI when renormalising with training statistics) while the targets
+//! stream through in column blocks; ridge never materialises its weights. It writes, per group, in
+//! `regression/<group>/`:
 //! `test.npy` (raw test predictions), `train_feature_stats.npy` (2 x d: mean and std of the training
 //! features), and when needed `roi_response.npy` (13 x d: ROI patterns times the weights) with
 //! `roi_intercept.npy` (1 x d), and `train_prediction_stats.npy`.
 
 use ndarray::{Array2, Axis, concatenate, s};
 use nsd_io::SubjectData;
-use ridge::{AlphaPolicy, FitOptions, ProblemOptions, RidgeProblem};
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
@@ -21,9 +22,9 @@ use super::{
     DataSplit, SubjectDir, WorkflowError, check_settings, load_npy, progress_bar, require_settings, save_npy,
     write_text,
 };
-use crate::TargetGroup;
 use crate::config::{Config, Renormalisation};
 use crate::renormalise::{ColumnStats, renormalise};
+use crate::{ExpectedPredictions, Regressor, TargetGroup, check_predictions};
 
 /// Loads the subject cache written by `prepare`.
 pub fn load_subject(dir: &SubjectDir) -> Result<SubjectData, WorkflowError> {
@@ -43,29 +44,6 @@ fn stats_matrix(stats: &ColumnStats) -> Result<Array2<f32>, WorkflowError> {
             stats.std.len()
         ))
     })
-}
-
-/// The predictions of one evaluation set, checked to hold `rows x targets` values: an empty or
-/// mis-shaped result is an error naming the set, never a file that marks the fit complete.
-fn take_predictions(
-    predictions: &mut impl Iterator<Item = Array2<f32>>,
-    what: &str,
-    rows: usize,
-    targets: usize,
-    group: TargetGroup,
-) -> Result<Array2<f32>, WorkflowError> {
-    match predictions.next() {
-        Some(m) if m.dim() == (rows, targets) => Ok(m),
-        Some(m) => Err(WorkflowError::Invalid(format!(
-            "the {} regression predicted {:?} for the {what}, expected [{rows}, {targets}] (rows x targets)",
-            group.name(),
-            m.dim()
-        ))),
-        None => Err(WorkflowError::Invalid(format!(
-            "the {} regression returned no predictions for the {what}",
-            group.name()
-        ))),
-    }
 }
 
 /// Reads a `2 x d` statistics file written by `fit`.
@@ -144,15 +122,20 @@ fn roi_patterns_fingerprint(dir: &SubjectDir) -> Result<String, WorkflowError> {
 /// The settings record of the regression of `group` (`regression/<group>/settings.toml`): the
 /// regression's settings, the fingerprints of the subject cache and the ROI patterns it is fitted
 /// on, and the training features' own record.
-pub fn fit_settings(dir: &SubjectDir, group: TargetGroup, config: &Config) -> Result<String, WorkflowError> {
+pub fn fit_settings(
+    dir: &SubjectDir,
+    group: TargetGroup,
+    config: &Config,
+    regressor: &dyn Regressor,
+) -> Result<String, WorkflowError> {
     let features =
         read_record(&dir.features(group, DataSplit::Train), &format!("{} training features", group.name()), "extract")?;
     let cache = record_fingerprint(&dir.fmri(), &format!("the subject {} cache", dir.subject), "prepare")?;
     Ok(format!(
-        "regressor = \"ridge\"\nalpha = {}\nfit_intercept = {}\nrenormalisation = {:?}\nsubject_cache = \"{cache}\"\n\
+        "regressor = {:?}\n{}renormalisation = {:?}\nsubject_cache = \"{cache}\"\n\
          roi_patterns = \"{}\"\n[features]\n{features}",
-        group.alpha(config),
-        config.regression.fit_intercept,
+        regressor.name(),
+        regressor.settings(group),
         config.regression.renormalisation,
         roi_patterns_fingerprint(dir)?,
     ))
@@ -161,10 +144,15 @@ pub fn fit_settings(dir: &SubjectDir, group: TargetGroup, config: &Config) -> Re
 /// Checks that the regression of `group` was fitted with the settings `config` implies (a later
 /// step never uses a regression fitted with other alphas, say): [`WorkflowError::Stale`] with both
 /// records otherwise, [`WorkflowError::Missing`] when it was never fitted.
-pub fn require_fitted(dir: &SubjectDir, group: TargetGroup, config: &Config) -> Result<(), WorkflowError> {
+pub fn require_fitted(
+    dir: &SubjectDir,
+    group: TargetGroup,
+    config: &Config,
+    regressor: &dyn Regressor,
+) -> Result<(), WorkflowError> {
     let regression = dir.regression(group);
     let what = format!("the subject {} {} regression", dir.subject, group.name());
-    require_settings(&regression, &fit_settings(dir, group, config)?, &what, "fit")?;
+    require_settings(&regression, &fit_settings(dir, group, config, regressor)?, &what, "fit")?;
     let complete = regression.join("test.npy");
     if !complete.exists() {
         return Err(WorkflowError::missing(what, &complete, "fit"));
@@ -211,11 +199,18 @@ fn fitted_outputs_valid(dir: &SubjectDir, group: TargetGroup, config: &Config, n
     })
 }
 
-/// Fits the regressions of `groups` for one subject (skipping those already fitted).
-pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
+/// Fits the regressions of `groups` for one subject with `regressor` (skipping those already
+/// fitted): one [`Regressor::prepare`] on the training fMRI for every group, whose targets stream
+/// from the feature files.
+pub fn fit_subject(
+    dir: &SubjectDir,
+    config: &Config,
+    regressor: &dyn Regressor,
+    groups: &[TargetGroup],
+) -> Result<(), WorkflowError> {
     // Regressions already fitted must have been fitted with these settings.
     for &group in groups {
-        check_settings(&dir.regression(group), &fit_settings(dir, group, config)?)?;
+        check_settings(&dir.regression(group), &fit_settings(dir, group, config, regressor)?)?;
     }
     let n_test = cache_ids(dir, DataSplit::Test)?.1.len();
     let todo: Vec<TargetGroup> =
@@ -226,50 +221,47 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
     }
     let subject = load_subject(dir)?;
     let patterns = if dir.roi_patterns().exists() { Some(load_npy(&dir.roi_patterns())?) } else { None };
-    let options = ProblemOptions { fit_intercept: config.regression.fit_intercept, form: None };
-    let problem = RidgeProblem::new(subject.train_fmri.view(), options)?;
-    let test = problem.evaluation_set(subject.test_fmri.view())?;
-    // The ROI patterns and a zero row: its prediction is the intercept, so that the reference's
-    // `patterns @ W^T` is the difference of the two.
-    let roi = match &patterns {
-        Some(p) => {
-            Some(problem.evaluation_set(concatenate![Axis(0), p.view(), Array2::zeros((1, p.ncols())).view()].view())?)
-        }
-        None => None,
-    };
+    // The evaluation sets: the test fMRI; the ROI patterns and a zero row (its prediction is the
+    // intercept, so that the reference's `patterns @ W^T` is the difference of the two); the
+    // training fMRI when renormalising with training statistics.
+    let roi = patterns.as_ref().map(|p| concatenate![Axis(0), p.view(), Array2::zeros((1, p.ncols())).view()]);
     let train_only = config.regression.renormalisation == Renormalisation::TrainOnly;
-    let train = if train_only { Some(problem.evaluation_set(subject.train_fmri.view())?) } else { None };
+    let mut evaluation = vec![subject.test_fmri.view()];
+    let mut expected = vec![ExpectedPredictions { what: "test fMRI", rows: subject.test_fmri.nrows() }];
+    if let Some(roi) = &roi {
+        evaluation.push(roi.view());
+        expected.push(ExpectedPredictions { what: "ROI patterns", rows: roi.nrows() });
+    }
+    if train_only {
+        evaluation.push(subject.train_fmri.view());
+        expected.push(ExpectedPredictions { what: "training fMRI", rows: subject.train_fmri.nrows() });
+    }
+    let mut prepared = regressor.prepare(subject.train_fmri.view(), &evaluation)?;
     for group in todo {
         let out = dir.regression(group);
         let mut targets = FeatureFiles::open(&dir.features(group, DataSplit::Train), subject.train_ids.len())?;
-        let bar = progress_bar(targets.cols(), &format!("subj{:02} ridge {}", dir.subject, group.name()));
+        let bar =
+            progress_bar(targets.cols(), &format!("subj{:02} {} {}", dir.subject, regressor.name(), group.name()));
         targets = targets.with_progress(bar.clone());
-        let mut evals = vec![&test];
-        evals.extend(roi.as_ref());
-        evals.extend(train.as_ref());
         let started = std::time::Instant::now();
-        let fit = problem.fit_predict(
-            &mut targets,
-            &AlphaPolicy::Fixed(group.alpha(config)),
-            &evals,
-            &FitOptions::default(),
-        )?;
+        let predictions = prepared.fit_predict(group, &mut targets)?;
         bar.finish_and_clear();
+        let d = targets.cols();
+        let predictions = check_predictions(regressor.name(), group, predictions, &expected, d)?;
         info!(
             subject = dir.subject,
             group = group.name(),
-            targets = targets.cols(),
+            regressor = regressor.name(),
+            targets = d,
             seconds = started.elapsed().as_secs_f64(),
-            read_s = fit.timings.read_s,
-            predict_s = fit.timings.predict_s,
-            "ridge fitted"
+            "regression fitted"
         );
         save_npy(&out.join("train_feature_stats.npy"), &stats_matrix(&targets.column_stats()?)?)?;
-        let d = targets.cols();
-        let mut predictions = fit.predictions.into_iter();
-        let test_prediction = take_predictions(&mut predictions, "test fMRI", subject.test_fmri.nrows(), d, group)?;
+        let mut predictions = predictions.into_iter();
+        let mut next = || predictions.next().ok_or_else(|| WorkflowError::Invalid("missing predictions".into()));
+        let test_prediction = next()?;
         if let Some(p) = &patterns {
-            let rows = take_predictions(&mut predictions, "ROI patterns", p.nrows() + 1, d, group)?;
+            let rows = next()?;
             let k = p.nrows();
             let intercept = rows.slice(s![k.., ..]).to_owned();
             let response = &rows.slice(s![..k, ..]) - &intercept;
@@ -277,17 +269,17 @@ pub fn fit_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) ->
             save_npy(&out.join("roi_intercept.npy"), &intercept)?;
         }
         if train_only {
-            let rows = take_predictions(&mut predictions, "training fMRI", subject.train_fmri.nrows(), d, group)?;
+            let rows = next()?;
             save_npy(&out.join("train_prediction_stats.npy"), &stats_matrix(&ColumnStats::of(rows.view()))?)?;
         }
         write_text(
             &out.join("fit.toml"),
             &format!(
-                "alpha = {}\ntrain_images = {}\nvoxels = {}\ntargets = {}\n",
-                group.alpha(config),
+                "regressor = {:?}\n{}train_images = {}\nvoxels = {}\ntargets = {d}\n",
+                regressor.name(),
+                regressor.settings(group),
                 subject.train_ids.len(),
                 subject.n_voxels(),
-                targets.cols(),
             ),
         )?;
         // Written last: its presence marks the regression as complete.
@@ -315,9 +307,9 @@ pub fn predict_settings(dir: &SubjectDir, config: &Config, groups: &[TargetGroup
 
 /// Checks that `predicted/` was made by `predict` from the regressions `config` implies (see
 /// [`require_fitted`]): a step never builds on predictions made with other settings.
-pub fn require_predicted(dir: &SubjectDir, config: &Config) -> Result<(), WorkflowError> {
+pub fn require_predicted(dir: &SubjectDir, config: &Config, regressor: &dyn Regressor) -> Result<(), WorkflowError> {
     for group in TargetGroup::ALL {
-        require_fitted(dir, group, config)?;
+        require_fitted(dir, group, config, regressor)?;
     }
     let folder = predicted_folder(&dir.outputs);
     let what = format!("the subject {} predicted features", dir.subject);
@@ -332,9 +324,14 @@ pub fn predicted_folder(outputs: &super::OutputDir) -> PathBuf {
 /// Renormalises the test predictions of `groups` (per `regression.renormalisation`) into
 /// `predicted/<group>.npy`, and records the test ids in row order. The regressions must have been
 /// fitted with the settings `config` implies.
-pub fn predict_subject(dir: &SubjectDir, config: &Config, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
+pub fn predict_subject(
+    dir: &SubjectDir,
+    config: &Config,
+    regressor: &dyn Regressor,
+    groups: &[TargetGroup],
+) -> Result<(), WorkflowError> {
     for &group in groups {
-        require_fitted(dir, group, config)?;
+        require_fitted(dir, group, config, regressor)?;
     }
     let (_, test_ids) = cache_ids(dir, DataSplit::Test)?;
     let ids: String = test_ids.iter().map(|id| format!("{id}\n")).collect();

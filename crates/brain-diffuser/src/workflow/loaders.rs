@@ -17,7 +17,7 @@ use crate::stages::clip::{ClipTextEncoder, ClipVisionEncoder};
 use crate::stages::ridge::RidgeRegressor;
 use crate::stages::vdvae::{VdvaeDecoder, VdvaeEncoder};
 use crate::stages::versatile_diffusion::{VersatileDiffusionRefiner, img2img_settings};
-use crate::{Encoder, Pipeline, Regressor, StageError};
+use crate::{Encoder, Pipeline, StageError};
 
 /// Loads models on demand for the steps that need them.
 pub struct StageLoader<'a> {
@@ -360,9 +360,7 @@ impl StageLoader<'_> {
             vdvae: Box::new(self.vdvae_encoder(vdvae.clone())?),
             clip_vision: Box::new(self.clip_vision()?),
             clip_text: Box::new(self.clip_text()?),
-            regressor: Box::new(|group, config| -> Box<dyn Regressor> {
-                Box::new(RidgeRegressor::fixed(group.alpha(config), config.regression.fit_intercept))
-            }),
+            regressor: Box::new(RidgeRegressor::from_config(&self.config.regression)),
             initial_guess: Box::new(self.vdvae_decoder(vdvae)?),
             refiner: Box::new(self.refiner(&self.config.diffusion)?),
         })

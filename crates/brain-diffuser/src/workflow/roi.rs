@@ -6,9 +6,9 @@
 use super::fit::{load_stats, require_fitted};
 use super::integrity::record_fingerprint;
 use super::{SubjectDir, WorkflowError, check_settings, load_npy, save_npy};
-use crate::TargetGroup;
 use crate::config::Config;
 use crate::roi::{ROI_NAMES, clip_roi_embeddings, vdvae_roi_latents};
+use crate::{Regressor, TargetGroup};
 
 /// The file names of the ROI images (`00-faces.png`, ...), in [`ROI_NAMES`] order.
 pub fn roi_image_names() -> Vec<String> {
@@ -34,9 +34,9 @@ pub fn roi_settings(dir: &SubjectDir, config: &Config) -> Result<String, Workflo
 /// Computes and saves the ROI-optimal features of the three groups for one subject. The
 /// regressions must have been fitted with the settings `config` implies; features made with
 /// other `[roi]` settings (or other regressions) are refused with both records shown.
-pub fn roi_features(dir: &SubjectDir, config: &Config) -> Result<(), WorkflowError> {
+pub fn roi_features(dir: &SubjectDir, config: &Config, regressor: &dyn Regressor) -> Result<(), WorkflowError> {
     for group in TargetGroup::ALL {
-        require_fitted(dir, group, config)?;
+        require_fitted(dir, group, config, regressor)?;
     }
     check_settings(&dir.outputs.roi_features_folder(), &roi_settings(dir, config)?)?;
     for group in TargetGroup::ALL {

@@ -24,7 +24,8 @@ use crate::models::ModelsDir;
 use crate::report::{BarSeries, bar_chart};
 use crate::shard::Shard;
 use crate::stages::clip_metric::ClipImageEmbedding;
-use crate::{Encoder, Generator, GuidedCondition, TargetGroup};
+use crate::stages::ridge::RidgeRegressor;
+use crate::{Encoder, Generator, GuidedCondition, Regressor, TargetGroup};
 
 /// The features one image folder is made from, and the fingerprint of their settings record
 /// (which goes into the image folders' records).
@@ -70,7 +71,7 @@ fn cached_captions(
 }
 
 /// Everything the steps share: where the run, the data and the models are, the configuration,
-/// the subjects and the device.
+/// the subjects, the device and the regressor.
 pub struct Session {
     pub run: RunDir,
     pub config: Config,
@@ -78,9 +79,65 @@ pub struct Session {
     pub models: ModelsDir,
     pub subjects: Vec<u8>,
     pub device: Device,
+    /// The regressor `fit` runs, and whose settings `predict` and the image steps check in the
+    /// regressions' records: ridge with the configured alphas ([`Session::new`]) unless replaced
+    /// ([`Session::with_regressor`]).
+    pub regressor: Box<dyn Regressor>,
+    /// Image encoders that replace the models folder's for their target group in `extract`
+    /// ([`Session::with_image_encoder`]).
+    pub image_encoders: Vec<(TargetGroup, Box<dyn Encoder<Input = RgbImage>>)>,
+    /// A caption encoder that replaces CLIP-Text in `extract` ([`Session::with_caption_encoder`]).
+    pub caption_encoder: Option<Box<dyn Encoder<Input = Vec<String>>>>,
 }
 
 impl Session {
+    /// A session with the default stages: the models of `models` and ridge regressions with the
+    /// alphas of `config`.
+    pub fn new(
+        run: RunDir,
+        config: Config,
+        nsd: NsdLayout,
+        models: ModelsDir,
+        subjects: Vec<u8>,
+        device: Device,
+    ) -> Self {
+        let regressor = Box::new(RidgeRegressor::from_config(&config.regression));
+        Self {
+            run,
+            config,
+            nsd,
+            models,
+            subjects,
+            device,
+            regressor,
+            image_encoders: Vec::new(),
+            caption_encoder: None,
+        }
+    }
+
+    /// The same session with `encoder` making the features of `group` (VDVAE or CLIP-Vision) in
+    /// `extract` instead of the models folder's. Its [`Encoder::name`] keys the features' record,
+    /// so features of another encoder are refused, never mixed; its rows must have the shape the
+    /// generators consume (`[clip]` tokens x width for CLIP-Vision, `vdvae.layers` latents).
+    pub fn with_image_encoder(mut self, group: TargetGroup, encoder: impl Encoder<Input = RgbImage> + 'static) -> Self {
+        self.image_encoders.retain(|(g, _)| *g != group);
+        self.image_encoders.push((group, Box::new(encoder)));
+        self
+    }
+
+    /// The same session with `encoder` making the CLIP-Text features in `extract`.
+    pub fn with_caption_encoder(mut self, encoder: impl Encoder<Input = Vec<String>> + 'static) -> Self {
+        self.caption_encoder = Some(Box::new(encoder));
+        self
+    }
+
+    /// The same session with another regressor for `fit` (a downstream project's): every later
+    /// step reads its outputs the same way, and outputs of another regressor are refused.
+    pub fn with_regressor(mut self, regressor: impl Regressor + 'static) -> Self {
+        self.regressor = Box::new(regressor);
+        self
+    }
+
     fn loader(&self) -> StageLoader<'_> {
         StageLoader { models: &self.models, config: &self.config, device: self.device }
     }
@@ -107,7 +164,7 @@ impl Session {
     /// implies, their ids checked against the subject cache.
     fn subject_conditions(&self, subject: u8) -> Result<Conditions, WorkflowError> {
         let dir = self.run.subject(subject);
-        require_predicted(&dir, &self.config)?;
+        require_predicted(&dir, &self.config, self.regressor.as_ref())?;
         let features = load_subject_predicted(&dir)?;
         let what = format!("the subject {subject} predicted features");
         let fingerprint = record_fingerprint(&predicted_folder(&dir.outputs), &what, "predict")?;
@@ -118,7 +175,7 @@ impl Session {
     /// checked against the first subject's cache.
     fn average_conditions(&self) -> Result<Conditions, WorkflowError> {
         for &s in &self.subjects {
-            require_predicted(&self.run.subject(s), &self.config)?;
+            require_predicted(&self.run.subject(s), &self.config, self.regressor.as_ref())?;
         }
         let out = super::average::average_subjects(&self.run, &self.subjects)?;
         super::average::load_average_ids(&self.run)?;
@@ -161,27 +218,41 @@ impl Session {
         for &group in groups {
             let options = self.encoder_options(group);
             if group == TargetGroup::ClipText {
-                let encoder = loader.clip_text()?;
+                let loaded;
+                let encoder: &dyn Encoder<Input = Vec<String>> = match &self.caption_encoder {
+                    Some(encoder) => encoder.as_ref(),
+                    None => {
+                        loaded = loader.clip_text()?;
+                        &loaded
+                    }
+                };
                 for (s, dir, splits) in &subjects {
                     for (split, ids_path, ids) in splits {
                         let captions = cached_captions(dir, *split, ids_path, ids.len(), &self.nsd)?;
                         let label = format!("subj{s:02} clip-text {}", split.name());
                         let folder = dir.features(group, *split);
-                        super::extract::extract_captions(&folder, &encoder, &options, ids, &captions, shard, &label)?;
+                        super::extract::extract_captions(&folder, encoder, &options, ids, &captions, shard, &label)?;
                     }
                 }
                 continue;
             }
-            let encoder: Box<dyn Encoder<Input = RgbImage>> = match group {
-                TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
-                _ => Box::new(loader.clip_vision()?),
+            let loaded: Box<dyn Encoder<Input = RgbImage>>;
+            let encoder: &dyn Encoder<Input = RgbImage> = match self.image_encoders.iter().find(|(g, _)| *g == group) {
+                Some((_, encoder)) => encoder.as_ref(),
+                None => {
+                    loaded = match group {
+                        TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
+                        _ => Box::new(loader.clip_vision()?),
+                    };
+                    loaded.as_ref()
+                }
             };
             for (s, dir, splits) in &subjects {
                 for (split, _, ids) in splits {
                     let label = format!("subj{s:02} {} {}", group.name(), split.name());
                     super::extract::extract_images(
                         &dir.features(group, *split),
-                        encoder.as_ref(),
+                        encoder,
                         &options,
                         ids,
                         &stimuli,
@@ -197,7 +268,7 @@ impl Session {
     /// `fit`: the regressions of `groups`.
     pub fn fit(&self, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
         for &s in &self.subjects {
-            super::fit::fit_subject(&self.run.subject(s), &self.config, groups)?;
+            super::fit::fit_subject(&self.run.subject(s), &self.config, self.regressor.as_ref(), groups)?;
         }
         Ok(())
     }
@@ -205,7 +276,12 @@ impl Session {
     /// `predict`: the renormalised test predictions.
     pub fn predict(&self) -> Result<(), WorkflowError> {
         for &s in &self.subjects {
-            super::fit::predict_subject(&self.run.subject(s), &self.config, &TargetGroup::ALL)?;
+            super::fit::predict_subject(
+                &self.run.subject(s),
+                &self.config,
+                self.regressor.as_ref(),
+                &TargetGroup::ALL,
+            )?;
         }
         Ok(())
     }
@@ -306,7 +382,7 @@ impl Session {
     /// are several subjects).
     pub fn roi(&self, shard: Shard) -> Result<Vec<PathBuf>, WorkflowError> {
         for &s in &self.subjects {
-            super::roi::roi_features(&self.run.subject(s), &self.config)?;
+            super::roi::roi_features(&self.run.subject(s), &self.config, self.regressor.as_ref())?;
         }
         let mut outputs: Vec<OutputDir> = self.subjects.iter().map(|&s| self.run.subject(s).outputs).collect();
         if self.subjects.len() > 1 {
@@ -366,7 +442,7 @@ impl Session {
             if !has_images(&dir.outputs) {
                 continue;
             }
-            require_predicted(&dir, &self.config)?;
+            require_predicted(&dir, &self.config, self.regressor.as_ref())?;
             load_subject_predicted_ids(&dir)?;
             let fingerprint = record_fingerprint(&predicted_folder(&dir.outputs), "the predicted features", "predict")?;
             outputs.push((format!("subj{s:02}"), dir.outputs.clone(), dir.ground_truth(), fingerprint));

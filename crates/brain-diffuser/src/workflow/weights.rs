@@ -78,8 +78,10 @@ pub fn subject_weight_roi(dir: &SubjectDir, config: &Config) -> Result<Vec<RoiWe
     if !patterns_path.exists() {
         return Err(WorkflowError::missing("ROI patterns (the NSD ROI volumes)", &patterns_path, "prepare"));
     }
+    // The analysis recomputes ridge weights: the regressions must be ridge's with these settings.
+    let ridge = crate::stages::ridge::RidgeRegressor::from_config(&config.regression);
     for group in TargetGroup::ALL {
-        require_fitted(dir, group, config)?;
+        require_fitted(dir, group, config, &ridge)?;
     }
     let patterns = load_npy(&patterns_path)?;
     check_settings(&dir.weights_roi(), &weights_settings(dir)?)?;
