@@ -812,7 +812,28 @@ impl TryFrom<RawUNet> for UNetConfig {
     }
 }
 
+/// Versatile Diffusion's `image_unet/config.json` in shi-labs/versatile-diffusion on the Hugging
+/// Face hub (<https://huggingface.co/shi-labs/versatile-diffusion/tree/main/image_unet>): the
+/// values diffusers' conversion script (`create_image_unet_diffusers_config`) writes, without
+/// `sample_size`, which the model does not read. The dual U-Net has this layout.
+const VD_UNET_CONFIG: &str = r#"{
+  "in_channels": 4, "out_channels": 4, "block_out_channels": [320, 640, 1280, 1280],
+  "layers_per_block": 2, "attention_head_dim": 8, "cross_attention_dim": 768,
+  "norm_num_groups": 32, "norm_eps": 1e-05, "flip_sin_to_cos": true, "freq_shift": 0,
+  "act_fn": "silu", "downsample_padding": 1, "mid_block_scale_factor": 1,
+  "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+  "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+}"#;
+
 impl UNetConfig {
+    /// Versatile Diffusion's full-size dual U-Net (the hub's `image_unet/config.json`; the text
+    /// transformers are built like the image ones), as [`SchedulerConfig::versatile_diffusion`] is
+    /// its DDIM configuration. `tests/manifest.rs` checks its parameter names and shapes against
+    /// diffusers'.
+    pub fn versatile_diffusion() -> Self {
+        serde_json::from_str(VD_UNET_CONFIG).expect("the embedded Versatile Diffusion U-Net config parses")
+    }
+
     /// Reads a diffusers `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, DiffusionError> {
         let config: Self = read_json(path)?;
@@ -1094,7 +1115,24 @@ fn four() -> i64 {
     4
 }
 
+/// Versatile Diffusion's `vae/config.json` (kl-f8) in shi-labs/versatile-diffusion on the Hugging
+/// Face hub (<https://huggingface.co/shi-labs/versatile-diffusion/blob/main/vae/config.json>),
+/// without `sample_size`, which the model does not read. It has no `scaling_factor`, so diffusers'
+/// default 0.18215 applies.
+const VD_VAE_CONFIG: &str = r#"{
+  "in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [128, 256, 512, 512],
+  "layers_per_block": 2, "norm_num_groups": 32, "act_fn": "silu",
+  "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+  "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]
+}"#;
+
 impl VaeConfig {
+    /// Versatile Diffusion's full-size autoencoder (the hub's `vae/config.json`). `tests/manifest.rs`
+    /// checks its parameter names and shapes against diffusers'.
+    pub fn versatile_diffusion() -> Self {
+        serde_json::from_str(VD_VAE_CONFIG).expect("the embedded Versatile Diffusion VAE config parses")
+    }
+
     /// Reads a diffusers `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, DiffusionError> {
         let config: Self = read_json(path)?;
@@ -1194,7 +1232,8 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    /// Versatile Diffusion's `scheduler_config.json` values.
+    /// Versatile Diffusion's `scheduler_config.json` values
+    /// (<https://huggingface.co/shi-labs/versatile-diffusion/blob/main/scheduler/scheduler_config.json>).
     pub fn versatile_diffusion() -> Self {
         Self {
             num_train_timesteps: 1000,

@@ -46,3 +46,14 @@ fn full_vae_names_and_shapes_equal_diffusers() {
     let config = VaeConfig::from_file(&fixtures().join("full/vae/config.json")).unwrap();
     compare(&AutoencoderKl::manifest(&config).unwrap(), &recorded("vae_manifest.json"));
 }
+
+#[test]
+fn the_versatile_diffusion_presets_are_the_full_size_models() {
+    let unet = UNetConfig::versatile_diffusion();
+    unet.validate().unwrap();
+    compare(&DualUNet::manifest(&unet).unwrap(), &recorded("dual_unet_manifest.json"));
+    let vae = VaeConfig::versatile_diffusion();
+    vae.validate().unwrap();
+    assert_eq!(vae.scaling_factor, 0.18215);
+    compare(&AutoencoderKl::manifest(&vae).unwrap(), &recorded("vae_manifest.json"));
+}

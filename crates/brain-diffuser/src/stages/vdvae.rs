@@ -118,7 +118,7 @@ mod tests {
 
     /// The structure of the shared VDVAE parity fixture (every kind of block), random weights.
     fn tiny_model() -> Rc<Vdvae> {
-        let config = crate::models::tiny_vdvae_config();
+        let config = crate::demo::tiny_models::tiny_vdvae_config();
         Rc::new(Vdvae::new(&config, tch::Device::Cpu, WeightInit::Reference { seed: 7 }).expect("tiny model builds"))
     }
 

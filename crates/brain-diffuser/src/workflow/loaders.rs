@@ -376,8 +376,8 @@ impl From<crate::models::ModelError> for WorkflowError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::demo::tiny_models::{TinyModels, write_tiny_models};
     use crate::demo::{demo_config, demo_synth_config};
-    use crate::models::{TinyModels, write_tiny_models};
 
     fn tiny() -> (tempfile::TempDir, TinyModels, Config) {
         let tmp = tempfile::tempdir().unwrap();

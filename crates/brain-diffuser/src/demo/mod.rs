@@ -3,7 +3,7 @@
 //! minutes on a CPU, and the end-to-end tests run the same files.
 //!
 //! The data come from `nsd_io::synth` (a known linear encoding model); the models from
-//! [`crate::models::write_tiny_models`]. Neither says anything about real reconstructions.
+//! [`tiny_models::write_tiny_models`]. Neither says anything about real reconstructions.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
 
 use crate::config::{Config, LatentTarget};
-use crate::models::{TinyModels, write_tiny_models};
 use crate::workflow::{WorkflowError, write_text};
+
+pub mod tiny_models;
+
+use tiny_models::{TinyModels, write_tiny_models};
 
 /// Side of the synthetic stimuli, of the stage-1 upscale and of the tiny diffusion model's images.
 pub const DEMO_SIDE: u32 = 64;
