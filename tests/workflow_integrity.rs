@@ -18,7 +18,7 @@ use brain_diffuser::workflow::generate::{check_image_settings, image_settings, s
 use brain_diffuser::workflow::integrity::record_fingerprint;
 use brain_diffuser::workflow::steps::Session;
 use brain_diffuser::workflow::{RunDir, Variant, WorkflowError};
-use brain_diffuser::{Generator, LatentCondition, StageError, TargetGroup};
+use brain_diffuser::{Generator, GuidedCondition, LatentCondition, StageError, TargetGroup};
 use nsd_io::{NsdLayout, SubjectData};
 
 /// The demo and the shared run (prepared, extracted, fitted and predicted).
@@ -210,6 +210,69 @@ impl Generator for Painter {
         let v = (condition.latents[[0, 0]].abs() * 50.0) as u8;
         Ok(vec![image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v]))])
     }
+}
+
+/// A deterministic stand-in for stage 2: the start image with its channels swapped, tinted by
+/// the first CLIP-Text value and the text weight of the variant's settings.
+struct Swapper(f64);
+
+impl Generator for Swapper {
+    type Condition = GuidedCondition;
+
+    fn name(&self) -> &str {
+        "channel-swapper"
+    }
+
+    fn generate(&self, condition: &GuidedCondition, seeds: &[u64]) -> Result<Vec<image::RgbImage>, StageError> {
+        brain_diffuser::check_seed_count(self.name(), condition.init_images.len(), seeds)?;
+        let tint = (condition.text[[0, 0, 0]].abs() * 10.0 + self.0 as f32 * 100.0) as u8;
+        Ok(condition
+            .init_images
+            .iter()
+            .map(|img| {
+                image::RgbImage::from_fn(32, 32, |x, y| {
+                    let p = img.get_pixel(x % img.width(), y % img.height()).0;
+                    image::Rgb([p[2], p[0], tint])
+                })
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn downstream_generators_make_every_image_step_s_images() {
+    let c = copy();
+    let session = c
+        .session(&base().config, &[1])
+        .with_decoder(Painter)
+        .with_refiner(|diffusion| Ok(Box::new(Swapper(diffusion.text_weight))));
+    session.reconstruct(Shard::WHOLE).unwrap();
+    session.ablate(1, &[Variant::NoClipText], Shard::WHOLE).unwrap();
+    let subject = c.dir().subject(1);
+    let predicted = brain_diffuser::workflow::fit::load_predicted(&subject.outputs).unwrap();
+    let png = |variant: Variant, i: usize| {
+        brain_diffuser::workflow::load_png(&subject.outputs.reconstructions(variant).join(format!("{i:04}.png")))
+            .unwrap()
+    };
+    for i in [0, predicted.ids.len() - 1] {
+        let stage1 = png(Variant::OnlyVdvae, i);
+        let v = (predicted.vdvae[[i, 0]].abs() * 50.0) as u8;
+        assert_eq!(stage1, image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v])), "stage 1 is the painter's");
+        let tint = |weight: f64| (predicted.clip_text[[i, 0]].abs() * 10.0 + weight as f32 * 100.0) as u8;
+        let weight = base().config.diffusion.text_weight;
+        assert_eq!(
+            png(Variant::BrainDiffuser, i),
+            image::RgbImage::from_pixel(32, 32, image::Rgb([v, v, tint(weight)]))
+        );
+        // The ablation without CLIP-Text gets the refiner of its own settings (text weight 0).
+        assert_eq!(png(Variant::NoClipText, i), image::RgbImage::from_pixel(32, 32, image::Rgb([v, v, tint(0.0)])));
+    }
+    let record =
+        std::fs::read_to_string(subject.outputs.reconstructions(Variant::BrainDiffuser).join("settings.toml")).unwrap();
+    assert!(record.contains("generator = \"channel-swapper\""), "{record}");
+    // The models folder's generators refuse the downstream ones' images.
+    let err = c.session(&base().config, &[1]).reconstruct(Shard::WHOLE).unwrap_err();
+    assert!(matches!(err, WorkflowError::Stale { .. }) && err.to_string().contains("painter"), "{err}");
 }
 
 #[test]

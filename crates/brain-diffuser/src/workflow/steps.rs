@@ -19,13 +19,13 @@ use super::loaders::StageLoader;
 use super::prepare::{Prepared, image_name};
 use super::weights::RoiSummary;
 use super::{DataSplit, OutputDir, RunDir, SubjectDir, Variant, WorkflowError, save_png};
-use crate::config::Config;
+use crate::config::{Config, DiffusionConfig};
 use crate::models::ModelsDir;
 use crate::report::{BarSeries, bar_chart};
 use crate::shard::Shard;
 use crate::stages::clip_metric::ClipImageEmbedding;
 use crate::stages::ridge::RidgeRegressor;
-use crate::{Encoder, Generator, GuidedCondition, Regressor, TargetGroup};
+use crate::{Encoder, Generator, GuidedCondition, LatentCondition, Regressor, TargetGroup};
 
 /// The features one image folder is made from, and the fingerprint of their settings record
 /// (which goes into the image folders' records).
@@ -88,6 +88,32 @@ pub struct Session {
     pub image_encoders: Vec<(TargetGroup, Box<dyn Encoder<Input = RgbImage>>)>,
     /// A caption encoder that replaces CLIP-Text in `extract` ([`Session::with_caption_encoder`]).
     pub caption_encoder: Option<Box<dyn Encoder<Input = Vec<String>>>>,
+    /// A stage-1 generator that replaces the VDVAE decoder ([`Session::with_decoder`]).
+    pub decoder: Option<Box<dyn Generator<Condition = LatentCondition>>>,
+    /// Makes the stage-2 generator of a variant's diffusion settings in place of Versatile
+    /// Diffusion's ([`Session::with_refiner`]).
+    pub refiner: Option<Box<RefinerFactory>>,
+}
+
+/// Makes a stage-2 generator for the diffusion settings of one variant (the full model's, or an
+/// ablation's: text weight 0 or 1, strength 1 without VDVAE).
+pub type RefinerFactory =
+    dyn Fn(&DiffusionConfig) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>;
+
+/// A stage the session holds (a downstream one) or has just loaded from the models folder.
+enum StageRef<'a, T: ?Sized> {
+    Held(&'a T),
+    Loaded(Box<T>),
+}
+
+impl<T: ?Sized> std::ops::Deref for StageRef<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            StageRef::Held(stage) => stage,
+            StageRef::Loaded(stage) => stage,
+        }
+    }
 }
 
 impl Session {
@@ -112,6 +138,49 @@ impl Session {
             regressor,
             image_encoders: Vec::new(),
             caption_encoder: None,
+            decoder: None,
+            refiner: None,
+        }
+    }
+
+    /// The same session with `decoder` making the stage-1 images (from the predicted VDVAE-group
+    /// features) of `reconstruct`, `ablate`, `average` and `roi`. Its name goes into the images'
+    /// records.
+    pub fn with_decoder(mut self, decoder: impl Generator<Condition = LatentCondition> + 'static) -> Self {
+        self.decoder = Some(Box::new(decoder));
+        self
+    }
+
+    /// The same session with `make_refiner` making the stage-2 generator of each variant's
+    /// diffusion settings.
+    pub fn with_refiner(
+        mut self,
+        make_refiner: impl Fn(&DiffusionConfig) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>
+        + 'static,
+    ) -> Self {
+        self.refiner = Some(Box::new(make_refiner));
+        self
+    }
+
+    /// The stage-1 generator: the session's, or the models folder's VDVAE decoder.
+    fn stage1_generator(&self) -> Result<StageRef<'_, dyn Generator<Condition = LatentCondition>>, WorkflowError> {
+        Ok(match &self.decoder {
+            Some(decoder) => StageRef::Held(decoder.as_ref()),
+            None => {
+                let loader = self.loader();
+                StageRef::Loaded(Box::new(loader.vdvae_decoder(loader.vdvae()?)?))
+            }
+        })
+    }
+
+    /// The stage-2 generator of `diffusion`: the session's factory's, or Versatile Diffusion.
+    fn stage2_generator(
+        &self,
+        diffusion: &DiffusionConfig,
+    ) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError> {
+        match &self.refiner {
+            Some(make) => make(diffusion),
+            None => Ok(Box::new(self.loader().refiner(diffusion)?)),
         }
     }
 
@@ -305,9 +374,8 @@ impl Session {
 
     /// Stage 1 for every output folder, then stage 2 of each variant.
     fn generate(&self, conditions: &[Conditions], variants: &[Variant], shard: Shard) -> Result<(), WorkflowError> {
-        let loader = self.loader();
         {
-            let decoder = loader.vdvae_decoder(loader.vdvae()?)?;
+            let decoder = self.stage1_generator()?;
             for c in conditions {
                 let names: Vec<String> = (0..c.features.ids.len()).map(image_name).collect();
                 let folder = c.out.reconstructions(Variant::OnlyVdvae);
@@ -318,7 +386,7 @@ impl Session {
                     &names,
                     c.features.vdvae.view(),
                     range,
-                    &decoder,
+                    &*decoder,
                     self.config.seeds.vdvae_decode,
                     &settings,
                 )?;
@@ -327,7 +395,7 @@ impl Session {
         }
         for &variant in variants {
             let Some(diffusion) = variant.diffusion(&self.config.diffusion) else { continue };
-            let refiner = loader.refiner(&diffusion)?;
+            let refiner = self.stage2_generator(&diffusion)?;
             for c in conditions {
                 let names: Vec<String> = (0..c.features.ids.len()).map(image_name).collect();
                 let stage1 = c.out.reconstructions(Variant::OnlyVdvae);
@@ -338,8 +406,15 @@ impl Session {
                 };
                 let folder = c.out.reconstructions(variant);
                 let settings = image_settings(&self.config, variant, &c.fingerprint);
-                let made =
-                    self.refine(&folder, &names, init, &c.features, &refiner, shard.range(names.len()), &settings)?;
+                let made = self.refine(
+                    &folder,
+                    &names,
+                    init,
+                    &c.features,
+                    refiner.as_ref(),
+                    shard.range(names.len()),
+                    &settings,
+                )?;
                 info!(folder = %folder.display(), made, %shard, "stage 2");
             }
         }
@@ -388,7 +463,6 @@ impl Session {
         if self.subjects.len() > 1 {
             outputs.push(self.average_conditions()?.out);
         }
-        let loader = self.loader();
         let names = super::roi::roi_image_names();
         let range = shard.range(names.len());
         let features = |out: OutputDir| -> Result<Conditions, WorkflowError> {
@@ -404,7 +478,7 @@ impl Session {
         };
         let all = outputs.into_iter().map(features).collect::<Result<Vec<_>, _>>()?;
         {
-            let decoder = loader.vdvae_decoder(loader.vdvae()?)?;
+            let decoder = self.stage1_generator()?;
             for c in &all {
                 let folder = c.out.roi_images(Variant::OnlyVdvae);
                 let settings = image_settings(&self.config, Variant::OnlyVdvae, &c.fingerprint);
@@ -413,19 +487,27 @@ impl Session {
                     &names,
                     c.features.vdvae.view(),
                     range.clone(),
-                    &decoder,
+                    &*decoder,
                     self.config.seeds.vdvae_decode,
                     &settings,
                 )?;
             }
         }
-        let refiner = loader.refiner(&self.config.diffusion)?;
+        let refiner = self.stage2_generator(&self.config.diffusion)?;
         let mut folders = Vec::new();
         for c in &all {
             let stage1 = c.out.roi_images(Variant::OnlyVdvae);
             let folder = c.out.roi_images(Variant::BrainDiffuser);
             let settings = image_settings(&self.config, Variant::BrainDiffuser, &c.fingerprint);
-            self.refine(&folder, &names, InitImages::Folder(&stage1), &c.features, &refiner, range.clone(), &settings)?;
+            self.refine(
+                &folder,
+                &names,
+                InitImages::Folder(&stage1),
+                &c.features,
+                refiner.as_ref(),
+                range.clone(),
+                &settings,
+            )?;
             folders.push(folder);
         }
         Ok(folders)
