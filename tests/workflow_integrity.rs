@@ -21,6 +21,10 @@ use brain_diffuser::workflow::{RunDir, Variant, WorkflowError};
 use brain_diffuser::{Generator, LatentCondition, StageError, TargetGroup};
 use nsd_io::{NsdLayout, SubjectData};
 
+#[path = "common/tree.rs"]
+mod tree;
+use tree::copy_tree;
+
 /// The demo and the shared run (prepared, extracted, fitted and predicted).
 struct Base {
     root: PathBuf,
@@ -72,19 +76,6 @@ fn copy() -> Copy {
     let run = dir.path().join("run");
     copy_tree(&base.root.join("run"), &run);
     Copy { _dir: dir, run }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 impl Copy {

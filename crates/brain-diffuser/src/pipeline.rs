@@ -152,7 +152,7 @@ impl Pipeline {
     }
 
     /// Fits one regressor per target group on the training fMRI and predicts the test features,
-    /// renormalised per [`crate::config::RegressionConfig::renormalisation`].
+    /// renormalised per [`crate::config::RegressionSection::renormalisation`].
     pub fn fit_predict(
         &self,
         train_fmri: ArrayView2<f32>,

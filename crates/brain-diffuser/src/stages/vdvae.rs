@@ -28,6 +28,11 @@ impl VdvaeEncoder {
         let layout = model.config().latent_layout(options.n_blocks).map_err(|e| StageError::new(&name, e))?;
         Ok(Self { model, options, feature_shape: [layout.dim()], name })
     }
+
+    /// The options the features are made with.
+    pub fn options(&self) -> &EncodeOptions {
+        &self.options
+    }
 }
 
 impl Encoder for VdvaeEncoder {
@@ -83,6 +88,11 @@ impl VdvaeDecoder {
             upscale_to.unwrap_or(0)
         );
         Self { model, n_blocks, options, upscale_to, name }
+    }
+
+    /// The options the images are made with.
+    pub fn options(&self) -> &DecodeOptions {
+        &self.options
     }
 }
 
@@ -148,9 +158,9 @@ mod tests {
         assert_ne!(a[1], c[1], "another seed must give other samples");
         assert_eq!((&a[0], &a[2]), (&c[0], &c[2]), "an image depends on its own seed only");
         // Each row decoded alone with its seed gives the image it got in the batch.
-        for k in 0..3 {
+        for (k, image) in a.iter().enumerate() {
             let alone = LatentCondition { latents: rows.slice(ndarray::s![k..k + 1, ..]).to_owned() };
-            assert_eq!(decoder.generate(&alone, &[5 + k as u64]).unwrap()[0], a[k], "row {k}");
+            assert_eq!(&decoder.generate(&alone, &[5 + k as u64]).unwrap()[0], image, "row {k}");
         }
     }
 

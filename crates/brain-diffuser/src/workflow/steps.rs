@@ -94,9 +94,10 @@ impl Session {
     fn encoder_options(&self, group: TargetGroup) -> String {
         let c = &self.config;
         match group {
+            // The batch size too: libtorch picks kernels by batch, so the features' bits depend on it.
             TargetGroup::Vdvae => format!(
-                "layers = {}\ntarget = {:?}\nseed = {}\n",
-                c.vdvae.layers, c.vdvae.target, c.seeds.vdvae_targets
+                "layers = {}\ntarget = {:?}\nseed = {}\nbatch_size = {}\n",
+                c.vdvae.layers, c.vdvae.target, c.seeds.vdvae_targets, c.vdvae.batch_size
             ),
             TargetGroup::ClipVision => format!("vision_resize = {}\n", c.clip.vision_resize),
             TargetGroup::ClipText => String::new(),
@@ -406,7 +407,8 @@ impl Session {
         let mut reports = Vec::new();
         let bar = super::Progress::each(protocols.len() * outputs.len() * Variant::ALL.len(), "evaluate");
         for protocol in protocols {
-            let networks = self.models.load_metric_networks(self.device, &metrics::Protocol::by_name(protocol)?)?;
+            let run_as = self.config.evaluation.protocol(protocol)?;
+            let networks = self.models.load_metric_networks(self.device, &run_as)?;
             if networks.is_empty() {
                 tracing::warn!(models = %self.models.root().display(), protocol, "no metric networks: pixel metrics only");
             }
@@ -420,7 +422,7 @@ impl Session {
             for (label, out, truth, _) in &outputs {
                 for variant in Variant::ALL {
                     if let Some(r) =
-                        super::evaluate::evaluate_variant(out, truth, variant, protocol, &extractors, batch_size)?
+                        super::evaluate::evaluate_variant(out, truth, variant, &run_as, &extractors, batch_size)?
                     {
                         reports.push((format!("{label} {protocol}"), variant, r));
                     }
