@@ -34,8 +34,8 @@ use tch::{Device, Kind, Tensor};
 
 type AnyError = Box<dyn std::error::Error>;
 
-/// Seed of the synthetic data and the tiny models (recorded as `seeds.synthetic` in
-/// `out/quickstart/config.toml`, next to the pipeline's own seeds).
+/// Seed of the synthetic data and the tiny models (named in the header of
+/// `out/quickstart/config.toml`, as `brain-diffuser demo --seed` does).
 const SEED: u64 = 2023;
 
 fn main() -> ExitCode {

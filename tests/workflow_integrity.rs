@@ -21,6 +21,10 @@ use brain_diffuser::workflow::{RunDir, Variant, WorkflowError};
 use brain_diffuser::{Generator, GuidedCondition, LatentCondition, StageError, TargetGroup};
 use nsd_io::{NsdLayout, SubjectData};
 
+#[path = "common/tree.rs"]
+mod tree;
+use tree::copy_tree;
+
 /// The demo and the shared run (prepared, extracted, fitted and predicted).
 struct Base {
     root: PathBuf,
@@ -72,19 +76,6 @@ fn copy() -> Copy {
     let run = dir.path().join("run");
     copy_tree(&base.root.join("run"), &run);
     Copy { _dir: dir, run }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 impl Copy {
@@ -245,7 +236,7 @@ fn downstream_generators_make_every_image_step_s_images() {
     let session = c
         .session(&base().config, &[1])
         .with_decoder(Painter)
-        .with_refiner(|diffusion| Ok(Box::new(Swapper(diffusion.text_weight))));
+        .with_refiner(|diffusion| Ok(Box::new(Swapper(diffusion.img2img.text_weight))));
     session.reconstruct(Shard::WHOLE).unwrap();
     session.ablate(1, &[Variant::NoClipText], Shard::WHOLE).unwrap();
     let subject = c.dir().subject(1);
@@ -259,7 +250,7 @@ fn downstream_generators_make_every_image_step_s_images() {
         let v = (predicted.vdvae[[i, 0]].abs() * 50.0) as u8;
         assert_eq!(stage1, image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v])), "stage 1 is the painter's");
         let tint = |weight: f64| (predicted.clip_text[[i, 0]].abs() * 10.0 + weight as f32 * 100.0) as u8;
-        let weight = base().config.diffusion.text_weight;
+        let weight = base().config.diffusion.img2img.text_weight;
         assert_eq!(
             png(Variant::BrainDiffuser, i),
             image::RgbImage::from_pixel(32, 32, image::Rgb([v, v, tint(weight)]))

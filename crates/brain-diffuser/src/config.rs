@@ -5,10 +5,24 @@
 //! `configs/paper.toml` spells the same values out. Each reference quirk is a named option whose
 //! default is the faithful behaviour, except where the quirk is a plain bug (the ROI V1-V4 masks).
 //! Unknown keys and invalid values are errors that name the key.
+//!
+//! Every key is read by a step, and every key that changes a step's outputs is in that step's
+//! settings record, so that outputs made with another value are refused (`tests/config_keys.rs`
+//! changes each key of `configs/paper.toml` and checks it). Keys that state a fixed property of the
+//! data or the models (`data.stimulus_size`, `vdvae.image_size`, `clip.vision_tokens`,
+//! `clip.text_tokens`, `clip.embedding_dim`) are checked against the files, and a disagreement is
+//! refused naming the key. Where a stage crate has a type for a setting, the section uses it:
+//! [`vdvae::PosteriorDraw`], [`vdvae::OutputDraw`], [`versatile_diffusion::Img2ImgSettings`] (with
+//! its [`versatile_diffusion::NoiseTimestep`]) and [`metrics::protocol::SsimVariant`]. The sections
+//! are named `*Section` so that they are never mistaken for the crates' model configurations
+//! (`vdvae::VdvaeConfig`, `clip::ClipConfig`).
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use metrics::protocol::SsimVariant;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use vdvae::{DecodeOptions, EncodeOptions, OutputDraw, PosteriorDraw};
+use versatile_diffusion::{Img2ImgSettings, NoiseTimestep};
 
 /// A configuration value that cannot be used, or a file that is not a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -32,37 +46,41 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub data: DataConfig,
-    pub vdvae: VdvaeConfig,
-    pub clip: ClipConfig,
-    pub regression: RegressionConfig,
-    pub diffusion: DiffusionConfig,
-    pub evaluation: EvaluationConfig,
-    pub roi: RoiConfig,
-    pub seeds: SeedConfig,
+    pub data: DataSection,
+    pub vdvae: VdvaeSection,
+    pub clip: ClipSection,
+    pub regression: RegressionSection,
+    pub diffusion: DiffusionSection,
+    pub evaluation: EvaluationSection,
+    pub roi: RoiSection,
+    pub seeds: SeedSection,
 }
 
-/// Which NSD data feeds the regressions, and how fMRI is scaled.
+/// `[data]`: which NSD data feeds the regressions, and how fMRI is scaled. Every key but
+/// `subjects` and `stimulus_size` is in the subject cache's record (`fmri/settings.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DataConfig {
-    /// NSD subjects (1-based). The paper uses the four who finished all sessions.
+pub struct DataSection {
+    /// NSD subjects (1-based) the steps run for unless `--subjects` says otherwise. The paper uses
+    /// the four who finished all sessions.
     pub subjects: Vec<u8>,
     /// Sessions read per subject (37 publicly released, 750 trials each).
     pub sessions: usize,
     /// Betas are divided by this before z-scoring (NSD stores percent signal change x 300).
     pub fmri_divisor: f32,
-    /// Stimulus side in pixels (NSD's 425).
+    /// Side of the stimuli in `nsd_stimuli.hdf5` (NSD's 425): `prepare` and `extract` refuse a
+    /// stimulus file of another size; recorded with the ground-truth images.
     pub stimulus_size: u32,
     /// Trials per scan session (750 in NSD).
     pub trials_per_session: usize,
     /// Images whose `masterordering` index is at most this form the shared test set (1000 in NSD).
     pub test_threshold: usize,
-    /// Images in the stimulus set (73,000 in NSD), for range checks of image ids.
+    /// Images in the stimulus set (73,000 in NSD), for range checks of image ids and the caption
+    /// array's length.
     pub n_images: usize,
 }
 
-impl Default for DataConfig {
+impl Default for DataSection {
     fn default() -> Self {
         Self {
             subjects: vec![1, 2, 5, 7],
@@ -76,50 +94,47 @@ impl Default for DataConfig {
     }
 }
 
-/// What the VDVAE regression targets are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LatentTarget {
-    /// A sample of each block's posterior, as the reference (faithful).
-    PosteriorSample,
-    /// The posterior mean: deterministic, less noisy targets (improvement).
-    PosteriorMean,
+impl DataSection {
+    /// The subjects a step runs for: `requested` (the command line's `--subjects`) unless it is
+    /// empty, else `data.subjects`.
+    pub fn subjects_or(&self, requested: &[u8]) -> Vec<u8> {
+        if requested.is_empty() { self.subjects.clone() } else { requested.to_vec() }
+    }
 }
 
-/// How VDVAE's output distribution becomes pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PixelSampling {
-    /// Sample the discretised mixture of logistics, as the reference (faithful).
-    Sample,
-    /// Take the most likely component's location: deterministic (improvement).
-    Mode,
-}
-
-/// Stage 1: VDVAE.
+/// `[vdvae]`: stage 1. `layers`, `target`, `batch_size` (and `seeds.vdvae_targets`) are in the
+/// features' record;
+/// `layers`, `temperature`, `pixel_sampling` and `upscale_size` (and `seeds.vdvae_decode`) in the
+/// stage-1 images' record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct VdvaeConfig {
-    /// Decoder blocks whose latents are regressed (31 -> 91,168 values).
+pub struct VdvaeSection {
+    /// Decoder blocks whose latents are regressed (31 -> 91,168 values); at most the checkpoint's
+    /// decoder blocks.
     pub layers: usize,
-    pub target: LatentTarget,
+    /// The regression targets: `"posterior-sample"` (faithful) or `"posterior-mean"` (deterministic).
+    pub target: PosteriorDraw,
     /// Prior temperature for the blocks after `layers`.
-    pub temperature: f32,
-    pub pixel_sampling: PixelSampling,
-    /// Side of the VDVAE image (64).
+    pub temperature: f64,
+    /// How the output distribution becomes pixels: `"sample"` (faithful) or `"mode"` (deterministic).
+    pub pixel_sampling: OutputDraw,
+    /// Side of the VDVAE image (64): a property of the checkpoint, which the loader checks.
     pub image_size: u32,
     /// Side the 64x64 guess is upscaled to (bicubic) before stage 2.
     pub upscale_size: u32,
+    /// Images per VDVAE forward pass: memory, and the features' last bits (libtorch picks its
+    /// kernels by batch size), so it is in the features' record. Stage-1 images are decoded one
+    /// at a time in the workflow.
     pub batch_size: usize,
 }
 
-impl Default for VdvaeConfig {
+impl Default for VdvaeSection {
     fn default() -> Self {
         Self {
             layers: 31,
-            target: LatentTarget::PosteriorSample,
+            target: PosteriorDraw::Sample,
             temperature: 1.0,
-            pixel_sampling: PixelSampling::Sample,
+            pixel_sampling: OutputDraw::Sample,
             image_size: 64,
             upscale_size: 512,
             batch_size: 30,
@@ -127,25 +142,26 @@ impl Default for VdvaeConfig {
     }
 }
 
-/// Stage 2 features: CLIP ViT-L/14.
+/// `[clip]`: stage-2 features, CLIP ViT-L/14. The token counts and the width are properties of the
+/// checkpoints, which the loader checks; they are in the stage-2 images' record. CLIP-Text always
+/// embeds every non-empty caption of an image and averages the embeddings, as the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ClipConfig {
+pub struct ClipSection {
     /// Tokens of the vision sequence (CLS + 16x16 patches).
     pub vision_tokens: usize,
     /// Tokens of the text sequence.
     pub text_tokens: usize,
     /// Width of each embedded token.
     pub embedding_dim: usize,
-    /// Side images are resized to before CLIP-Vision (the reference goes 425 -> 512 -> 224).
+    /// Side images are resized to before CLIP-Vision (the reference goes 425 -> 512 -> 224); in
+    /// the CLIP-Vision features' record.
     pub vision_resize: u32,
-    /// Use every non-empty caption of an image and average their embeddings (the reference).
-    pub average_captions: bool,
 }
 
-impl Default for ClipConfig {
+impl Default for ClipSection {
     fn default() -> Self {
-        Self { vision_tokens: 257, text_tokens: 77, embedding_dim: 768, vision_resize: 512, average_captions: true }
+        Self { vision_tokens: 257, text_tokens: 77, embedding_dim: 768, vision_resize: 512 }
     }
 }
 
@@ -162,10 +178,10 @@ pub enum Renormalisation {
     None,
 }
 
-/// The three ridge regressions.
+/// `[regression]`: the three ridge regressions. Every key is in each regression's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RegressionConfig {
+pub struct RegressionSection {
     pub vdvae_alpha: f64,
     pub clip_vision_alpha: f64,
     pub clip_text_alpha: f64,
@@ -174,7 +190,7 @@ pub struct RegressionConfig {
     pub renormalisation: Renormalisation,
 }
 
-impl Default for RegressionConfig {
+impl Default for RegressionSection {
     fn default() -> Self {
         Self {
             vdvae_alpha: 50_000.0,
@@ -186,17 +202,6 @@ impl Default for RegressionConfig {
     }
 }
 
-/// Where img2img noising and denoising start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NoiseStart {
-    /// Noise to DDIM index `t_enc` (timestep 741), first denoising step at index `t_enc - 1`
-    /// (timestep 721): the reference's off-by-one (faithful).
-    Reference,
-    /// Noise and denoise from the same index, as diffusers does (improvement).
-    Consistent,
-}
-
 /// Numeric precision of the diffusion models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -206,73 +211,113 @@ pub enum Precision {
     Bf16,
 }
 
-/// Stage 2: Versatile Diffusion dual-guided img2img.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DiffusionConfig {
-    pub steps: usize,
-    /// Fraction of the steps run from the noised initial guess (0.75 -> 37 of 50).
-    pub strength: f64,
-    pub guidance_scale: f64,
-    /// Weight of the text-guided transformer; the vision one gets `1 - text_weight`.
-    pub text_weight: f64,
-    /// DDIM eta (0: deterministic after the initial noise).
-    pub eta: f64,
-    pub noise_start: NoiseStart,
-    /// Output side in pixels.
+/// `[diffusion]`: stage 2, Versatile Diffusion's dual-guided img2img. Its keys are the
+/// versatile-diffusion crate's own [`Img2ImgSettings`] (`steps`, `strength`, `guidance_scale`,
+/// `text_weight`, `eta`, `noise_start`), handed to the pipeline as they are, and the adapter's
+/// `resolution` and `cuda_precision`. Every key is in the stage-2 images' record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffusionSection {
+    /// The img2img settings (`noise_start`: `"reference"`, the reference's off-by-one, faithful; or
+    /// `"consistent"`, as diffusers).
+    pub img2img: Img2ImgSettings,
+    /// Output side in pixels: the initial guesses are resized (bicubic) to it.
     pub resolution: u32,
     /// Precision on CUDA (the CPU always runs f32).
     pub cuda_precision: Precision,
 }
 
-impl Default for DiffusionConfig {
+impl Default for DiffusionSection {
     fn default() -> Self {
-        Self {
-            steps: 50,
-            strength: 0.75,
-            guidance_scale: 7.5,
-            text_weight: 0.4,
-            eta: 0.0,
-            noise_start: NoiseStart::Reference,
-            resolution: 512,
-            cuda_precision: Precision::F16,
-        }
+        Self { img2img: Img2ImgSettings::default(), resolution: 512, cuda_precision: Precision::F16 }
     }
 }
 
-/// The SSIM variant reported as "SSIM".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SsimVariant {
-    /// scikit-image 0.17 with `multichannel=True` on a gray image: 1-D SSIM per column, averaged
-    /// (what Brain-Diffuser reported; faithful).
-    Columns,
-    /// The standard 2-D Gaussian SSIM.
-    TwoD,
+/// The `[diffusion]` keys as one flat table: the img2img settings' keys, then the adapter's.
+#[derive(Serialize)]
+struct DiffusionKeys<'a> {
+    #[serde(flatten)]
+    img2img: &'a Img2ImgSettings,
+    resolution: u32,
+    cuda_precision: Precision,
 }
 
-/// Evaluation.
+impl Serialize for DiffusionSection {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        DiffusionKeys { img2img: &self.img2img, resolution: self.resolution, cuda_precision: self.cuda_precision }
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for DiffusionSection {
+    /// Takes the adapter's keys out of the table and gives the rest to [`Img2ImgSettings`]. An
+    /// unknown key is an error listing every `[diffusion]` key; a value of the wrong type is an
+    /// error naming its key (`diffusion.steps: ...`).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let mut section = DiffusionSection::default();
+        let known: Vec<String> =
+            toml::Table::try_from(&section).map(|t| t.keys().cloned().collect()).map_err(D::Error::custom)?;
+        if let Some(unknown) = table.keys().find(|k| !known.contains(k)) {
+            let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            return Err(D::Error::custom(format!(
+                "unknown field `{unknown}` in [diffusion], expected one of {}",
+                expected.join(", ")
+            )));
+        }
+        let wrong = |key: &str, e: toml::de::Error| D::Error::custom(format!("diffusion.{key}: {}", e.message()));
+        if let Some(value) = table.remove("resolution") {
+            section.resolution = value.try_into().map_err(|e| wrong("resolution", e))?;
+        }
+        if let Some(value) = table.remove("cuda_precision") {
+            section.cuda_precision = value.try_into().map_err(|e| wrong("cuda_precision", e))?;
+        }
+        // Key by key first, so that an error names its key.
+        for (key, value) in &table {
+            let single = toml::Table::from_iter([(key.clone(), value.clone())]);
+            Img2ImgSettings::deserialize(toml::Value::Table(single)).map_err(|e| wrong(key, e))?;
+        }
+        section.img2img = Img2ImgSettings::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(section)
+    }
+}
+
+/// `[evaluation]`: what `evaluate` scores. Read by `evaluate` (and `report`) every time: the
+/// metrics are recomputed, not cached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct EvaluationConfig {
-    /// Protocols reported: `brain-diffuser` and/or `mindeye`.
+pub struct EvaluationSection {
+    /// Protocols reported unless `evaluate --protocols` says otherwise: `brain-diffuser` and/or
+    /// `mindeye` (see the metrics crate's [`metrics::Protocol`]).
     pub protocols: Vec<String>,
-    /// The SSIM in the main table; both are always computed.
+    /// The SSIM of the `brain-diffuser` protocol: `"columns1d"` (also `"columns"`; scikit-image
+    /// 0.17's column-wise 1-D SSIM, what Brain-Diffuser reported: faithful) or `"gaussian2d"`
+    /// (also `"two-d"`; the standard 2-D SSIM). The `mindeye` protocol always uses the 2-D SSIM,
+    /// as MindEye does. Each report names the SSIM it used.
     pub ssim: SsimVariant,
-    /// Test images scored (NSD's shared images seen by all four subjects).
-    pub test_images: usize,
-    /// Side of the feature networks' input.
-    pub network_input_size: u32,
 }
 
-impl Default for EvaluationConfig {
+impl Default for EvaluationSection {
     fn default() -> Self {
-        Self {
-            protocols: vec!["brain-diffuser".to_owned(), "mindeye".to_owned()],
-            ssim: SsimVariant::Columns,
-            test_images: 982,
-            network_input_size: 224,
+        Self { protocols: vec!["brain-diffuser".to_owned(), "mindeye".to_owned()], ssim: SsimVariant::Columns1d }
+    }
+}
+
+impl EvaluationSection {
+    /// The protocols `evaluate` runs: `requested` (the command line's `--protocols`) unless it is
+    /// empty, else `evaluation.protocols`.
+    pub fn protocols_or(&self, requested: &[String]) -> Vec<String> {
+        if requested.is_empty() { self.protocols.clone() } else { requested.to_vec() }
+    }
+
+    /// The metrics crate's protocol `name` as this configuration runs it: `brain-diffuser` with
+    /// the SSIM of `evaluation.ssim`, `mindeye` as published.
+    pub fn protocol(&self, name: &str) -> Result<metrics::Protocol, metrics::MetricsError> {
+        let mut protocol = metrics::Protocol::by_name(name)?;
+        if protocol.name == metrics::Protocol::brain_diffuser().name {
+            protocol.ssim = self.ssim;
         }
+        Ok(protocol)
     }
 }
 
@@ -286,10 +331,11 @@ pub enum VisualRoiSource {
     FlocFaces,
 }
 
-/// ROI-optimal images and their heuristic scales (reference constants).
+/// `[roi]`: ROI-optimal images and their heuristic scales (reference constants). `visual_rois` is
+/// in the ROI patterns' record, the scales in the ROI features' record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RoiConfig {
+pub struct RoiSection {
     pub visual_rois: VisualRoiSource,
     /// VDVAE: the unit pattern response is scaled by this before adding the bias.
     pub vdvae_scale: f64,
@@ -299,7 +345,7 @@ pub struct RoiConfig {
     pub clip_vision_scale: f64,
 }
 
-impl Default for RoiConfig {
+impl Default for RoiSection {
     fn default() -> Self {
         Self {
             visual_rois: VisualRoiSource::PrfVisualrois,
@@ -311,26 +357,26 @@ impl Default for RoiConfig {
     }
 }
 
-/// Seeds of every random draw; recorded with the outputs. The reference sets only the diffusion
-/// seed (0); the others are unseeded there.
+/// `[seeds]`: seeds of every random draw, in the records of what they make. The reference sets only
+/// the diffusion seed (0); the others are unseeded there. Image `i` of a folder draws from
+/// [`crate::seeds::item_seed`]`(seed, i)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct SeedConfig {
-    /// VDVAE posterior samples used as regression targets.
+pub struct SeedSection {
+    /// VDVAE posterior samples used as regression targets (the features' record).
     pub vdvae_targets: u64,
-    /// VDVAE prior samples for the blocks after `layers`, and the pixel sampling.
+    /// VDVAE prior samples for the blocks after `layers`, and the pixel sampling (the stage-1
+    /// images' record).
     pub vdvae_decode: u64,
-    /// AutoencoderKL posterior sample and the img2img noise.
+    /// AutoencoderKL posterior sample and the img2img noise (the stage-2 images' record).
     pub diffusion: u64,
-    /// Synthetic data (quickstart, tests).
-    pub synthetic: u64,
 }
 
 /// The largest values [`Config::validate`] accepts for counts and sizes: far above what the method
 /// uses (the paper's values in brackets), low enough that nothing sized from them overflows or asks
 /// for absurd amounts of memory.
 pub mod limits {
-    /// Any image side: stimuli, VDVAE output and upscale, CLIP resize, diffusion output, metric input (425, 64, 512, 224).
+    /// Any image side: stimuli, VDVAE output and upscale, CLIP resize, diffusion output (425, 64, 512, 512).
     pub const MAX_SIDE: u32 = 4096;
     /// Trials per scan session (750).
     pub const MAX_TRIALS_PER_SESSION: usize = 100_000;
@@ -444,7 +490,7 @@ impl Config {
                 format!("the ImageNet-64 decoder has 75 blocks: expected 1..=75, got {}", v.layers),
             ));
         }
-        positive("vdvae.temperature", f64::from(v.temperature))?;
+        positive("vdvae.temperature", v.temperature)?;
         side("vdvae.image_size", v.image_size)?;
         side("vdvae.upscale_size", v.upscale_size)?;
         count("vdvae.batch_size", v.batch_size, 1..=limits::MAX_BATCH)?;
@@ -460,7 +506,7 @@ impl Config {
         positive("regression.clip_vision_alpha", r.clip_vision_alpha)?;
         positive("regression.clip_text_alpha", r.clip_text_alpha)?;
 
-        let g = &self.diffusion;
+        let g = &self.diffusion.img2img;
         count("diffusion.steps", g.steps, 1..=limits::MAX_DIFFUSION_STEPS).map_err(|_| {
             invalid(
                 "diffusion.steps",
@@ -486,7 +532,7 @@ impl Config {
                 ),
             ));
         }
-        if g.noise_start == NoiseStart::Reference && denoised >= g.steps {
+        if g.noise_timestep == NoiseTimestep::BrainDiffuser && denoised >= g.steps {
             return Err(invalid(
                 "diffusion.strength",
                 format!(
@@ -509,13 +555,14 @@ impl Config {
                 format!("must lie in [1, {}] (1 disables guidance), got {}", limits::MAX_GUIDANCE, g.guidance_scale),
             ));
         }
-        if g.resolution == 0 || g.resolution % 8 != 0 || g.resolution > limits::MAX_SIDE {
+        let resolution = self.diffusion.resolution;
+        if resolution == 0 || resolution % 8 != 0 || resolution > limits::MAX_SIDE {
             return Err(invalid(
                 "diffusion.resolution",
                 format!(
                     "must be a multiple of 8 (the autoencoder's factor) in 8..={}, got {}",
                     limits::MAX_SIDE,
-                    g.resolution
+                    resolution
                 ),
             ));
         }
@@ -536,13 +583,6 @@ impl Config {
         if let Some((_, p)) = e.protocols.iter().enumerate().find(|(i, p)| e.protocols[..*i].contains(p)) {
             return Err(invalid("evaluation.protocols", format!("'{p}' is listed twice; expected distinct protocols")));
         }
-        count("evaluation.test_images", e.test_images, 1..=d.n_images).map_err(|_| {
-            invalid(
-                "evaluation.test_images",
-                format!("must lie in 1..=data.n_images ({}), got {}", d.n_images, e.test_images),
-            )
-        })?;
-        side("evaluation.network_input_size", e.network_input_size)?;
 
         let o = &self.roi;
         positive("roi.vdvae_scale", o.vdvae_scale)?;
@@ -555,7 +595,6 @@ impl Config {
             ("seeds.vdvae_targets", s.vdvae_targets),
             ("seeds.vdvae_decode", s.vdvae_decode),
             ("seeds.diffusion", s.diffusion),
-            ("seeds.synthetic", s.synthetic),
         ] {
             if i64::try_from(seed).is_err() {
                 return Err(invalid(key, format!("must lie in 0..={} (a TOML integer), got {seed}", i64::MAX)));
@@ -566,7 +605,32 @@ impl Config {
 
     /// DDIM steps actually run from the noised initial guess: `floor(strength * steps)` (37 of 50).
     pub fn denoising_steps(&self) -> usize {
-        (self.diffusion.strength * self.diffusion.steps as f64) as usize
+        let g = &self.diffusion.img2img;
+        (g.strength * g.steps as f64) as usize
+    }
+
+    /// The VDVAE encoder's options: latents of the first `vdvae.layers` blocks, `vdvae.target`,
+    /// seeded by `seeds.vdvae_targets`, in batches of `vdvae.batch_size`.
+    pub fn vdvae_encode_options(&self) -> EncodeOptions {
+        let v = &self.vdvae;
+        EncodeOptions {
+            n_blocks: v.layers,
+            posterior: v.target,
+            seed: self.seeds.vdvae_targets,
+            batch_size: v.batch_size,
+        }
+    }
+
+    /// The VDVAE decoder's options: `vdvae.temperature`, `vdvae.pixel_sampling`, seeded by
+    /// `seeds.vdvae_decode`, in batches of `vdvae.batch_size`.
+    pub fn vdvae_decode_options(&self) -> DecodeOptions {
+        let v = &self.vdvae;
+        DecodeOptions {
+            temperature: v.temperature,
+            output: v.pixel_sampling,
+            seed: self.seeds.vdvae_decode,
+            batch_size: v.batch_size,
+        }
     }
 
     /// Values of one VDVAE latent vector for `vdvae.layers` blocks of the ImageNet-64 decoder
@@ -601,22 +665,20 @@ mod tests {
             (c.regression.vdvae_alpha, c.regression.clip_vision_alpha, c.regression.clip_text_alpha),
             (50e3, 60e3, 100e3)
         );
-        assert_eq!(
-            (c.diffusion.steps, c.diffusion.strength, c.diffusion.guidance_scale, c.diffusion.text_weight),
-            (50, 0.75, 7.5, 0.4)
-        );
+        let g = &c.diffusion.img2img;
+        assert_eq!((g.steps, g.strength, g.guidance_scale, g.text_weight), (50, 0.75, 7.5, 0.4));
         assert_eq!(c.denoising_steps(), 37);
         assert_eq!((c.clip.vision_tokens, c.clip.text_tokens, c.clip.embedding_dim), (257, 77, 768));
-        assert_eq!(c.evaluation.test_images, 982);
         assert_eq!(
             (c.roi.vdvae_scale, c.roi.vdvae_norm, c.roi.clip_text_scale, c.roi.clip_vision_scale),
             (50.0, 80.0, 9.0, 15.0)
         );
         // Faithful defaults for every quirk except the V1-V4 mask bug.
-        assert_eq!(c.vdvae.target, LatentTarget::PosteriorSample);
+        assert_eq!(c.vdvae.target, PosteriorDraw::Sample);
+        assert_eq!(c.vdvae.pixel_sampling, OutputDraw::Sample);
         assert_eq!(c.regression.renormalisation, Renormalisation::TestSet);
-        assert_eq!(c.diffusion.noise_start, NoiseStart::Reference);
-        assert_eq!(c.evaluation.ssim, SsimVariant::Columns);
+        assert_eq!(c.diffusion.img2img.noise_timestep, NoiseTimestep::BrainDiffuser);
+        assert_eq!(c.evaluation.ssim, SsimVariant::Columns1d);
         assert_eq!(c.roi.visual_rois, VisualRoiSource::PrfVisualrois);
     }
 
@@ -629,8 +691,11 @@ mod tests {
     #[test]
     fn round_trips_through_toml() {
         let mut c = Config::default();
-        c.diffusion.noise_start = NoiseStart::Consistent;
-        c.vdvae.target = LatentTarget::PosteriorMean;
+        c.diffusion.img2img.noise_timestep = NoiseTimestep::Consistent;
+        c.diffusion.cuda_precision = Precision::Bf16;
+        c.vdvae.target = PosteriorDraw::Mean;
+        c.vdvae.pixel_sampling = OutputDraw::Mode;
+        c.evaluation.ssim = SsimVariant::Gaussian2d;
         c.regression.renormalisation = Renormalisation::TrainOnly;
         assert_eq!(Config::from_toml_str(&c.to_toml(), "<round trip>").expect("parses"), c);
     }
@@ -638,8 +703,8 @@ mod tests {
     #[test]
     fn partial_files_keep_defaults() {
         let c = Config::from_toml_str("[diffusion]\nstrength = 0.5\n", "<string>").expect("parses");
-        assert_eq!(c.diffusion.strength, 0.5);
-        assert_eq!(c.diffusion.steps, 50);
+        assert_eq!(c.diffusion.img2img.strength, 0.5);
+        assert_eq!(c.diffusion.img2img.steps, 50);
         assert_eq!(c.denoising_steps(), 25);
     }
 
@@ -649,6 +714,60 @@ mod tests {
         assert!(err.to_string().contains("strenght"), "{err}");
         let err = Config::from_toml_str("[difusion]\n", "<string>").unwrap_err();
         assert!(err.to_string().contains("difusion"), "{err}");
+        // The [diffusion] section lists its keys, the crate's and the adapter's.
+        let err = Config::from_toml_str("[diffusion]\nstrenght = 0.5\n", "<string>").unwrap_err().to_string();
+        for key in ["strenght", "`strength`", "`noise_start`", "`resolution`", "`cuda_precision`"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        // Keys that were dropped because nothing read them are unknown now.
+        for (text, key) in [
+            ("[evaluation]\ntest_images = 982\n", "test_images"),
+            ("[evaluation]\nnetwork_input_size = 224\n", "network_input_size"),
+            ("[clip]\naverage_captions = true\n", "average_captions"),
+            ("[seeds]\nsynthetic = 0\n", "synthetic"),
+        ] {
+            let err = Config::from_toml_str(text, "<string>").unwrap_err();
+            assert!(matches!(err, ConfigError::Parse { .. }) && err.to_string().contains(key), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn sections_take_the_crates_own_values() {
+        let c = Config::from_toml_str(
+            "[vdvae]\ntarget = \"posterior-mean\"\npixel_sampling = \"mode\"\n[diffusion]\nnoise_start = \
+             \"consistent\"\n[evaluation]\nssim = \"two-d\"\n",
+            "<string>",
+        )
+        .expect("parses");
+        assert_eq!((c.vdvae.target, c.vdvae.pixel_sampling), (PosteriorDraw::Mean, OutputDraw::Mode));
+        assert_eq!(c.diffusion.img2img.noise_timestep, NoiseTimestep::Consistent);
+        assert_eq!(c.evaluation.ssim, SsimVariant::Gaussian2d);
+        // The metrics crate's own names work too, and are what the configuration is written with.
+        let named = Config::from_toml_str("[evaluation]\nssim = \"gaussian2d\"\n", "<string>").expect("parses");
+        assert_eq!(named.evaluation.ssim, SsimVariant::Gaussian2d);
+        assert!(c.to_toml().contains("ssim = \"gaussian2d\""), "{}", c.to_toml());
+        // The img2img settings go to Versatile Diffusion as they are: the paper's are the crate's defaults.
+        assert_eq!(Config::default().diffusion.img2img, Img2ImgSettings::default());
+        let options = c.vdvae_encode_options();
+        assert_eq!((options.n_blocks, options.posterior, options.batch_size), (31, PosteriorDraw::Mean, 30));
+        assert_eq!(c.vdvae_decode_options().output, OutputDraw::Mode);
+    }
+
+    #[test]
+    fn ssim_is_the_brain_diffuser_protocols_and_mindeye_keeps_its_own() {
+        let mut e = EvaluationSection::default();
+        assert_eq!(e.protocol("brain-diffuser").unwrap(), metrics::Protocol::brain_diffuser());
+        assert_eq!(e.protocol("mindeye").unwrap(), metrics::Protocol::mindeye());
+        e.ssim = SsimVariant::Gaussian2d;
+        let bd = e.protocol("brain-diffuser").unwrap();
+        assert_eq!(bd.ssim, SsimVariant::Gaussian2d);
+        assert_eq!(metrics::Protocol { ssim: SsimVariant::Columns1d, ..bd }, metrics::Protocol::brain_diffuser());
+        assert_eq!(e.protocol("mindeye").unwrap(), metrics::Protocol::mindeye());
+        assert!(e.protocol("tk").is_err());
+        assert_eq!(e.protocols_or(&[]), vec!["brain-diffuser".to_owned(), "mindeye".to_owned()]);
+        assert_eq!(e.protocols_or(&["mindeye".to_owned()]), vec!["mindeye".to_owned()]);
+        assert_eq!(DataSection::default().subjects_or(&[]), vec![1, 2, 5, 7]);
+        assert_eq!(DataSection::default().subjects_or(&[3]), vec![3]);
     }
 
     #[test]
@@ -696,9 +815,6 @@ mod tests {
             ("[diffusion]\nresolution = 65536\n", "diffusion.resolution"),
             ("[evaluation]\nprotocols = []\n", "evaluation.protocols"),
             ("[evaluation]\nprotocols = [\"mindeye\", \"mindeye\"]\n", "evaluation.protocols"),
-            ("[evaluation]\ntest_images = 0\n", "evaluation.test_images"),
-            ("[evaluation]\ntest_images = 100000\n", "evaluation.test_images"),
-            ("[evaluation]\nnetwork_input_size = 0\n", "evaluation.network_input_size"),
             ("[roi]\nvdvae_norm = 0.0\n", "roi.vdvae_norm"),
             ("[roi]\nclip_text_scale = nan\n", "roi.clip_text_scale"),
         ] {
@@ -717,7 +833,7 @@ mod tests {
             "[diffusion]\nsteps = 1000\nstrength = 0.001\n",
             "[diffusion]\nstrength = 1.0\nnoise_start = \"consistent\"\n",
             "[diffusion]\neta = 1.0\nguidance_scale = 1.0\nresolution = 8\n",
-            "[evaluation]\nprotocols = [\"mindeye\"]\ntest_images = 73000\n",
+            "[evaluation]\nprotocols = [\"mindeye\"]\nssim = \"columns\"\n",
             "[seeds]\ndiffusion = 9223372036854775807\n",
         ] {
             let config = Config::from_toml_str(text, "<string>").unwrap_or_else(|e| panic!("{text:?}: {e}"));
@@ -728,15 +844,18 @@ mod tests {
     #[test]
     fn seeds_that_toml_cannot_hold_are_refused() {
         let mut config = Config::default();
-        config.seeds.synthetic = u64::MAX;
+        config.seeds.diffusion = u64::MAX;
         let err = config.validate().unwrap_err();
-        assert!(err.to_string().contains("seeds.synthetic"), "{err}");
+        assert!(err.to_string().contains("seeds.diffusion"), "{err}");
         // Values that do not fit the key's type are parse errors that show the key's line.
         for (text, key) in [
             ("[data]\nsessions = -1\n", "sessions"),
             ("[data]\nstimulus_size = 5000000000\n", "stimulus_size"),
             ("[seeds]\ndiffusion = -5\n", "diffusion"),
             ("[diffusion]\nsteps = 2.5\n", "steps"),
+            ("[diffusion]\nresolution = -8\n", "resolution"),
+            ("[diffusion]\ncuda_precision = \"f8\"\n", "cuda_precision"),
+            ("[diffusion]\nnoise_start = \"late\"\n", "noise_start"),
         ] {
             let err = Config::from_toml_str(text, "<string>").unwrap_err();
             assert!(err.to_string().contains(key), "{text:?} gave {err}");

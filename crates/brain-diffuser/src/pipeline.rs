@@ -153,7 +153,7 @@ impl Pipeline {
     }
 
     /// Fits the regressor on the training fMRI (prepared once for the three groups) and predicts
-    /// the test features, renormalised per [`crate::config::RegressionConfig::renormalisation`].
+    /// the test features, renormalised per [`crate::config::RegressionSection::renormalisation`].
     pub fn fit_predict(
         &self,
         train_fmri: ArrayView2<f32>,

@@ -25,14 +25,17 @@ pub enum PixelResize {
     },
 }
 
-/// Which SSIM function scores the grey images.
+/// Which SSIM function scores the grey images. Written `"columns1d"` or `"gaussian2d"`; a
+/// configuration may also say `"columns"` or `"two-d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SsimVariant {
     /// Mean over columns of a 1-D SSIM along each column (scikit-image 0.17 with
     /// `multichannel=True` on a grey image): Brain-Diffuser's published numbers.
+    #[serde(alias = "columns")]
     Columns1d,
     /// The standard 2-D Gaussian SSIM (scikit-image >= 0.20): MindEye's published numbers.
+    #[serde(alias = "two-d")]
     Gaussian2d,
 }
 

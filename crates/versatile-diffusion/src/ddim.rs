@@ -2,18 +2,22 @@
 //! timestep spacing, no clipping), plus the img2img start logic and Brain-Diffuser's noise-level
 //! convention.
 
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::SchedulerConfig;
 use crate::error::DiffusionError;
 
-/// At which timestep an img2img run noises the encoded init image.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// At which timestep an img2img run noises the encoded init image. In configuration files
+/// (serde): `"reference"` (also `"brain-diffuser"`) or `"consistent"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum NoiseTimestep {
     /// Brain-Diffuser / CompVis img2img: the latent is noised one DDIM step above the first step
     /// that is denoised (strength 0.75 with 50 steps: noise at t = 741, denoise from 721). This
-    /// reproduces the published numbers.
+    /// reproduces the published numbers (the reference code's off-by-one).
     #[default]
+    #[serde(rename = "reference", alias = "brain-diffuser")]
     BrainDiffuser,
     /// diffusers img2img: noised at the first denoised timestep (721 for both).
     Consistent,

@@ -7,6 +7,7 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 use tracing::debug;
 
@@ -96,7 +97,13 @@ pub enum Quantize {
 }
 
 /// Settings of one img2img run. The defaults are Brain-Diffuser's.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// As a configuration (serde; unknown keys are errors, missing keys take the defaults) it has the
+/// keys `steps`, `strength`, `guidance_scale`, `text_weight`, `eta` and `noise_start` (the field
+/// `noise_timestep`); the other fields are implementation choices and token counts that the
+/// caller sets from the conditioning, never read from or written to a file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Img2ImgSettings {
     /// DDIM steps of the full schedule (50).
     pub steps: usize,
@@ -108,17 +115,23 @@ pub struct Img2ImgSettings {
     pub text_weight: f64,
     /// DDIM eta (0: deterministic).
     pub eta: f64,
-    /// Noise level convention of the init latent.
+    /// Noise level convention of the init latent (key `noise_start`).
+    #[serde(rename = "noise_start")]
     pub noise_timestep: NoiseTimestep,
     /// Posterior sample or mean.
+    #[serde(skip)]
     pub posterior: PosteriorMode,
     /// Conversion to bytes.
+    #[serde(skip)]
     pub quantize: Quantize,
     /// Attention implementation.
+    #[serde(skip)]
     pub attention: AttentionKernel,
     /// Text context length (77).
+    #[serde(skip)]
     pub text_tokens: i64,
     /// Vision context length (257).
+    #[serde(skip)]
     pub vision_tokens: i64,
 }
 

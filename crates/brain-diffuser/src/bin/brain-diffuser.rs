@@ -70,7 +70,7 @@ fn session(global: &Global) -> Result<Session> {
         Some(path) => NsdLayout::new(&global.nsd).with_captions(path),
         None => NsdLayout::new(&global.nsd),
     };
-    let subjects = if global.subjects.is_empty() { config.data.subjects.clone() } else { global.subjects.clone() };
+    let subjects = config.data.subjects_or(&global.subjects);
     Ok(Session::new(run, config, nsd, ModelsDir::new(&global.models), subjects, device))
 }
 
@@ -141,7 +141,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Evaluate { protocols, batch_size } => {
-            let protocols = if protocols.is_empty() { s.config.evaluation.protocols.clone() } else { protocols };
+            let protocols = s.config.evaluation.protocols_or(&protocols);
             for (label, variant, report) in s.evaluate(&protocols, batch_size)? {
                 println!("{label}, {}:\n{}", variant.name(), report.summary());
             }

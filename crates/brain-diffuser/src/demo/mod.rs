@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
 
-use crate::config::{Config, LatentTarget};
+use crate::config::Config;
 use crate::workflow::{WorkflowError, write_text};
 
 pub mod tiny_models;
@@ -55,7 +55,7 @@ pub fn demo_config(synth: &SynthConfig, tiny: &TinyModels) -> Config {
     c.vdvae.layers = tiny.vdvae_latent_blocks;
     // A random VDVAE's posterior is almost its prior (means near 4e-4, unit spread): its samples,
     // the faithful targets, carry no trace of the image. The posterior means do.
-    c.vdvae.target = LatentTarget::PosteriorMean;
+    c.vdvae.target = vdvae::PosteriorDraw::Mean;
     c.vdvae.image_size = tiny.vdvae.image_size as u32;
     c.vdvae.upscale_size = DEMO_SIDE;
     c.clip.vision_tokens = tiny.vision_tokens;
@@ -65,10 +65,8 @@ pub fn demo_config(synth: &SynthConfig, tiny: &TinyModels) -> Config {
     c.regression.vdvae_alpha = 100.0;
     c.regression.clip_vision_alpha = 100.0;
     c.regression.clip_text_alpha = 100.0;
-    c.diffusion.steps = 10;
+    c.diffusion.img2img.steps = 10;
     c.diffusion.resolution = tiny.image_side;
-    c.evaluation.test_images = synth.n_shared;
-    c.seeds.synthetic = synth.seed;
     c
 }
 

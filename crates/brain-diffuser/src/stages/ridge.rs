@@ -10,7 +10,7 @@ use ndarray::{Array2, ArrayView2};
 use ridge::{AlphaPolicy, EvaluationSet, FitOptions, ProblemOptions, RidgeProblem};
 use tracing::info;
 
-use crate::config::RegressionConfig;
+use crate::config::RegressionSection;
 use crate::{PreparedRegressor, Regressor, StageError, TargetGroup, TargetSource};
 
 /// Ridge regressions from fMRI rows to feature rows, one alpha policy per target group.
@@ -28,7 +28,7 @@ fn group_index(group: TargetGroup) -> usize {
 impl RidgeRegressor {
     /// Regressions with the fixed alphas of `config` (50,000 / 60,000 / 100,000 in the paper),
     /// intercept by centring as scikit-learn's `Ridge(fit_intercept=True)`: the workflow's default.
-    pub fn from_config(config: &RegressionConfig) -> Self {
+    pub fn from_config(config: &RegressionSection) -> Self {
         let fixed = AlphaPolicy::Fixed;
         Self {
             policies: [fixed(config.vdvae_alpha), fixed(config.clip_vision_alpha), fixed(config.clip_text_alpha)],
@@ -135,12 +135,12 @@ mod tests {
     /// Each group gets its own alpha from the configuration, on one shared problem.
     #[test]
     fn groups_are_fitted_with_their_configured_alphas() {
-        let config = RegressionConfig {
+        let config = RegressionSection {
             vdvae_alpha: 1.0,
             clip_vision_alpha: 5.0,
             clip_text_alpha: 14.0,
             fit_intercept: false,
-            ..RegressionConfig::default()
+            ..RegressionSection::default()
         };
         let ridge = RidgeRegressor::from_config(&config);
         assert_eq!(ridge.settings(TargetGroup::ClipVision), "alpha = 5\nfit_intercept = false\n");

@@ -28,6 +28,11 @@ impl VdvaeEncoder {
         let layout = model.config().latent_layout(options.n_blocks).map_err(|e| StageError::new(&name, e))?;
         Ok(Self { model, options, feature_shape: [layout.dim()], name })
     }
+
+    /// The options the features are made with.
+    pub fn options(&self) -> &EncodeOptions {
+        &self.options
+    }
 }
 
 impl Encoder for VdvaeEncoder {
@@ -83,6 +88,11 @@ impl VdvaeDecoder {
             upscale_to.unwrap_or(0)
         );
         Self { model, n_blocks, options, upscale_to, name }
+    }
+
+    /// The options the images are made with.
+    pub fn options(&self) -> &DecodeOptions {
+        &self.options
     }
 }
 

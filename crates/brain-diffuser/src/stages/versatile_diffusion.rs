@@ -4,27 +4,9 @@
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
 use ndarray::{Array2, ArrayView2};
-use versatile_diffusion::{Conditioning, Img2ImgSettings, Noise, NoiseTimestep, RgbImages, VersatileDiffusion};
+use versatile_diffusion::{Conditioning, Img2ImgSettings, Noise, RgbImages, VersatileDiffusion};
 
-use crate::config::{DiffusionConfig, NoiseStart};
 use crate::{Generator, GuidedCondition, StageError, check_seed_count};
-
-/// The img2img settings that `config` asks for: steps, strength, guidance, text weight, eta and the
-/// noise-start convention; everything else keeps Versatile Diffusion's Brain-Diffuser defaults.
-pub fn img2img_settings(config: &DiffusionConfig) -> Img2ImgSettings {
-    Img2ImgSettings {
-        steps: config.steps,
-        strength: config.strength,
-        guidance_scale: config.guidance_scale,
-        text_weight: config.text_weight,
-        eta: config.eta,
-        noise_timestep: match config.noise_start {
-            NoiseStart::Reference => NoiseTimestep::BrainDiffuser,
-            NoiseStart::Consistent => NoiseTimestep::Consistent,
-        },
-        ..Img2ImgSettings::default()
-    }
-}
 
 /// The values of `m` in row-major order, whatever its memory layout.
 fn contiguous(m: ArrayView2<f32>) -> Vec<f32> {
@@ -206,13 +188,6 @@ mod tests {
         assert_ne!(twins[0], twins[1], "other seeds, independent noise");
         let err = refiner.generate(&c, &[3]).unwrap_err();
         assert!(err.to_string().contains("1 seeds for 2 items"), "{err}");
-    }
-
-    #[test]
-    fn paper_config_gives_the_crates_brain_diffuser_defaults() {
-        assert_eq!(img2img_settings(&DiffusionConfig::default()), Img2ImgSettings::default());
-        let consistent = DiffusionConfig { noise_start: NoiseStart::Consistent, ..DiffusionConfig::default() };
-        assert_eq!(img2img_settings(&consistent).noise_timestep, NoiseTimestep::Consistent);
     }
 
     #[test]

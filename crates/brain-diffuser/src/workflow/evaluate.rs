@@ -1,5 +1,8 @@
 //! `evaluate`: scores each variant's reconstructions against the test stimuli under the configured
 //! protocols (the metrics crate does the work; networks whose weights are absent are skipped).
+//! The protocols are the metrics crate's, as the configuration runs them
+//! ([`crate::config::EvaluationSection::protocol`]: `evaluation.ssim` picks the `brain-diffuser`
+//! protocol's SSIM).
 
 use std::path::Path;
 
@@ -8,13 +11,13 @@ use metrics::{EvaluationReport, Extractors, Protocol};
 use super::{OutputDir, Variant, WorkflowError};
 
 /// Scores `variant` of `outputs` against the ground-truth folder under `protocol` and writes
-/// `metrics/<variant>/<protocol>/metrics.{json,csv}`. Returns `None` when the variant has no
-/// reconstructions.
+/// `metrics/<variant>/<protocol name>/metrics.{json,csv}` (the report holds the whole protocol,
+/// its SSIM variant included). Returns `None` when the variant has no reconstructions.
 pub fn evaluate_variant(
     outputs: &OutputDir,
     ground_truth: &Path,
     variant: Variant,
-    protocol_name: &str,
+    protocol: &Protocol,
     extractors: &Extractors<'_>,
     batch_size: usize,
 ) -> Result<Option<EvaluationReport>, WorkflowError> {
@@ -22,8 +25,7 @@ pub fn evaluate_variant(
     if !folder.is_dir() {
         return Ok(None);
     }
-    let protocol = Protocol::by_name(protocol_name)?;
-    let report = metrics::evaluate_folders(ground_truth, &folder, &protocol, extractors, batch_size)?;
-    report.write(&outputs.metrics(variant, protocol_name))?;
+    let report = metrics::evaluate_folders(ground_truth, &folder, protocol, extractors, batch_size)?;
+    report.write(&outputs.metrics(variant, &protocol.name))?;
     Ok(Some(report))
 }

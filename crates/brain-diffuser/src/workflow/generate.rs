@@ -13,7 +13,7 @@ use ndarray::{ArrayView2, Axis};
 
 use super::integrity::{check_png, read_record, record_fingerprint, reusable};
 use super::{Progress, Variant, WorkflowError, check_settings, load_png, save_png};
-use crate::config::Config;
+use crate::config::{Config, DiffusionSection};
 use crate::seeds::{ITEM_SEED_RULE, item_seed};
 use crate::stage::single_image;
 use crate::{Generator, GuidedCondition, LatentCondition};
@@ -31,7 +31,7 @@ pub fn image_settings(config: &Config, variant: Variant, conditions: &str) -> St
             "seed = {}\nlayers = {}\ntemperature = {}\npixel_sampling = {:?}\nupscale_size = {}\n",
             c.seeds.vdvae_decode, c.vdvae.layers, c.vdvae.temperature, c.vdvae.pixel_sampling, c.vdvae.upscale_size
         ),
-        Some(d) => format!(
+        Some(DiffusionSection { img2img: d, resolution, cuda_precision }) => format!(
             "seed = {}\nsteps = {}\nstrength = {}\nguidance_scale = {}\ntext_weight = {}\neta = {}\n\
              noise_start = {:?}\nresolution = {}\ncuda_precision = {:?}\nvision_shape = [{}, {}]\n\
              text_shape = [{}, {}]\n",
@@ -41,9 +41,9 @@ pub fn image_settings(config: &Config, variant: Variant, conditions: &str) -> St
             d.guidance_scale,
             d.text_weight,
             d.eta,
-            d.noise_start,
-            d.resolution,
-            d.cuda_precision,
+            d.noise_timestep,
+            resolution,
+            cuda_precision,
             c.clip.vision_tokens,
             c.clip.embedding_dim,
             c.clip.text_tokens,
@@ -329,7 +329,7 @@ mod cache_tests {
         let err = check_image_settings(&stage1, &newer).unwrap_err().to_string();
         assert!(err.contains("fnv1a64:0000000000000001") && err.contains("fnv1a64:0000000000000002"), "{err}");
         let mut steps = config.clone();
-        steps.diffusion.steps = 20;
+        steps.diffusion.img2img.steps = 20;
         let err =
             check_image_settings(&stage2, &image_settings(&steps, Variant::BrainDiffuser, "fnv1a64:0000000000000001"));
         assert!(err.unwrap_err().to_string().contains("steps = 20"));

@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::TargetGroup;
-use crate::config::DiffusionConfig;
+use crate::config::DiffusionSection;
 
 /// The root of one run: every step of every subject writes below it.
 #[derive(Debug, Clone)]
@@ -220,7 +220,7 @@ impl Variant {
     }
 
     /// The stage-2 settings of this variant, or `None` for the stage-1-only variant.
-    pub fn diffusion(self, base: &DiffusionConfig) -> Option<DiffusionConfig> {
+    pub fn diffusion(self, base: &DiffusionSection) -> Option<DiffusionSection> {
         let mut config = base.clone();
         match self {
             Variant::OnlyVdvae => return None,
@@ -228,11 +228,11 @@ impl Variant {
             Variant::NoVdvae => {
                 // A random start: the whole schedule from pure noise (the reference's index
                 // convention has no step before index 49, so the consistent one is used here).
-                config.strength = 1.0;
-                config.noise_start = crate::config::NoiseStart::Consistent;
+                config.img2img.strength = 1.0;
+                config.img2img.noise_timestep = versatile_diffusion::NoiseTimestep::Consistent;
             }
-            Variant::NoClipText => config.text_weight = 0.0,
-            Variant::NoClipVision => config.text_weight = 1.0,
+            Variant::NoClipText => config.img2img.text_weight = 0.0,
+            Variant::NoClipVision => config.img2img.text_weight = 1.0,
         }
         Some(config)
     }

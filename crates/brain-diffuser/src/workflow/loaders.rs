@@ -7,16 +7,16 @@ use std::rc::Rc;
 use image::{Rgb, RgbImage};
 use ndarray::Array2;
 use tch::{Device, Kind};
-use vdvae::{DecodeOptions, EncodeOptions, OutputDraw, PosteriorDraw, Vdvae};
+use vdvae::Vdvae;
 
 use super::WorkflowError;
 use super::integrity::weights_fingerprint;
-use crate::config::{Config, DiffusionConfig, LatentTarget, PixelSampling, Precision};
+use crate::config::{Config, DiffusionSection, Precision};
 use crate::models::{ModelError, ModelsDir};
 use crate::stages::clip::{ClipTextEncoder, ClipVisionEncoder};
 use crate::stages::ridge::RidgeRegressor;
 use crate::stages::vdvae::{VdvaeDecoder, VdvaeEncoder};
-use crate::stages::versatile_diffusion::{VersatileDiffusionRefiner, img2img_settings};
+use crate::stages::versatile_diffusion::VersatileDiffusionRefiner;
 use crate::{Encoder, Pipeline, StageError};
 
 /// Loads models on demand for the steps that need them.
@@ -116,31 +116,13 @@ impl StageLoader<'_> {
 
     /// The VDVAE encoder: latents of the first `vdvae.layers` blocks, posterior sample or mean.
     pub fn vdvae_encoder(&self, model: Rc<Vdvae>) -> Result<VdvaeEncoder, WorkflowError> {
-        let c = &self.config;
-        let options = EncodeOptions {
-            n_blocks: c.vdvae.layers,
-            posterior: match c.vdvae.target {
-                LatentTarget::PosteriorSample => PosteriorDraw::Sample,
-                LatentTarget::PosteriorMean => PosteriorDraw::Mean,
-            },
-            seed: c.seeds.vdvae_targets,
-            batch_size: c.vdvae.batch_size,
-        };
-        Ok(VdvaeEncoder::new(model, &self.vdvae_weights_name()?, options)?)
+        Ok(VdvaeEncoder::new(model, &self.vdvae_weights_name()?, self.config.vdvae_encode_options())?)
     }
 
     /// The VDVAE decoder of stage 1, upscaling to `vdvae.upscale_size`.
     pub fn vdvae_decoder(&self, model: Rc<Vdvae>) -> Result<VdvaeDecoder, WorkflowError> {
         let c = &self.config;
-        let options = DecodeOptions {
-            temperature: f64::from(c.vdvae.temperature),
-            output: match c.vdvae.pixel_sampling {
-                PixelSampling::Sample => OutputDraw::Sample,
-                PixelSampling::Mode => OutputDraw::Mode,
-            },
-            seed: c.seeds.vdvae_decode,
-            batch_size: c.vdvae.batch_size,
-        };
+        let options = c.vdvae_decode_options();
         Ok(VdvaeDecoder::new(model, &self.vdvae_weights_name()?, c.vdvae.layers, options, Some(c.vdvae.upscale_size)))
     }
 
@@ -275,7 +257,7 @@ impl StageLoader<'_> {
 
     /// Versatile Diffusion's img2img with `diffusion` settings; its unconditional embeddings are
     /// CLIP's of a uniform grey image and of the empty prompt, as the reference builds them.
-    pub fn refiner(&self, diffusion: &DiffusionConfig) -> Result<VersatileDiffusionRefiner, WorkflowError> {
+    pub fn refiner(&self, diffusion: &DiffusionSection) -> Result<VersatileDiffusionRefiner, WorkflowError> {
         let vision = self.clip_vision()?;
         let text = self.clip_text()?;
         let grey = RgbImage::from_pixel(224, 224, Rgb([127, 127, 127]));
@@ -296,7 +278,7 @@ impl StageLoader<'_> {
         self.check_diffusion(&model, diffusion)?;
         Ok(VersatileDiffusionRefiner::new(
             model,
-            img2img_settings(diffusion),
+            diffusion.img2img.clone(),
             negative_vision.view(),
             negative_text.view(),
             diffusion.resolution,
@@ -311,7 +293,7 @@ impl StageLoader<'_> {
     fn check_diffusion(
         &self,
         model: &versatile_diffusion::VersatileDiffusion,
-        diffusion: &DiffusionConfig,
+        diffusion: &DiffusionSection,
     ) -> Result<(), WorkflowError> {
         let width = self.config.clip.embedding_dim as i64;
         let manifest = versatile_diffusion::DualUNet::manifest(model.unet.config())
@@ -483,7 +465,7 @@ mod tests {
         let diffusion = config.diffusion.clone();
         let loader = StageLoader { models: &models, config: &config, device: Device::Cpu };
         loader.check_diffusion(&vd, &diffusion).unwrap();
-        let odd = DiffusionConfig { resolution: tiny.image_side + 2, ..diffusion.clone() };
+        let odd = DiffusionSection { resolution: tiny.image_side + 2, ..diffusion.clone() };
         let text = loader.check_diffusion(&vd, &odd).unwrap_err().to_string();
         assert_names(
             &text,

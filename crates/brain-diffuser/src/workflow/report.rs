@@ -42,7 +42,14 @@ pub fn metrics_table(
                         header.push(r.metric.clone());
                     }
                 }
-                let mut row = vec![label.clone(), variant.name().to_owned(), protocol.clone()];
+                // A protocol run with another SSIM than its published one (`evaluation.ssim`) says so.
+                let published = metrics::Protocol::by_name(protocol).map(|p| p.ssim).ok();
+                let shown = match report.protocol.ssim {
+                    ssim if Some(ssim) == published => protocol.clone(),
+                    metrics::protocol::SsimVariant::Columns1d => format!("{protocol} (column-wise SSIM)"),
+                    metrics::protocol::SsimVariant::Gaussian2d => format!("{protocol} (2-D SSIM)"),
+                };
+                let mut row = vec![label.clone(), variant.name().to_owned(), shown];
                 for metric in &header[3..] {
                     row.push(match report.value(metric) {
                         Some(v) if metric.starts_with("AlexNet") || metric == "Inception" || metric == "CLIP" => {

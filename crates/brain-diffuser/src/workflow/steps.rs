@@ -19,7 +19,7 @@ use super::loaders::StageLoader;
 use super::prepare::{Prepared, image_name};
 use super::weights::RoiSummary;
 use super::{DataSplit, OutputDir, RunDir, SubjectDir, Variant, WorkflowError, save_png};
-use crate::config::{Config, DiffusionConfig};
+use crate::config::{Config, DiffusionSection};
 use crate::models::ModelsDir;
 use crate::report::{BarSeries, bar_chart};
 use crate::shard::Shard;
@@ -98,7 +98,7 @@ pub struct Session {
 /// Makes a stage-2 generator for the diffusion settings of one variant (the full model's, or an
 /// ablation's: text weight 0 or 1, strength 1 without VDVAE).
 pub type RefinerFactory =
-    dyn Fn(&DiffusionConfig) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>;
+    dyn Fn(&DiffusionSection) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>;
 
 /// A stage the session holds (a downstream one) or has just loaded from the models folder.
 enum StageRef<'a, T: ?Sized> {
@@ -155,7 +155,7 @@ impl Session {
     /// diffusion settings.
     pub fn with_refiner(
         mut self,
-        make_refiner: impl Fn(&DiffusionConfig) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>
+        make_refiner: impl Fn(&DiffusionSection) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>
         + 'static,
     ) -> Self {
         self.refiner = Some(Box::new(make_refiner));
@@ -176,7 +176,7 @@ impl Session {
     /// The stage-2 generator of `diffusion`: the session's factory's, or Versatile Diffusion.
     fn stage2_generator(
         &self,
-        diffusion: &DiffusionConfig,
+        diffusion: &DiffusionSection,
     ) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError> {
         match &self.refiner {
             Some(make) => make(diffusion),
@@ -220,9 +220,10 @@ impl Session {
     fn encoder_options(&self, group: TargetGroup) -> String {
         let c = &self.config;
         match group {
+            // The batch size too: libtorch picks kernels by batch, so the features' bits depend on it.
             TargetGroup::Vdvae => format!(
-                "layers = {}\ntarget = {:?}\nseed = {}\n",
-                c.vdvae.layers, c.vdvae.target, c.seeds.vdvae_targets
+                "layers = {}\ntarget = {:?}\nseed = {}\nbatch_size = {}\n",
+                c.vdvae.layers, c.vdvae.target, c.seeds.vdvae_targets, c.vdvae.batch_size
             ),
             TargetGroup::ClipVision => format!("vision_resize = {}\n", c.clip.vision_resize),
             TargetGroup::ClipText => String::new(),
@@ -564,7 +565,8 @@ impl Session {
         let mut reports = Vec::new();
         let bar = super::Progress::each(protocols.len() * outputs.len() * Variant::ALL.len(), "evaluate");
         for protocol in protocols {
-            let networks = self.models.load_metric_networks(self.device, &metrics::Protocol::by_name(protocol)?)?;
+            let run_as = self.config.evaluation.protocol(protocol)?;
+            let networks = self.models.load_metric_networks(self.device, &run_as)?;
             if networks.is_empty() {
                 tracing::warn!(models = %self.models.root().display(), protocol, "no metric networks: pixel metrics only");
             }
@@ -578,7 +580,7 @@ impl Session {
             for (label, out, truth, _) in &outputs {
                 for variant in Variant::ALL {
                     if let Some(r) =
-                        super::evaluate::evaluate_variant(out, truth, variant, protocol, &extractors, batch_size)?
+                        super::evaluate::evaluate_variant(out, truth, variant, &run_as, &extractors, batch_size)?
                     {
                         reports.push((format!("{label} {protocol}"), variant, r));
                     }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor, nn};
 
 use super::layers::{Block, BlockSpec, Conv, ConvInit, WeightInit};
@@ -10,13 +11,16 @@ use crate::config::VdvaeConfig;
 use crate::error::VdvaeError;
 use crate::noise::{GaussianDraw, NoiseSource};
 
-/// How the posterior latent of a block is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the posterior latent of a block is taken. In configuration files (serde):
+/// `"posterior-sample"` or `"posterior-mean"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum PosteriorDraw {
     /// `z = qm + exp(qv) * eps`, what brain-diffuser extracts (faithful).
     #[default]
+    #[serde(rename = "posterior-sample")]
     Sample,
     /// `z = qm`, deterministic (improvement option).
+    #[serde(rename = "posterior-mean")]
     Mean,
 }
 

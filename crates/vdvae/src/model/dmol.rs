@@ -4,13 +4,16 @@
 //! the three colours, then for colour c at `M + 3Mc`: M means, M log scales (clamped at -7) and
 //! M raw colour coefficients (through tanh).
 
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::VdvaeError;
 use crate::noise::{NoiseSource, UniformDraw};
 
-/// How the output image is drawn from the mixture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the output image is drawn from the mixture. In configuration files (serde): `"sample"` or
+/// `"mode"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OutputDraw {
     /// Gumbel-max mixture choice and a logistic sample, as the reference (faithful).
     #[default]

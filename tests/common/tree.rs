@@ -1,0 +1,17 @@
+//! Copies of run folders for tests that share one finished run and change a copy of it.
+
+use std::path::Path;
+
+/// Copies the folder `from` (files and subfolders) to `to`, which is created.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
