@@ -159,14 +159,14 @@ fn message(line: &str) -> &str {
 }
 
 #[test]
-fn the_binary_runs_with_the_passive_openmp_wait_policy_unless_the_user_sets_one() {
-    // libgomp prints its settings at load when OMP_DISPLAY_ENV is set; a passive policy is a
-    // spin count of 0 (the default spins 300 000 rounds, ACTIVE 30 000 000 000).
-    let report = |policy: Option<&str>| {
+fn the_binary_runs_with_a_bounded_openmp_spin_count_unless_the_user_sets_one() {
+    // libgomp prints its settings at load when OMP_DISPLAY_ENV is set: the default spins 300 000
+    // rounds (ACTIVE 30 000 000 000, PASSIVE 0); the binary runs itself again with 2 000.
+    let report = |variable: Option<(&str, &str)>| {
         let mut c = binary();
-        c.arg("--version").env("OMP_DISPLAY_ENV", "verbose");
-        if let Some(p) = policy {
-            c.env("OMP_WAIT_POLICY", p);
+        c.arg("--version").env("OMP_DISPLAY_ENV", "verbose").env_remove("OMP_WAIT_POLICY").env_remove("GOMP_SPINCOUNT");
+        if let Some((name, value)) = variable {
+            c.env(name, value);
         }
         let out = c.output().expect("the binary runs");
         assert!(out.status.success());
@@ -174,10 +174,16 @@ fn the_binary_runs_with_the_passive_openmp_wait_policy_unless_the_user_sets_one(
     };
     let default = report(None);
     let last_block = default.rsplit("OPENMP DISPLAY ENVIRONMENT BEGIN").next().unwrap_or_default();
-    assert!(last_block.contains("GOMP_SPINCOUNT = '0'"), "not passive:\n{default}");
-    let active = report(Some("ACTIVE"));
-    assert_eq!(active.matches("OPENMP DISPLAY ENVIRONMENT BEGIN").count(), 1, "ran again:\n{active}");
-    assert!(active.contains("OMP_WAIT_POLICY = 'ACTIVE'"), "the user's policy was replaced:\n{active}");
+    assert!(last_block.contains("GOMP_SPINCOUNT = '2000'"), "not bounded:\n{default}");
+    for (name, value, shown) in [
+        ("OMP_WAIT_POLICY", "ACTIVE", "OMP_WAIT_POLICY = 'ACTIVE'"),
+        ("OMP_WAIT_POLICY", "PASSIVE", "GOMP_SPINCOUNT = '0'"),
+        ("GOMP_SPINCOUNT", "77", "GOMP_SPINCOUNT = '77'"),
+    ] {
+        let user = report(Some((name, value)));
+        assert_eq!(user.matches("OPENMP DISPLAY ENVIRONMENT BEGIN").count(), 1, "ran again:\n{user}");
+        assert!(user.contains(shown), "the user's {name}={value} was replaced:\n{user}");
+    }
 }
 
 #[test]

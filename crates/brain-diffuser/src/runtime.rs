@@ -191,7 +191,7 @@ pub struct ThreadPolicy {
 /// `OMP_NUM_THREADS`), capped at the CPUs this process may use (its affinity mask and cgroup
 /// quota: a container limited to 2 CPUs on a 64-core host gets 2, not 32), and rayon keeps its own
 /// default. The OpenMP wait policy cannot be set here (libgomp reads it when it loads, before
-/// `main`): see [`reexec_with_passive_openmp`].
+/// `main`): see [`reexec_with_bounded_openmp_spinning`].
 pub fn init_threads() -> Result<ThreadPolicy, ThreadsError> {
     let requested = match std::env::var_os(THREADS_VARIABLE) {
         Some(value) => Some(parse_threads(&value)?),
@@ -242,25 +242,35 @@ fn parse_threads(value: &std::ffi::OsStr) -> Result<usize, ThreadsError> {
 /// The OpenMP variable that says whether waiting threads spin (`ACTIVE`) or sleep (`PASSIVE`).
 pub const OPENMP_WAIT_POLICY: &str = "OMP_WAIT_POLICY";
 
-/// Runs this program again, in the same process, with `OMP_WAIT_POLICY=PASSIVE` when the variable
-/// is unset (a value the user set is kept); call it first thing in `main`.
+/// GNU libgomp's variable for how many rounds a waiting thread spins before it sleeps.
+pub const OPENMP_SPIN_COUNT: &str = "GOMP_SPINCOUNT";
+
+/// The spin count this workspace's programs run with unless the user sets a policy or a count:
+/// libgomp's default (300,000 rounds) lets waiting threads take the CPUs from the threads they
+/// wait for on a shared machine, and sleeping at once (`PASSIVE`, 0) pays a wake-up for every
+/// parallel operation. Measured on the demo's `reconstruct` (2 cores, `scripts/load-check.sh`,
+/// docs/ARCHITECTURE.md "Threads"): 300,000 rounds 15 s quiet / 103 s beside a 2-thread load,
+/// 0 rounds 61-65 s / 49-56 s, 2,000 rounds 29 s / 57 s.
+pub const BOUNDED_SPIN_COUNT: &str = "2000";
+
+/// Runs this program again, in the same process, with `GOMP_SPINCOUNT=`[`BOUNDED_SPIN_COUNT`]
+/// when neither `OMP_WAIT_POLICY` nor `GOMP_SPINCOUNT` is set (what the user sets is kept); call
+/// it first thing in `main`.
 ///
-/// GNU libgomp, libtorch's OpenMP runtime, reads its wait policy once, when it is loaded: for a
+/// GNU libgomp, libtorch's OpenMP runtime, reads these variables once, when it is loaded: for a
 /// program linked to libtorch that is before `main`, and before any of the program's own code
 /// (even a `.preinit_array` function, which runs before glibc has set up the environment). So the
 /// variable is set for an `exec` of the same executable with the same arguments: same process id,
-/// same standard streams, one more load of libtorch (a fraction of a second). By default libgomp
-/// spins up to 300 000 rounds in every wait; on a busy machine the spinning threads take the CPUs
-/// from the threads they wait for, and the demo's `reconstruct` ran 6-8 times slower beside a
-/// 2-thread load (docs/ARCHITECTURE.md, "Threads"; scripts/load-check.sh).
+/// same standard streams, one more load of libtorch (a fraction of a second).
 ///
-/// Returns `Ok` without running anything when the variable is set or on systems other than
-/// Linux, and the error when the `exec` failed (the program then goes on with libgomp's default).
-pub fn reexec_with_passive_openmp() -> std::io::Result<()> {
-    if std::env::var_os(OPENMP_WAIT_POLICY).is_some() || !cfg!(target_os = "linux") {
+/// Returns `Ok` without running anything when a variable is set or on systems other than Linux,
+/// and the error when the `exec` failed (the program then goes on with libgomp's default).
+pub fn reexec_with_bounded_openmp_spinning() -> std::io::Result<()> {
+    let user_set = std::env::var_os(OPENMP_WAIT_POLICY).is_some() || std::env::var_os(OPENMP_SPIN_COUNT).is_some();
+    if user_set || !cfg!(target_os = "linux") {
         return Ok(());
     }
-    reexec_with(OPENMP_WAIT_POLICY, "PASSIVE")
+    reexec_with(OPENMP_SPIN_COUNT, BOUNDED_SPIN_COUNT)
 }
 
 #[cfg(unix)]
@@ -282,15 +292,15 @@ fn reexec_with(_variable: &str, _value: &str) -> std::io::Result<()> {
 }
 
 /// The start of every program of this workspace (the binary, the examples): the OpenMP wait policy
-/// ([`reexec_with_passive_openmp`]), logging ([`init_logging`] with `default_filter`) and the
+/// ([`reexec_with_bounded_openmp_spinning`]), logging ([`init_logging`] with `default_filter`) and the
 /// thread counts ([`init_threads`]). An error is a [`THREADS_VARIABLE`] that is not a count.
 pub fn init_program(default_filter: &str) -> Result<ThreadPolicy, ThreadsError> {
-    let reexec = reexec_with_passive_openmp();
+    let reexec = reexec_with_bounded_openmp_spinning();
     init_logging(default_filter);
     if let Err(e) = reexec {
         tracing::warn!(
-            "could not run again with {OPENMP_WAIT_POLICY}=PASSIVE ({e}); set it yourself if other programs \
-             share these CPUs"
+            "could not run again with {OPENMP_SPIN_COUNT}={BOUNDED_SPIN_COUNT} ({e}); set it yourself if other \
+             programs share these CPUs"
         );
     }
     init_threads()
