@@ -266,6 +266,33 @@ fn downstream_generators_make_every_image_step_s_images() {
     assert!(matches!(err, WorkflowError::Stale { .. }) && err.to_string().contains("painter"), "{err}");
 }
 
+/// An image encoder of one zero feature per image.
+struct Blank;
+
+impl brain_diffuser::Encoder for Blank {
+    type Input = image::RgbImage;
+
+    fn name(&self) -> &str {
+        "blank"
+    }
+
+    fn feature_shape(&self) -> &[usize] {
+        &[1]
+    }
+
+    fn encode(&self, batch: &[image::RgbImage]) -> Result<ndarray::Array2<f32>, StageError> {
+        Ok(ndarray::Array2::zeros((batch.len(), 1)))
+    }
+}
+
+#[test]
+fn an_image_encoder_for_the_caption_group_is_refused_naming_the_fix() {
+    let c = copy();
+    let session = c.session(&base().config, &[1]).with_image_encoder(TargetGroup::ClipText, Blank);
+    let err = session.extract(Shard::WHOLE, &[TargetGroup::Vdvae]).unwrap_err().to_string();
+    assert!(err.contains("'blank'") && err.contains("with_caption_encoder"), "{err}");
+}
+
 #[test]
 fn evaluate_refuses_images_made_with_other_settings_or_from_other_predictions() {
     let c = copy();

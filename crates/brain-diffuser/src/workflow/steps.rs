@@ -268,6 +268,13 @@ impl Session {
     /// `extract`: the features of `groups` for the training and test stimuli of this shard. Each
     /// model is loaded once and serves every subject.
     pub fn extract(&self, shard: Shard, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
+        if let Some((_, encoder)) = self.image_encoders.iter().find(|(g, _)| *g == TargetGroup::ClipText) {
+            return Err(WorkflowError::Invalid(format!(
+                "image encoder '{}' was given for the clip-text group, whose features come from captions: \
+                 give a caption encoder (Session::with_caption_encoder)",
+                encoder.name()
+            )));
+        }
         let stimuli = self.stimuli()?;
         let loader = self.loader();
         // Only the ids are read from the subject cache (and the captions for CLIP-Text), not the fMRI.
