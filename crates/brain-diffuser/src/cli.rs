@@ -55,7 +55,7 @@ pub struct Global {
     /// The NSD root folder (holding nsddata/, nsddata_betas/, nsddata_stimuli/).
     #[arg(long, global = true, env = "BRAIN_DIFFUSER_NSD", default_value = "nsd")]
     pub nsd: PathBuf,
-    /// The curated caption array (COCO_73k_annots_curated.npy). Default: <nsd>/annots/COCO_73k_annots_curated.npy.
+    /// The curated caption array (COCO_73k_annots_curated.npy). Default: annots/COCO_73k_annots_curated.npy under --nsd.
     #[arg(long, global = true)]
     pub captions: Option<PathBuf>,
     /// The models folder (see `brain-diffuser models`).
