@@ -27,7 +27,15 @@ pub const ITEM_SEED_RULE: &str = "splitmix64(seed ^ index * 0x9E3779B97F4A7C15)"
 /// `run_seed ^ index * 0x9E3779B97F4A7C15`, so that neighbouring indices and neighbouring run
 /// seeds give unrelated seeds.
 pub fn item_seed(run_seed: u64, index: usize) -> u64 {
-    let mut z = run_seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    splitmix64_mix(run_seed ^ (index as u64).wrapping_mul(SPLITMIX64_GAMMA))
+}
+
+/// SplitMix64's increment (the golden ratio in 64 bits).
+pub const SPLITMIX64_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function (Steele, Lea & Flood 2014; Vigna's `splitmix64.c`): a bijection of
+/// 64-bit words that scatters neighbouring inputs. The crate's seeded draws all go through it.
+pub fn splitmix64_mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

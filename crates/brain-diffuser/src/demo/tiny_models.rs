@@ -150,10 +150,8 @@ fn tiny_vd_configs() -> (serde_json::Value, serde_json::Value, serde_json::Value
 }
 
 fn splitmix64(seed: u64, index: u64) -> u64 {
-    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    use crate::seeds::{SPLITMIX64_GAMMA, splitmix64_mix};
+    splitmix64_mix(seed.wrapping_add(index.wrapping_add(1).wrapping_mul(SPLITMIX64_GAMMA)))
 }
 
 /// `count` values uniform in [-1, 1), a pure function of `seed` and `name` (the same on any machine,

@@ -162,6 +162,26 @@ impl Session {
         self
     }
 
+    /// The image encoder of `group` (VDVAE or CLIP-Vision): the session's, or the models folder's.
+    fn image_encoder(&self, group: TargetGroup) -> Result<StageRef<'_, dyn Encoder<Input = RgbImage>>, WorkflowError> {
+        if let Some((_, encoder)) = self.image_encoders.iter().find(|(g, _)| *g == group) {
+            return Ok(StageRef::Held(encoder.as_ref()));
+        }
+        let loader = self.loader();
+        Ok(StageRef::Loaded(match group {
+            TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
+            _ => Box::new(loader.clip_vision()?),
+        }))
+    }
+
+    /// The caption encoder: the session's, or the models folder's CLIP-Text.
+    fn caption_encoder(&self) -> Result<StageRef<'_, dyn Encoder<Input = Vec<String>>>, WorkflowError> {
+        Ok(match &self.caption_encoder {
+            Some(encoder) => StageRef::Held(encoder.as_ref()),
+            None => StageRef::Loaded(Box::new(self.loader().clip_text()?)),
+        })
+    }
+
     /// The stage-1 generator: the session's, or the models folder's VDVAE decoder.
     fn stage1_generator(&self) -> Result<StageRef<'_, dyn Generator<Condition = LatentCondition>>, WorkflowError> {
         Ok(match &self.decoder {
@@ -276,7 +296,6 @@ impl Session {
             )));
         }
         let stimuli = self.stimuli()?;
-        let loader = self.loader();
         // Only the ids are read from the subject cache (and the captions for CLIP-Text), not the fMRI.
         let subjects = self
             .subjects
@@ -295,41 +314,24 @@ impl Session {
         for &group in groups {
             let options = self.encoder_options(group);
             if group == TargetGroup::ClipText {
-                let loaded;
-                let encoder: &dyn Encoder<Input = Vec<String>> = match &self.caption_encoder {
-                    Some(encoder) => encoder.as_ref(),
-                    None => {
-                        loaded = loader.clip_text()?;
-                        &loaded
-                    }
-                };
+                let encoder = self.caption_encoder()?;
                 for (s, dir, splits) in &subjects {
                     for (split, ids_path, ids) in splits {
                         let captions = cached_captions(dir, *split, ids_path, ids.len(), &self.nsd)?;
                         let label = format!("subj{s:02} clip-text {}", split.name());
                         let folder = dir.features(group, *split);
-                        super::extract::extract_captions(&folder, encoder, &options, ids, &captions, shard, &label)?;
+                        super::extract::extract_captions(&folder, &*encoder, &options, ids, &captions, shard, &label)?;
                     }
                 }
                 continue;
             }
-            let loaded: Box<dyn Encoder<Input = RgbImage>>;
-            let encoder: &dyn Encoder<Input = RgbImage> = match self.image_encoders.iter().find(|(g, _)| *g == group) {
-                Some((_, encoder)) => encoder.as_ref(),
-                None => {
-                    loaded = match group {
-                        TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
-                        _ => Box::new(loader.clip_vision()?),
-                    };
-                    loaded.as_ref()
-                }
-            };
+            let encoder = self.image_encoder(group)?;
             for (s, dir, splits) in &subjects {
                 for (split, _, ids) in splits {
                     let label = format!("subj{s:02} {} {}", group.name(), split.name());
                     super::extract::extract_images(
                         &dir.features(group, *split),
-                        encoder,
+                        &*encoder,
                         &options,
                         ids,
                         &stimuli,
