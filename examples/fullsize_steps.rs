@@ -100,19 +100,21 @@ fn fmri(z: &Array2<f32>, stream: u64) -> Array2<f32> {
 }
 
 /// The latent band each group reads.
-fn band(group: TargetGroup) -> Range<usize> {
-    match group {
-        TargetGroup::Vdvae => 0..10,
-        TargetGroup::ClipVision => 6..16,
-        TargetGroup::ClipText => 10..16,
+/// The latent band each group reads (the example's groups are the paper's three: the last arm is
+/// CLIP-Text's).
+fn band(group: &TargetGroup) -> Range<usize> {
+    match *group {
+        TargetGroup::VDVAE => 0..10,
+        TargetGroup::CLIP_VISION => 6..16,
+        _ => 10..16,
     }
 }
 
-fn stream_id(group: TargetGroup) -> u64 {
-    match group {
-        TargetGroup::Vdvae => 0,
-        TargetGroup::ClipVision => 1,
-        TargetGroup::ClipText => 2,
+fn stream_id(group: &TargetGroup) -> u64 {
+    match *group {
+        TargetGroup::VDVAE => 0,
+        TargetGroup::CLIP_VISION => 1,
+        _ => 2,
     }
 }
 
@@ -131,16 +133,16 @@ struct SyntheticEncoder {
 impl SyntheticEncoder {
     fn new(group: TargetGroup, split: DataSplit, z: &Array2<f32>) -> Self {
         let shape = match group {
-            TargetGroup::Vdvae => vec![91_168],
-            TargetGroup::ClipVision => vec![257, 768],
-            TargetGroup::ClipText => vec![77, 768],
+            TargetGroup::VDVAE => vec![91_168],
+            TargetGroup::CLIP_VISION => vec![257, 768],
+            _ => vec![77, 768],
         };
         let d: usize = shape.iter().product();
-        let b = band(group);
+        let b = band(&group);
         let scale = 1.0 / (b.len() as f32).sqrt();
         let mut loadings = Array2::zeros((LATENTS, d));
         for j in b {
-            let mut rng = Rng::new(SEED, STREAM_LOADINGS + stream_id(group), j as u64);
+            let mut rng = Rng::new(SEED, STREAM_LOADINGS + stream_id(&group), j as u64);
             loadings.row_mut(j).iter_mut().for_each(|v| *v = scale * rng.unit());
         }
         let split_id = if split == DataSplit::Train { 0 } else { 1 };
@@ -148,7 +150,7 @@ impl SyntheticEncoder {
             shape,
             loadings,
             z: z.clone(),
-            noise_stream: STREAM_NOISE + 2 * stream_id(group) + split_id,
+            noise_stream: STREAM_NOISE + 2 * stream_id(&group) + split_id,
             label: format!("{} {}", group.name(), split.name()),
             started: Instant::now(),
         }
@@ -241,9 +243,9 @@ fn run(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // The features, as `extract` writes them.
-    for group in TargetGroup::ALL {
+    for group in &TargetGroup::PAPER {
         for (split, z) in [(DataSplit::Train, &z_train), (DataSplit::Test, &z_test)] {
-            let encoder = SyntheticEncoder::new(group, split, z);
+            let encoder = SyntheticEncoder::new(group.clone(), split, z);
             let label = format!("subj01 {} {}", group.name(), split.name());
             let done = extract_rows(
                 &dir.features(group, split),

@@ -25,7 +25,7 @@ use brain_diffuser::models::ModelsDir;
 use brain_diffuser::runtime::{LibtorchInfo, default_device, loaded_libtorch_paths};
 use brain_diffuser::shard::Shard;
 use brain_diffuser::workflow::features::FeatureFiles;
-use brain_diffuser::workflow::fit::load_predicted;
+use brain_diffuser::workflow::fit::load_subject_predicted;
 use brain_diffuser::workflow::steps::Session;
 use brain_diffuser::workflow::{DataSplit, RunDir, Variant};
 use brain_diffuser::{Config, TargetGroup};
@@ -121,9 +121,9 @@ fn run(out: &Path, device: Device) -> Result<(), AnyError> {
             p.voxels
         );
     }
-    session.extract(Shard::WHOLE, &TargetGroup::ALL)?;
+    session.extract(Shard::WHOLE, &TargetGroup::PAPER)?;
     println!("[{:>5.1}s] extract: VDVAE, CLIP-Vision and CLIP-Text features", elapsed());
-    session.fit(&TargetGroup::ALL)?;
+    session.fit(&TargetGroup::PAPER)?;
     session.predict()?;
     println!("[{:>5.1}s] fit + predict: three ridge regressions", elapsed());
     print_identification(&session)?;
@@ -151,13 +151,11 @@ fn run(out: &Path, device: Device) -> Result<(), AnyError> {
 /// Two-way identification of the predicted test features against the extracted ones (chance 50%).
 fn print_identification(session: &Session) -> Result<(), AnyError> {
     let dir = session.run.subject(1);
-    let predicted = load_predicted(&dir.outputs)?;
+    let groups = session.groups();
+    let predicted = load_subject_predicted(&dir, &groups)?;
     println!("  two-way identification of predicted vs extracted test features (chance 50%):");
-    for (group, p) in [
-        (TargetGroup::Vdvae, &predicted.vdvae),
-        (TargetGroup::ClipVision, &predicted.clip_vision),
-        (TargetGroup::ClipText, &predicted.clip_text),
-    ] {
+    for group in &groups {
+        let p = predicted.rows(group)?;
         let truth = FeatureFiles::open(&dir.features(group, DataSplit::Test), p.nrows())?.read_all()?;
         println!("    {:<12} {:>6.1}%", group.name(), 100.0 * two_way_identification(truth.view(), p.view())?);
     }

@@ -91,8 +91,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let session = Session::new(RunDir::new(&args.run), config, nsd, models, vec![args.subject], device);
     brain_diffuser::workflow::write_text(&session.run.config_file(), &session.config.to_toml())?;
     session.prepare()?;
-    session.extract(Shard::WHOLE, &TargetGroup::ALL)?;
-    session.fit(&TargetGroup::ALL)?;
+    session.extract(Shard::WHOLE, &TargetGroup::PAPER)?;
+    session.fit(&TargetGroup::PAPER)?;
     session.predict()?;
     session.reconstruct(Shard::WHOLE)?;
     for (label, variant, report) in session.evaluate(&session.config.evaluation.protocols.clone(), 32)? {

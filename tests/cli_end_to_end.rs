@@ -14,12 +14,15 @@ use std::time::{Duration, Instant};
 
 use brain_diffuser::demo::write_demo;
 use brain_diffuser::models::ModelsDir;
-use brain_diffuser::pipeline::Predictions;
+use brain_diffuser::shard::Shard;
 use brain_diffuser::workflow::features::FeatureFiles;
-use brain_diffuser::workflow::loaders::StageLoader;
 use brain_diffuser::workflow::prepare::image_name;
-use brain_diffuser::workflow::{DataSplit, RunDir, load_npy, load_png};
+use brain_diffuser::workflow::steps::Session;
+use brain_diffuser::workflow::{DataSplit, RunDir, Variant, load_npy};
 use brain_diffuser::{Config, TargetGroup};
+
+#[path = "common/tree.rs"]
+mod tree;
 use metrics::high_level::two_way_identification;
 
 struct Demo {
@@ -140,12 +143,11 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
     // captions take only 32 distinct values (8 nouns x 4 tones), so images that share a caption
     // cannot be told apart by CLIP-Text, which bounds its score well below 1. Row-shuffled truths
     // (the mean over five shifts) stay at chance.
-    let predicted = brain_diffuser::workflow::fit::load_predicted(&subject.outputs).unwrap();
-    for (group, p, floor) in [
-        (TargetGroup::Vdvae, &predicted.vdvae, 0.9),
-        (TargetGroup::ClipVision, &predicted.clip_vision, 0.9),
-        (TargetGroup::ClipText, &predicted.clip_text, 0.62),
-    ] {
+    let predicted = brain_diffuser::workflow::fit::load_subject_predicted(&subject, &TargetGroup::PAPER).unwrap();
+    for (group, floor) in
+        [(&TargetGroup::VDVAE, 0.9), (&TargetGroup::CLIP_VISION, 0.9), (&TargetGroup::CLIP_TEXT, 0.62)]
+    {
+        let p = predicted.rows(group).unwrap();
         let truth =
             FeatureFiles::open(&subject.features(group, DataSplit::Test), p.nrows()).unwrap().read_all().unwrap();
         let score = two_way_identification(truth.view(), p.view()).unwrap();
@@ -171,24 +173,35 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
     }
     assert_eq!(count_files(&a.average().root().join("reconstructions/brain-diffuser"), "png"), n_test);
 
-    // One seed rule for every composition: the library's in-memory `Pipeline`, built from the same
-    // models and configuration, turns the command line's predictions into the same images, byte
-    // for byte (stage 1 and the final images).
-    let config = Config::load(&demo.config).unwrap();
-    let models = ModelsDir::new(demo.root.join("demo/models"));
-    let pipeline = StageLoader { models: &models, config: &config, device: tch::Device::Cpu }.pipeline().unwrap();
-    let predictions = Predictions {
-        vdvae: predicted.vdvae.clone(),
-        clip_vision: predicted.clip_vision.clone(),
-        clip_text: predicted.clip_text.clone(),
-    };
-    let initial = pipeline.initial_guesses(&predictions, config.seeds.vdvae_decode).unwrap();
-    let finals = pipeline.refine(initial.clone(), &predictions, config.seeds.diffusion).unwrap();
-    assert_eq!((initial.len(), finals.len()), (n_test, n_test));
-    for (i, (first, last)) in initial.iter().zip(&finals).enumerate() {
-        let png = |variant: &str| load_png(&subject.root().join("reconstructions").join(variant).join(image_name(i)));
-        assert!(*first == png("only-vdvae").unwrap(), "stage-1 image {i} differs between the Pipeline and the CLI");
-        assert!(*last == png("brain-diffuser").unwrap(), "final image {i} differs between the Pipeline and the CLI");
+    // One composition: the library's `Session`, built from the same models, configuration and
+    // predictions (a copy of run A without its images), makes the command line's images byte
+    // for byte (stage 1 and the final images, both subjects).
+    let library = demo.root.join("library");
+    tree::copy_tree(&demo.root.join("a"), &library);
+    for s in [1, 2] {
+        std::fs::remove_dir_all(RunDir::new(&library).subject(s).root().join("reconstructions")).unwrap();
+    }
+    let session = Session::new(
+        RunDir::new(&library),
+        Config::load(&demo.config).unwrap(),
+        nsd_io::NsdLayout::new(demo.root.join("demo/nsd")),
+        ModelsDir::new(demo.root.join("demo/models")),
+        vec![1, 2],
+        tch::Device::Cpu,
+    );
+    session.reconstruct(Shard::WHOLE).unwrap();
+    for s in [1, 2] {
+        for variant in [Variant::OnlyVdvae, Variant::BrainDiffuser] {
+            let folder = |run: &RunDir| run.subject(s).outputs.reconstructions(variant);
+            for i in 0..n_test {
+                let (cli, lib) = (folder(&a).join(image_name(i)), folder(&RunDir::new(&library)).join(image_name(i)));
+                assert!(
+                    std::fs::read(&cli).unwrap() == std::fs::read(&lib).unwrap(),
+                    "{} image {i} of subject {s} differs between the command line and the library",
+                    variant.name()
+                );
+            }
+        }
     }
     for out in [a.subject(1).outputs, a.subject(2).outputs, a.average()] {
         assert_eq!(count_files(&out.root().join("roi/brain-diffuser"), "png"), 13, "{}", out.root().display());
@@ -249,6 +262,6 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
     }
     // The resumed features also equal run A's test features loaded back (a sanity check of the reader).
     let fa =
-        load_npy(&a.subject(1).features(TargetGroup::Vdvae, DataSplit::Test).join("rows-000000-000040.npy")).unwrap();
+        load_npy(&a.subject(1).features(&TargetGroup::VDVAE, DataSplit::Test).join("rows-000000-000040.npy")).unwrap();
     assert_eq!(fa.nrows(), n_test);
 }

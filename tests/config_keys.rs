@@ -181,8 +181,8 @@ fn run_step(session: &Session, step: &str) -> Result<String, WorkflowError> {
     let relative = |p: &Path| p.strip_prefix(session.run.root()).unwrap_or(p).display().to_string();
     Ok(match step {
         "prepare" => format!("{:?}", session.prepare()?),
-        "extract" => format!("{:?}", session.extract(Shard::WHOLE, &TargetGroup::ALL)?),
-        "fit" => format!("{:?}", session.fit(&TargetGroup::ALL)?),
+        "extract" => format!("{:?}", session.extract(Shard::WHOLE, &TargetGroup::PAPER)?),
+        "fit" => format!("{:?}", session.fit(&TargetGroup::PAPER)?),
         "predict" => format!("{:?}", session.predict()?),
         "reconstruct" => format!("{:?}", session.reconstruct(Shard::WHOLE)?),
         "roi" => session.roi(Shard::WHOLE)?.iter().map(|p| relative(p)).collect::<Vec<_>>().join("\n"),
@@ -359,12 +359,12 @@ fn vdvae_batch_size_reaches_the_stages_and_is_recorded_with_the_features() {
     let subject = RunDir::new(&run).subject(1);
     let base_subject = RunDir::new(base.root.join("run")).subject(1);
     for split in [DataSplit::Train, DataSplit::Test] {
-        std::fs::remove_dir_all(subject.features(TargetGroup::Vdvae, split)).unwrap();
+        std::fs::remove_dir_all(subject.features(&TargetGroup::VDVAE, split)).unwrap();
     }
-    base.session(&run, &one).extract(Shard::WHOLE, &[TargetGroup::Vdvae]).unwrap();
+    base.session(&run, &one).extract(Shard::WHOLE, &[TargetGroup::VDVAE]).unwrap();
     for split in [DataSplit::Train, DataSplit::Test] {
         let (folder, before) =
-            (subject.features(TargetGroup::Vdvae, split), base_subject.features(TargetGroup::Vdvae, split));
+            (subject.features(&TargetGroup::VDVAE, split), base_subject.features(&TargetGroup::VDVAE, split));
         let record = std::fs::read_to_string(folder.join("settings.toml")).unwrap();
         assert!(record.contains("batch_size = 1\n"), "{record}");
         for entry in std::fs::read_dir(&folder).unwrap() {

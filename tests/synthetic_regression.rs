@@ -23,7 +23,7 @@ fn predicted_test_features_identify_their_images() {
     let test_y = rows(&nsd.truth.features, &subject.test_ids);
     let ridge: Box<dyn Regressor> = Box::new(RidgeRegressor::fixed(100.0, true));
     let mut prepared = ridge.prepare(subject.train_fmri.view(), &[subject.test_fmri.view()]).expect("ridge prepares");
-    let mut predicted = prepared.fit_predict(TargetGroup::Vdvae, &mut train_y.view()).expect("ridge fits");
+    let mut predicted = prepared.fit_predict(&TargetGroup::VDVAE, &mut train_y.view()).expect("ridge fits");
     let predicted = predicted.pop().expect("the test predictions");
 
     // Why 0.9: each voxel's signal has unit variance against noise of sd 0.5 per trial, averaged

@@ -14,11 +14,11 @@ use brain_diffuser::demo::write_demo;
 use brain_diffuser::models::ModelsDir;
 use brain_diffuser::shard::Shard;
 use brain_diffuser::workflow::average::average_subjects;
-use brain_diffuser::workflow::generate::{check_image_settings, image_settings, stage1_images};
+use brain_diffuser::workflow::generate::{check_image_settings, generate_images, image_settings};
 use brain_diffuser::workflow::integrity::record_fingerprint;
 use brain_diffuser::workflow::steps::Session;
 use brain_diffuser::workflow::{RunDir, Variant, WorkflowError};
-use brain_diffuser::{Generator, GuidedCondition, LatentCondition, StageError, TargetGroup};
+use brain_diffuser::{ConditionInputs, Generator, GuidedCondition, LatentCondition, StageError, TargetGroup};
 use nsd_io::{NsdLayout, SubjectData};
 
 #[path = "common/tree.rs"]
@@ -44,8 +44,8 @@ fn base() -> &'static Base {
         let base = Base { root: root.clone(), nsd: demo.nsd, models: demo.models, config };
         let session = base.session(root.join("run"), base.config.clone(), &[1, 2]);
         session.prepare().expect("prepare");
-        session.extract(Shard::WHOLE, &TargetGroup::ALL).expect("extract");
-        session.fit(&TargetGroup::ALL).expect("fit");
+        session.extract(Shard::WHOLE, &TargetGroup::PAPER).expect("extract");
+        session.fit(&TargetGroup::PAPER).expect("fit");
         session.predict().expect("predict");
         base
     })
@@ -104,7 +104,7 @@ fn truncate(path: &Path) -> Vec<u8> {
 fn the_average_is_refused_for_another_subject_list() {
     let c = copy();
     let config = &base().config;
-    average_subjects(&c.dir(), &[1, 2]).unwrap();
+    average_subjects(&c.dir(), &[1, 2], &TargetGroup::PAPER).unwrap();
     // `--subjects 1 average` (or 2,1) after `--subjects 1,2 average`: refused before anything is
     // made, both lists shown.
     stale(c.session(config, &[1]).average(Shard::WHOLE).unwrap_err(), "subjects = [1, 2]", "subjects = [1]");
@@ -115,7 +115,7 @@ fn the_average_is_refused_for_another_subject_list() {
     let predicted = c.dir().subject(2).root().join("predicted/settings.toml");
     let record = std::fs::read_to_string(&predicted).unwrap();
     std::fs::write(&predicted, record.replace("renormalisation", "renormalisation_was")).unwrap();
-    let err = average_subjects(&c.dir(), &[1, 2]).unwrap_err();
+    let err = average_subjects(&c.dir(), &[1, 2], &TargetGroup::PAPER).unwrap_err();
     assert!(matches!(err, WorkflowError::Stale { .. }) && err.to_string().contains("subj02_predicted"), "{err}");
 }
 
@@ -126,7 +126,7 @@ fn settings_edited_after_fit_stop_every_step_that_reads_the_regressions() {
     edited.regression.vdvae_alpha = 123.0;
     let (recorded, now) = ("alpha = 100\n", "alpha = 123\n");
     let s = c.session(&edited, &[1, 2]);
-    stale(s.fit(&TargetGroup::ALL).unwrap_err(), recorded, now);
+    stale(s.fit(&TargetGroup::PAPER).unwrap_err(), recorded, now);
     stale(s.predict().unwrap_err(), recorded, now);
     stale(s.weights_roi().unwrap_err(), recorded, now);
     stale(s.roi(Shard::WHOLE).unwrap_err(), recorded, now);
@@ -167,16 +167,16 @@ fn replaced_checkpoints_make_the_steps_that_used_them_refuse_their_outputs() {
     // Features cached under a VDVAE (or CLIP) checkpoint are never reused for another one with the
     // same shapes: `extract` refuses them, both weight fingerprints shown.
     replace_with_other_weights(&models, "vdvae/model.safetensors");
-    let err = session(&models).extract(Shard::WHOLE, &[TargetGroup::Vdvae]).unwrap_err();
+    let err = session(&models).extract(Shard::WHOLE, &[TargetGroup::VDVAE]).unwrap_err();
     assert!(
         matches!(err, WorkflowError::Stale { .. }) && err.to_string().matches("vdvae@fnv1a64:").count() >= 2,
         "{err}"
     );
     replace_with_other_weights(&models, "versatile-diffusion/image_encoder/model.safetensors");
-    let err = session(&models).extract(Shard::WHOLE, &[TargetGroup::ClipVision]).unwrap_err();
+    let err = session(&models).extract(Shard::WHOLE, &[TargetGroup::CLIP_VISION]).unwrap_err();
     assert!(matches!(err, WorkflowError::Stale { .. }) && err.to_string().contains("vd-clip-vit-l14@"), "{err}");
     // The CLIP-Text features were made with the text tower, which is unchanged: still reused.
-    session(&models).extract(Shard::WHOLE, &[TargetGroup::ClipText]).unwrap();
+    session(&models).extract(Shard::WHOLE, &[TargetGroup::CLIP_TEXT]).unwrap();
     // Images: made with the original models, then the U-Net is replaced: `reconstruct` refuses the
     // images of the old one instead of mixing them with new ones.
     let original = c._dir.path().join("original-models");
@@ -197,6 +197,14 @@ impl Generator for Painter {
         "painter"
     }
 
+    fn consumes(&self) -> Vec<TargetGroup> {
+        vec![TargetGroup::VDVAE]
+    }
+
+    fn condition(&self, inputs: &ConditionInputs<'_>) -> Result<LatentCondition, StageError> {
+        LatentCondition::from_inputs("painter", inputs, &TargetGroup::VDVAE)
+    }
+
     fn generate(&self, condition: &LatentCondition, _seeds: &[u64]) -> Result<Vec<image::RgbImage>, StageError> {
         let v = (condition.latents[[0, 0]].abs() * 50.0) as u8;
         Ok(vec![image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v]))])
@@ -212,6 +220,14 @@ impl Generator for Swapper {
 
     fn name(&self) -> &str {
         "channel-swapper"
+    }
+
+    fn consumes(&self) -> Vec<TargetGroup> {
+        vec![TargetGroup::CLIP_VISION, TargetGroup::CLIP_TEXT]
+    }
+
+    fn condition(&self, inputs: &ConditionInputs<'_>) -> Result<GuidedCondition, StageError> {
+        GuidedCondition::from_inputs("channel-swapper", inputs, &TargetGroup::CLIP_VISION, &TargetGroup::CLIP_TEXT)
     }
 
     fn generate(&self, condition: &GuidedCondition, seeds: &[u64]) -> Result<Vec<image::RgbImage>, StageError> {
@@ -240,16 +256,17 @@ fn downstream_generators_make_every_image_step_s_images() {
     session.reconstruct(Shard::WHOLE).unwrap();
     session.ablate(1, &[Variant::NoClipText], Shard::WHOLE).unwrap();
     let subject = c.dir().subject(1);
-    let predicted = brain_diffuser::workflow::fit::load_predicted(&subject.outputs).unwrap();
+    let predicted = brain_diffuser::workflow::fit::load_subject_predicted(&subject, &TargetGroup::PAPER).unwrap();
     let png = |variant: Variant, i: usize| {
         brain_diffuser::workflow::load_png(&subject.outputs.reconstructions(variant).join(format!("{i:04}.png")))
             .unwrap()
     };
     for i in [0, predicted.ids.len() - 1] {
         let stage1 = png(Variant::OnlyVdvae, i);
-        let v = (predicted.vdvae[[i, 0]].abs() * 50.0) as u8;
+        let v = (predicted.rows(&TargetGroup::VDVAE).unwrap()[[i, 0]].abs() * 50.0) as u8;
         assert_eq!(stage1, image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v])), "stage 1 is the painter's");
-        let tint = |weight: f64| (predicted.clip_text[[i, 0]].abs() * 10.0 + weight as f32 * 100.0) as u8;
+        let text = predicted.rows(&TargetGroup::CLIP_TEXT).unwrap();
+        let tint = |weight: f64| (text[[i, 0]].abs() * 10.0 + weight as f32 * 100.0) as u8;
         let weight = base().config.diffusion.img2img.text_weight;
         assert_eq!(
             png(Variant::BrainDiffuser, i),
@@ -288,8 +305,8 @@ impl brain_diffuser::Encoder for Blank {
 #[test]
 fn an_image_encoder_for_the_caption_group_is_refused_naming_the_fix() {
     let c = copy();
-    let session = c.session(&base().config, &[1]).with_image_encoder(TargetGroup::ClipText, Blank);
-    let err = session.extract(Shard::WHOLE, &[TargetGroup::Vdvae]).unwrap_err().to_string();
+    let session = c.session(&base().config, &[1]).with_image_encoder(TargetGroup::CLIP_TEXT, Blank);
+    let err = session.extract(Shard::WHOLE, &[TargetGroup::VDVAE]).unwrap_err().to_string();
     assert!(err.contains("'blank'") && err.contains("with_caption_encoder"), "{err}");
 }
 
@@ -299,12 +316,11 @@ fn evaluate_refuses_images_made_with_other_settings_or_from_other_predictions() 
     let config = &base().config;
     let dir = c.dir().subject(1);
     let predicted = record_fingerprint(&dir.root().join("predicted"), "predictions", "predict").unwrap();
-    let p = brain_diffuser::workflow::fit::load_predicted(&dir.outputs).unwrap();
+    let p = brain_diffuser::workflow::fit::load_subject_predicted(&dir, &TargetGroup::PAPER).unwrap();
     let names: Vec<String> = (0..p.ids.len()).map(|i| format!("{i:04}.png")).collect();
     let folder = dir.outputs.reconstructions(Variant::OnlyVdvae);
     let settings = image_settings(config, Variant::OnlyVdvae, &predicted);
-    stage1_images(&folder, &names, p.vdvae.view(), 0..names.len(), &Painter, config.seeds.vdvae_decode, &settings)
-        .unwrap();
+    generate_images(&folder, &names, &p, None, 0..names.len(), &Painter, config.seeds.vdvae_decode, &settings).unwrap();
     check_image_settings(&folder, &settings).unwrap();
     // The decoder's temperature edited in the configuration after `reconstruct`.
     let mut edited = config.clone();
@@ -353,7 +369,7 @@ fn stimulus_size_is_checked_against_the_stimulus_file() {
     let mut config = base().config.clone();
     config.data.stimulus_size = 425;
     let s = c.session(&config, &[1]);
-    for err in [s.prepare().unwrap_err(), s.extract(Shard::WHOLE, &[TargetGroup::Vdvae]).unwrap_err()] {
+    for err in [s.prepare().unwrap_err(), s.extract(Shard::WHOLE, &[TargetGroup::VDVAE]).unwrap_err()] {
         let message = err.to_string();
         for part in ["data.stimulus_size", "425", "64x64", "nsd_stimuli.hdf5"] {
             assert!(message.contains(part), "{part} missing from: {message}");
@@ -372,7 +388,7 @@ fn prepare_rebuilds_missing_and_damaged_cache_files() {
     std::fs::remove_file(&paths[4]).unwrap();
     // extract names the exact file and the repair.
     let s = c.session(config, &[1, 2]);
-    let err = s.extract(Shard::WHOLE, &[TargetGroup::ClipText]).unwrap_err().to_string();
+    let err = s.extract(Shard::WHOLE, &[TargetGroup::CLIP_TEXT]).unwrap_err().to_string();
     assert!(err.contains(&paths[4].display().to_string()) && err.contains("brain-diffuser prepare"), "{err}");
     // prepare repairs it (not "cached"), and leaves the whole subject 2 alone.
     let prepared = s.prepare().unwrap();
@@ -402,7 +418,7 @@ fn damaged_features_regressions_and_norms_are_recomputed() {
     let config = &base().config;
     let dir = c.dir().subject(1);
     let s = c.session(config, &[1]);
-    let folder = dir.features(TargetGroup::Vdvae, brain_diffuser::workflow::DataSplit::Train);
+    let folder = dir.features(&TargetGroup::VDVAE, brain_diffuser::workflow::DataSplit::Train);
     let mut chunks: Vec<PathBuf> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -418,17 +434,17 @@ fn damaged_features_regressions_and_norms_are_recomputed() {
     let third = std::fs::read(&wrong_rows).unwrap();
     let small = ndarray::Array2::<f32>::zeros((3, 5));
     brain_diffuser::workflow::save_npy(&wrong_rows, &small).unwrap();
-    s.extract(Shard::WHOLE, &[TargetGroup::Vdvae]).unwrap();
+    s.extract(Shard::WHOLE, &[TargetGroup::VDVAE]).unwrap();
     assert_eq!(std::fs::read(&chunk).unwrap(), whole, "the truncated chunk is computed again");
     assert_eq!(std::fs::read(&wrong_rows).unwrap(), third, "the chunk of the wrong shape is computed again");
     assert_eq!(std::fs::read(&chunks[0]).unwrap(), other);
     // Regression outputs: a truncated test prediction and ROI response are fitted again.
-    let regression = dir.regression(TargetGroup::ClipText);
+    let regression = dir.regression(&TargetGroup::CLIP_TEXT);
     let test = truncate(&regression.join("test.npy"));
-    let response = truncate(&dir.regression(TargetGroup::Vdvae).join("roi_response.npy"));
-    s.fit(&TargetGroup::ALL).unwrap();
+    let response = truncate(&dir.regression(&TargetGroup::VDVAE).join("roi_response.npy"));
+    s.fit(&TargetGroup::PAPER).unwrap();
     assert_eq!(std::fs::read(regression.join("test.npy")).unwrap(), test);
-    assert_eq!(std::fs::read(dir.regression(TargetGroup::Vdvae).join("roi_response.npy")).unwrap(), response);
+    assert_eq!(std::fs::read(dir.regression(&TargetGroup::VDVAE).join("roi_response.npy")).unwrap(), response);
     // Cached weight norms of weights-roi.
     s.weights_roi().unwrap();
     let norms = dir.weights_roi().join("clip-vision_l1.npy");

@@ -156,13 +156,14 @@ pub enum Command {
     Config,
 }
 
+/// The names of [`TargetGroup::PAPER`] (clap needs them as `'static` strings).
 fn group_names() -> [&'static str; 3] {
-    TargetGroup::ALL.map(TargetGroup::name)
+    ["vdvae", "clip-vision", "clip-text"]
 }
 
 /// Parses a feature group name (`vdvae`, `clip-vision`, `clip-text`).
 fn parse_group(name: &str) -> Result<TargetGroup, String> {
-    TargetGroup::ALL
+    TargetGroup::PAPER
         .into_iter()
         .find(|g| g.name() == name)
         .ok_or_else(|| format!("unknown feature group '{name}': expected vdvae, clip-vision or clip-text"))
@@ -372,6 +373,12 @@ pub fn error_chain(error: &(dyn Error + 'static)) -> String {
 mod tests {
     use super::*;
     use std::fmt;
+
+    #[test]
+    fn the_default_groups_are_the_papers() {
+        let parsed: Vec<TargetGroup> = group_names().iter().map(|n| parse_group(n).unwrap()).collect();
+        assert_eq!(parsed, TargetGroup::PAPER);
+    }
 
     /// A chain link with a message and an optional cause.
     #[derive(Debug)]

@@ -190,6 +190,20 @@ pub struct RegressionSection {
     pub renormalisation: Renormalisation,
 }
 
+impl RegressionSection {
+    /// The configured alpha of one of the paper's groups (`None` for a downstream group, whose
+    /// alpha the regressor is given in code: `RidgeRegressor::with_alpha`).
+    pub fn alpha(&self, group: &crate::TargetGroup) -> Option<f64> {
+        [
+            (crate::TargetGroup::VDVAE, self.vdvae_alpha),
+            (crate::TargetGroup::CLIP_VISION, self.clip_vision_alpha),
+            (crate::TargetGroup::CLIP_TEXT, self.clip_text_alpha),
+        ]
+        .into_iter()
+        .find_map(|(g, alpha)| (g == *group).then_some(alpha))
+    }
+}
+
 impl Default for RegressionSection {
     fn default() -> Self {
         Self {

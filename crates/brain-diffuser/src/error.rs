@@ -55,17 +55,3 @@ impl fmt::Display for StageError {
 }
 
 impl Error for StageError {}
-
-/// Everything that can go wrong while running the pipeline.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// A stage failed.
-    #[error(transparent)]
-    Stage(#[from] StageError),
-    /// Reading the dataset failed.
-    #[error(transparent)]
-    Nsd(#[from] nsd_io::NsdError),
-    /// Two stages disagree about a shape.
-    #[error("shape mismatch between stages: {0}")]
-    Shape(String),
-}

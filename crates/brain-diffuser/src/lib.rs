@@ -12,7 +12,6 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod models;
-pub mod pipeline;
 pub mod renormalise;
 pub mod report;
 pub mod roi;
@@ -21,12 +20,13 @@ pub mod seeds;
 pub mod shard;
 mod stage;
 pub mod stages;
+mod target_group;
 pub mod workflow;
 
 pub use config::Config;
-pub use error::{PipelineError, StageError};
-pub use pipeline::{Pipeline, TargetGroup};
+pub use error::StageError;
 pub use stage::{
-    Encoder, ExpectedPredictions, Generator, GuidedCondition, LatentCondition, PreparedRegressor, Regressor,
-    TargetSource, check_predictions, check_seed_count,
+    AnyGenerator, Encoder, ExpectedPredictions, Generator, GuidedCondition, LatentCondition, PreparedRegressor,
+    Regressor, TargetSource, check_predictions, check_seed_count,
 };
+pub use target_group::{ConditionInputs, GroupFeatures, TargetGroup};

@@ -1,5 +1,5 @@
-//! How a run seed becomes the seed of each image: the one rule every composition uses (the
-//! workflow's image steps, the in-memory [`crate::Pipeline`], a downstream caller).
+//! How a run seed becomes the seed of each image and of each target group: the one rule every
+//! caller uses (the workflow's image steps, a downstream stage, a test).
 //!
 //! - The configuration holds one run seed per random step (`[seeds]`): `vdvae_targets` (VDVAE
 //!   posterior samples drawn by `extract`), `vdvae_decode` (stage 1: VDVAE prior and pixel
@@ -14,6 +14,9 @@
 //! - Encoding: [`crate::Encoder::encode_at`] gets the run seed with the encoder and the index of
 //!   the first item; item `first + j` draws from stream `first + j` of the run seed (VDVAE's
 //!   posterior samples), so features do not depend on chunking either.
+//! - Fitting: a regressor that draws random numbers (a downstream MLP's initialisation and
+//!   mini-batches) draws those of `group` from [`group_seed`]`(its seed, group)`, so that a
+//!   group's fit does not depend on which other groups are fitted, or in which order.
 //!
 //! The rule's name, [`ITEM_SEED_RULE`], goes into every image folder's settings record: images
 //! made under another rule are refused as stale instead of mixed with new ones.
@@ -41,6 +44,13 @@ pub fn splitmix64_mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The seed of target group `group` for a stage seeded with `seed`: SplitMix64's output function
+/// applied after each byte of the group's name is folded in (`z = mix(z ^ byte)`, from `z = seed`),
+/// so that the seed depends on the group's name alone, not on its position among the groups.
+pub fn group_seed(seed: u64, group: &crate::TargetGroup) -> u64 {
+    group.name().bytes().fold(seed, |z, byte| splitmix64_mix(z ^ u64::from(byte)))
+}
+
 /// The seeds of items `indices` of a set generated from `run_seed` ([`item_seed`] of each).
 pub fn item_seeds(run_seed: u64, indices: Range<usize>) -> Vec<u64> {
     indices.map(|i| item_seed(run_seed, i)).collect()
@@ -58,5 +68,14 @@ mod tests {
         assert_eq!(item_seeds(0, 1..4), vec![0xE220_A839_7B1D_CDAF, 0x6E78_9E6A_A1B9_65F4, 0x06C4_5D18_8009_454F]);
         assert_eq!(item_seeds(7, 5..8), (5..8).map(|i| item_seed(7, i)).collect::<Vec<_>>());
         assert_ne!(item_seed(1, 0), item_seed(0, 1));
+    }
+
+    /// The fold of the rule, written out for a one-letter and a two-letter name.
+    #[test]
+    fn group_seeds_fold_the_name_bytes() {
+        let group = |name| crate::TargetGroup::new(name).unwrap();
+        assert_eq!(group_seed(5, &group("a")), splitmix64_mix(5 ^ 0x61));
+        assert_eq!(group_seed(5, &group("ab")), splitmix64_mix(splitmix64_mix(5 ^ 0x61) ^ 0x62));
+        assert_ne!(group_seed(5, &crate::TargetGroup::CLIP_TEXT), group_seed(5, &crate::TargetGroup::CLIP_VISION));
     }
 }

@@ -7,7 +7,7 @@
 use image::RgbImage;
 use ndarray::{Array2, Array3, ArrayView2};
 
-use crate::{StageError, TargetGroup};
+use crate::{ConditionInputs, StageError, TargetGroup};
 pub use ridge::TargetSource;
 
 /// Turns a batch of inputs (images, or the captions of images) into features.
@@ -40,8 +40,7 @@ pub trait Encoder {
 
 /// Learns maps from fMRI rows to the feature rows of each target group, at NSD scale.
 ///
-/// The workflow's `fit` step and the in-memory [`crate::Pipeline`] both call it the same way:
-/// [`Regressor::prepare`] once per subject with the training fMRI and the fMRI to predict (the
+/// The workflow's `fit` step calls it: [`Regressor::prepare`] once per subject with the training fMRI and the fMRI to predict (the
 /// test trials, the ROI patterns, ...), then [`PreparedRegressor::fit_predict`] once per target
 /// group, whose targets stream from a [`TargetSource`] in column blocks (the CLIP-Vision targets
 /// of one subject are 7 GB). Fitting returns the predictions, so nothing can be predicted before
@@ -62,8 +61,8 @@ pub trait Encoder {
 ///     fn name(&self) -> &str {
 ///         "mean"
 ///     }
-///     fn settings(&self, _group: TargetGroup) -> String {
-///         String::new()
+///     fn settings(&self, _group: &TargetGroup) -> Result<String, StageError> {
+///         Ok(String::new())
 ///     }
 ///     fn prepare(&self, _x: ArrayView2<f32>, evaluation: &[ArrayView2<f32>]) -> Result<Box<dyn PreparedRegressor>, StageError> {
 ///         Ok(Box::new(PreparedMean(evaluation.iter().map(|e| e.nrows()).collect())))
@@ -71,7 +70,7 @@ pub trait Encoder {
 /// }
 ///
 /// impl PreparedRegressor for PreparedMean {
-///     fn fit_predict(&mut self, _group: TargetGroup, targets: &mut dyn TargetSource) -> Result<Vec<Array2<f32>>, StageError> {
+///     fn fit_predict(&mut self, _group: &TargetGroup, targets: &mut dyn TargetSource) -> Result<Vec<Array2<f32>>, StageError> {
 ///         let (n, d) = (targets.n_rows(), targets.n_cols());
 ///         let mut columns = vec![0f32; n * d];
 ///         targets.read_columns(0..d, &mut columns).map_err(|e| StageError::new("mean", e))?;
@@ -83,7 +82,7 @@ pub trait Encoder {
 /// let x = Array2::<f32>::zeros((4, 10));
 /// let y = ndarray::array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]];
 /// let mut prepared = MeanRegressor.prepare(x.view(), &[x.view()])?;
-/// let predicted = prepared.fit_predict(TargetGroup::Vdvae, &mut y.view())?;
+/// let predicted = prepared.fit_predict(&TargetGroup::VDVAE, &mut y.view())?;
 /// assert_eq!(predicted[0].row(2).to_vec(), vec![4.0, 5.0]);
 /// # Ok::<(), StageError>(())
 /// ```
@@ -93,8 +92,9 @@ pub trait Regressor {
 
     /// The settings the fitted outputs of `group` depend on (ridge: its alpha and intercept), as
     /// TOML lines for the regression's settings record: other settings make the workflow refuse
-    /// outputs fitted before.
-    fn settings(&self, group: TargetGroup) -> String;
+    /// outputs fitted before. A group the regressor has no settings for (ridge without an alpha
+    /// for a downstream group) is an error naming it.
+    fn settings(&self, group: &TargetGroup) -> Result<String, StageError>;
 
     /// Prepares fitting on `train_fmri` (training rows x voxels), to predict the rows of each of
     /// `evaluation` (rows x voxels) once a group is fitted.
@@ -112,7 +112,7 @@ pub trait PreparedRegressor {
     /// order, each rows x features.
     fn fit_predict(
         &mut self,
-        group: TargetGroup,
+        group: &TargetGroup,
         targets: &mut dyn TargetSource,
     ) -> Result<Vec<Array2<f32>>, StageError>;
 }
@@ -128,7 +128,7 @@ pub struct ExpectedPredictions<'a> {
 /// the regressor, the group and the set, never an output that marks the fit complete.
 pub fn check_predictions(
     regressor: &str,
-    group: TargetGroup,
+    group: &TargetGroup,
     predictions: Vec<Array2<f32>>,
     expected: &[ExpectedPredictions<'_>],
     targets: usize,
@@ -162,12 +162,15 @@ pub fn check_predictions(
     Ok(predictions)
 }
 
-/// Produces images from a condition and one seed per item.
+/// Produces images from predicted features and one seed per item.
 ///
-/// Implemented by the VDVAE decoder ([`LatentCondition`] -> 64x64 images) and by Versatile
-/// Diffusion's dual-guided img2img ([`GuidedCondition`] -> 512x512 images). The caller derives
-/// the seeds from the run seed ([`crate::seeds`]); the same condition and seeds always give the
-/// same images on the same device and precision.
+/// Implemented by the VDVAE decoder ([`LatentCondition`] from the `vdvae` group -> 64x64 images)
+/// and by Versatile Diffusion's dual-guided img2img ([`GuidedCondition`] from start images and the
+/// `clip-vision` and `clip-text` groups -> 512x512 images). A generator declares the groups it
+/// consumes and builds its own condition from their predicted rows, so a downstream generator may
+/// consume other groups (a fourth one) or other shapes without changes to the workflow, which holds
+/// it as an [`AnyGenerator`]. The caller derives the seeds from the run seed ([`crate::seeds`]);
+/// the same condition and seeds always give the same images on the same device and precision.
 pub trait Generator {
     /// What the images are generated from.
     type Condition;
@@ -175,10 +178,47 @@ pub trait Generator {
     /// A stable name identifying the model and its settings, used to key outputs and reports.
     fn name(&self) -> &str;
 
+    /// The predicted groups this generator is conditioned on: the caller supplies their rows (with
+    /// the feature shapes their encoders declared) in [`ConditionInputs::features`], in this order.
+    fn consumes(&self) -> Vec<TargetGroup>;
+
+    /// Builds the condition of a batch from the consumed groups' predicted rows and the start
+    /// images; rows of another shape than the generator's model takes are an error naming both.
+    fn condition(&self, inputs: &ConditionInputs<'_>) -> Result<Self::Condition, StageError>;
+
     /// Generates one image per item of `condition`, item `k` drawing every random number from
     /// `seeds[k]` alone (so that an item's image does not depend on the other items of the
     /// batch). `seeds` has one entry per item; a generator refuses another count.
     fn generate(&self, condition: &Self::Condition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError>;
+}
+
+/// A [`Generator`] whatever its condition type: what the workflow holds for stage 1 and stage 2,
+/// so that either can be any project's generator. Implemented for every [`Generator`].
+pub trait AnyGenerator {
+    /// [`Generator::name`].
+    fn name(&self) -> &str;
+    /// [`Generator::consumes`].
+    fn consumes(&self) -> Vec<TargetGroup>;
+    /// [`Generator::condition`], then [`Generator::generate`].
+    fn generate_from(&self, inputs: &ConditionInputs<'_>, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError>;
+    /// [`Generator::condition`] alone: the workflow checks the inputs of a folder's first image
+    /// before it writes anything there.
+    fn check_inputs(&self, inputs: &ConditionInputs<'_>) -> Result<(), StageError>;
+}
+
+impl<G: Generator + ?Sized> AnyGenerator for G {
+    fn name(&self) -> &str {
+        Generator::name(self)
+    }
+    fn consumes(&self) -> Vec<TargetGroup> {
+        Generator::consumes(self)
+    }
+    fn generate_from(&self, inputs: &ConditionInputs<'_>, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
+        self.generate(&self.condition(inputs)?, seeds)
+    }
+    fn check_inputs(&self, inputs: &ConditionInputs<'_>) -> Result<(), StageError> {
+        self.condition(inputs).map(drop)
+    }
 }
 
 /// The one image a generator returned for a one-item condition; another count is an error
@@ -207,6 +247,13 @@ pub struct LatentCondition {
     pub latents: Array2<f32>,
 }
 
+impl LatentCondition {
+    /// The rows of `group` in `inputs` (the VDVAE decoder's: [`TargetGroup::VDVAE`]).
+    pub fn from_inputs(generator: &str, inputs: &ConditionInputs<'_>, group: &TargetGroup) -> Result<Self, StageError> {
+        Ok(Self { latents: inputs.group(generator, group)?.rows.to_owned() })
+    }
+}
+
 /// The condition of the second stage: an initial image per item and the predicted CLIP embeddings
 /// that guide its refinement.
 #[derive(Debug, Clone)]
@@ -217,4 +264,27 @@ pub struct GuidedCondition {
     pub vision: Array3<f32>,
     /// CLIP-Text token embeddings, `[n, 77, 768]` for ViT-L/14.
     pub text: Array3<f32>,
+}
+
+impl GuidedCondition {
+    /// The start images of `inputs` and the rows of the `vision` and `text` groups as token
+    /// embeddings in their encoders' `[tokens, width]` shapes (Versatile Diffusion's:
+    /// [`TargetGroup::CLIP_VISION`] and [`TargetGroup::CLIP_TEXT`]); one start image per row.
+    pub fn from_inputs(
+        generator: &str,
+        inputs: &ConditionInputs<'_>,
+        vision: &TargetGroup,
+        text: &TargetGroup,
+    ) -> Result<Self, StageError> {
+        let (vision, text) =
+            (inputs.group(generator, vision)?.tokens(generator)?, inputs.group(generator, text)?.tokens(generator)?);
+        let n = inputs.init_images.len();
+        if vision.dim().0 != n || text.dim().0 != n {
+            return Err(StageError::new(
+                generator,
+                format!("{n} start images for {} CLIP-Vision and {} CLIP-Text rows", vision.dim().0, text.dim().0),
+            ));
+        }
+        Ok(Self { init_images: inputs.init_images.clone(), vision, text })
+    }
 }

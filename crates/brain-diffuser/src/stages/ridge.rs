@@ -1,10 +1,13 @@
 //! The `ridge` crate as a [`Regressor`]: multi-target ridge regressions, one alpha per target
-//! group (the reference's fixed alphas) or alphas chosen from a grid.
+//! group (the reference's fixed alphas) or alphas chosen from a grid; a downstream group gets its
+//! alpha with [`RidgeRegressor::with_alpha`].
 //!
 //! [`Regressor::prepare`] builds one `ridge::RidgeProblem` (the Gram matrix of the training fMRI)
 //! and the evaluation sets; every group is then fitted on it with its targets streaming from disk
 //! in column blocks, and the evaluation sets are predicted during the stream, so the weights never
 //! materialise (the same procedure, time and memory as calling `ridge` directly).
+
+use std::collections::BTreeMap;
 
 use ndarray::{Array2, ArrayView2};
 use ridge::{AlphaPolicy, EvaluationSet, FitOptions, ProblemOptions, RidgeProblem};
@@ -15,26 +18,47 @@ use crate::{PreparedRegressor, Regressor, StageError, TargetGroup, TargetSource}
 
 /// Ridge regressions from fMRI rows to feature rows, one alpha policy per target group.
 pub struct RidgeRegressor {
-    policies: [AlphaPolicy; 3],
+    policies: Policies,
     fit_intercept: bool,
     name: String,
 }
 
-/// The index of `group` in [`TargetGroup::ALL`].
-fn group_index(group: TargetGroup) -> usize {
-    TargetGroup::ALL.iter().position(|&g| g == group).unwrap_or(0)
+/// The alpha policy of each group; `every` for groups without one of their own.
+#[derive(Debug, Clone)]
+struct Policies {
+    by_group: BTreeMap<TargetGroup, AlphaPolicy>,
+    every: Option<AlphaPolicy>,
+}
+
+impl Policies {
+    /// The policy of `group`, or an error naming the group and how to give it one.
+    fn of(&self, name: &str, group: &TargetGroup) -> Result<&AlphaPolicy, StageError> {
+        self.by_group.get(group).or(self.every.as_ref()).ok_or_else(|| {
+            let known: Vec<&str> = self.by_group.keys().map(TargetGroup::name).collect();
+            StageError::new(
+                name,
+                format!("no alpha for target group '{group}' (alphas are set for {known:?}): give one with RidgeRegressor::with_alpha"),
+            )
+        })
+    }
 }
 
 impl RidgeRegressor {
     /// Regressions with the fixed alphas of `config` (50,000 / 60,000 / 100,000 in the paper),
     /// intercept by centring as scikit-learn's `Ridge(fit_intercept=True)`: the workflow's default.
     pub fn from_config(config: &RegressionSection) -> Self {
-        let fixed = AlphaPolicy::Fixed;
-        Self {
-            policies: [fixed(config.vdvae_alpha), fixed(config.clip_vision_alpha), fixed(config.clip_text_alpha)],
-            fit_intercept: config.fit_intercept,
-            name: "ridge".into(),
-        }
+        let by_group = TargetGroup::PAPER
+            .into_iter()
+            .filter_map(|group| config.alpha(&group).map(|alpha| (group, AlphaPolicy::Fixed(alpha))))
+            .collect();
+        Self { policies: Policies { by_group, every: None }, fit_intercept: config.fit_intercept, name: "ridge".into() }
+    }
+
+    /// The same regressions with `policy` for `group` (a downstream group, or another policy for
+    /// one of the paper's).
+    pub fn with_alpha(mut self, group: TargetGroup, policy: AlphaPolicy) -> Self {
+        self.policies.by_group.insert(group, policy);
+        self
     }
 
     /// Regressions with the same fixed `alpha` for every group.
@@ -45,7 +69,11 @@ impl RidgeRegressor {
     /// Regressions whose alphas follow `policy` for every group (e.g. a grid scored by
     /// leave-one-out).
     pub fn with_policy(policy: AlphaPolicy, fit_intercept: bool) -> Self {
-        Self { policies: [policy.clone(), policy.clone(), policy], fit_intercept, name: "ridge".into() }
+        Self {
+            policies: Policies { by_group: BTreeMap::new(), every: Some(policy) },
+            fit_intercept,
+            name: "ridge".into(),
+        }
     }
 }
 
@@ -55,12 +83,12 @@ impl Regressor for RidgeRegressor {
     }
 
     /// `alpha = 50000` for a fixed alpha (the policy otherwise) and `fit_intercept = true`.
-    fn settings(&self, group: TargetGroup) -> String {
-        let alpha = match &self.policies[group_index(group)] {
+    fn settings(&self, group: &TargetGroup) -> Result<String, StageError> {
+        let alpha = match self.policies.of(&self.name, group)? {
             AlphaPolicy::Fixed(alpha) => format!("alpha = {alpha}"),
             other => format!("alpha_policy = {:?}", format!("{other:?}")),
         };
-        format!("{alpha}\nfit_intercept = {}\n", self.fit_intercept)
+        Ok(format!("{alpha}\nfit_intercept = {}\n", self.fit_intercept))
     }
 
     fn prepare(
@@ -81,19 +109,19 @@ impl Regressor for RidgeRegressor {
 struct PreparedRidge {
     problem: RidgeProblem,
     evaluation: Vec<EvaluationSet>,
-    policies: [AlphaPolicy; 3],
+    policies: Policies,
     name: String,
 }
 
 impl PreparedRegressor for PreparedRidge {
     fn fit_predict(
         &mut self,
-        group: TargetGroup,
+        group: &TargetGroup,
         targets: &mut dyn TargetSource,
     ) -> Result<Vec<Array2<f32>>, StageError> {
         let started = std::time::Instant::now();
         let evals: Vec<&EvaluationSet> = self.evaluation.iter().collect();
-        let policy = &self.policies[group_index(group)];
+        let policy = self.policies.of(&self.name, group)?;
         let fit = self
             .problem
             .fit_predict(targets, policy, &evals, &FitOptions::default())
@@ -123,7 +151,7 @@ mod tests {
         let ridge = RidgeRegressor::fixed(2.0, false);
         let new = array![[10.0f32]];
         let mut prepared = ridge.prepare(x.view(), &[new.view(), x.view()]).unwrap();
-        let p = prepared.fit_predict(TargetGroup::Vdvae, &mut y.view()).unwrap();
+        let p = prepared.fit_predict(&TargetGroup::VDVAE, &mut y.view()).unwrap();
         assert_eq!((p.len(), p[0].dim(), p[1].dim()), (2, (1, 2), (3, 2)));
         let w0 = (2.0 + 8.0 + 19.5) / (14.0 + 2.0);
         let w1 = (-1.0 - 4.0 - 9.0) / (14.0 + 2.0);
@@ -143,13 +171,20 @@ mod tests {
             ..RegressionSection::default()
         };
         let ridge = RidgeRegressor::from_config(&config);
-        assert_eq!(ridge.settings(TargetGroup::ClipVision), "alpha = 5\nfit_intercept = false\n");
+        assert_eq!(ridge.settings(&TargetGroup::CLIP_VISION).unwrap(), "alpha = 5\nfit_intercept = false\n");
         let x = array![[1.0f32], [2.0], [3.0]];
         let y = array![[1.0f32], [2.0], [3.0]];
         let mut prepared = ridge.prepare(x.view(), &[array![[1.0f32]].view()]).unwrap();
-        for (group, alpha) in [(TargetGroup::ClipText, 14.0), (TargetGroup::Vdvae, 1.0), (TargetGroup::ClipVision, 5.0)]
+        let extra = TargetGroup::new("colour-histogram").unwrap();
+        let err = ridge.settings(&extra).unwrap_err().to_string();
+        assert!(err.contains("no alpha for target group 'colour-histogram'") && err.contains("with_alpha"), "{err}");
+        assert!(prepared.fit_predict(&extra, &mut y.view()).is_err(), "no alpha, no fit");
+        let ridge = ridge.with_alpha(extra.clone(), AlphaPolicy::Fixed(2.0));
+        let mut prepared = ridge.prepare(x.view(), &[array![[1.0f32]].view()]).unwrap();
+        for (group, alpha) in
+            [(TargetGroup::CLIP_TEXT, 14.0), (TargetGroup::VDVAE, 1.0), (TargetGroup::CLIP_VISION, 5.0), (extra, 2.0)]
         {
-            let p = prepared.fit_predict(group, &mut y.view()).unwrap();
+            let p = prepared.fit_predict(&group, &mut y.view()).unwrap();
             let expected = 14.0 / (14.0 + alpha);
             assert!((f64::from(p[0][[0, 0]]) - expected).abs() < 1e-6, "{}: {} vs {expected}", group.name(), p[0]);
         }
@@ -161,7 +196,7 @@ mod tests {
         let err = ridge.prepare(array![[1.0f32], [f32::NAN]].view(), &[]).err().expect("NaN refused");
         assert!(err.to_string().contains("ridge"), "{err}");
         let mut prepared = ridge.prepare(array![[1.0f32], [2.0]].view(), &[]).unwrap();
-        let err = prepared.fit_predict(TargetGroup::Vdvae, &mut array![[1.0f32]].view()).unwrap_err();
+        let err = prepared.fit_predict(&TargetGroup::VDVAE, &mut array![[1.0f32]].view()).unwrap_err();
         assert!(err.to_string().contains("ridge"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use image::RgbImage;
 use ndarray::Array2;
 use vdvae::{DecodeOptions, EncodeOptions, Latents, Vdvae};
 
-use crate::{Encoder, Generator, LatentCondition, StageError, check_seed_count};
+use crate::{ConditionInputs, Encoder, Generator, LatentCondition, StageError, TargetGroup, check_seed_count};
 
 /// Images -> flattened latents of the first `options.n_blocks` decoder blocks (91,168 values for 31).
 pub struct VdvaeEncoder {
@@ -101,6 +101,15 @@ impl Generator for VdvaeDecoder {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The predicted VDVAE latents.
+    fn consumes(&self) -> Vec<TargetGroup> {
+        vec![TargetGroup::VDVAE]
+    }
+
+    fn condition(&self, inputs: &ConditionInputs<'_>) -> Result<LatentCondition, StageError> {
+        LatentCondition::from_inputs(&self.name, inputs, &TargetGroup::VDVAE)
     }
 
     /// Row `k` draws its prior and pixel samples from `seeds[k]` alone, in batches of

@@ -6,7 +6,7 @@ use image::imageops::{FilterType, resize};
 use ndarray::{Array2, ArrayView2};
 use versatile_diffusion::{Conditioning, Img2ImgSettings, Noise, RgbImages, VersatileDiffusion};
 
-use crate::{Generator, GuidedCondition, StageError, check_seed_count};
+use crate::{ConditionInputs, Generator, GuidedCondition, StageError, TargetGroup, check_seed_count};
 
 /// The values of `m` in row-major order, whatever its memory layout.
 fn contiguous(m: ArrayView2<f32>) -> Vec<f32> {
@@ -72,6 +72,15 @@ impl Generator for VersatileDiffusionRefiner {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The predicted CLIP-Vision and CLIP-Text embeddings (with the start images).
+    fn consumes(&self) -> Vec<TargetGroup> {
+        vec![TargetGroup::CLIP_VISION, TargetGroup::CLIP_TEXT]
+    }
+
+    fn condition(&self, inputs: &ConditionInputs<'_>) -> Result<GuidedCondition, StageError> {
+        GuidedCondition::from_inputs(&self.name, inputs, &TargetGroup::CLIP_VISION, &TargetGroup::CLIP_TEXT)
     }
 
     /// Image `i` is generated alone, its start noise drawn from `seeds[i]`.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use ndarray::{Array2, Zip};
 
 use super::fit::{
-    check_predicted_ids, load_predicted_group, load_predicted_ids, load_subject_predicted_ids, predicted_folder,
+    check_predicted_ids, load_predicted_ids, load_subject_predicted_ids, predicted_folder, read_predicted_rows,
 };
 use super::integrity::{fingerprint, record_fingerprint};
 use super::{OutputDir, RunDir, WorkflowError, check_settings, load_npy, require_settings, save_npy, write_text};
@@ -94,11 +94,12 @@ pub fn load_average_ids(run: &RunDir) -> Result<(Vec<usize>, u8), WorkflowError>
     Ok((ids, first))
 }
 
-/// Averages the predictions of `subjects` into `run.average()`, rows in the first subject's order.
+/// Averages the predictions of `groups` of `subjects` into `run.average()`, rows in the first
+/// subject's order (the ROI-optimal features: the paper's groups).
 /// One group of one subject is in memory at a time, next to the running f64 sum. The average's
 /// record ([`average_settings`]) holds the subject list: another list (or predictions made since)
 /// is refused with both records shown; each subject's ids are checked against its cache first.
-pub fn average_subjects(run: &RunDir, subjects: &[u8]) -> Result<OutputDir, WorkflowError> {
+pub fn average_subjects(run: &RunDir, subjects: &[u8], groups: &[TargetGroup]) -> Result<OutputDir, WorkflowError> {
     let settings = average_settings(run, subjects)?;
     let first = subjects[0];
     check_settings(run.average().root(), &settings)?;
@@ -134,7 +135,7 @@ pub fn average_subjects(run: &RunDir, subjects: &[u8]) -> Result<OutputDir, Work
         .iter()
         .map(|&s| {
             let folder = run.subject(s).outputs.roi_features_folder();
-            let complete = TargetGroup::ALL.iter().all(|&g| run.subject(s).outputs.roi_features(g).exists());
+            let complete = TargetGroup::PAPER.iter().all(|g| run.subject(s).outputs.roi_features(g).exists());
             match (complete, std::fs::read_to_string(folder.join("settings.toml"))) {
                 (true, Ok(record)) => Some(format!("subj{s:02}_roi_features = \"{}\"\n", fingerprint(&record))),
                 _ => None,
@@ -142,10 +143,10 @@ pub fn average_subjects(run: &RunDir, subjects: &[u8]) -> Result<OutputDir, Work
         })
         .collect::<Option<String>>()
         .map(|lines| format!("subjects = {subjects:?}\n{lines}"));
-    for group in TargetGroup::ALL {
+    for group in groups {
         let mut sum: Option<Array2<f64>> = None;
         for (&s, rows) in subjects.iter().zip(&positions) {
-            let m = load_predicted_group(&run.subject(s).outputs, group, order.len())?;
+            let m = read_predicted_rows(&run.subject(s).outputs, group, order.len())?;
             let sum = sum.get_or_insert_with(|| Array2::zeros((order.len(), m.ncols())));
             if m.ncols() != sum.ncols() {
                 return Err(WorkflowError::Invalid(format!(
@@ -158,6 +159,8 @@ pub fn average_subjects(run: &RunDir, subjects: &[u8]) -> Result<OutputDir, Work
             accumulate(sum, &m, rows);
         }
         save_npy(&out.predicted(group), &mean_of(sum.ok_or_else(no_subjects)?, subjects.len()))?;
+    }
+    for group in &TargetGroup::PAPER {
         // ROI-optimal features share their rows (the 13 ROIs) across subjects.
         let roi: Vec<_> = subjects.iter().map(|&s| run.subject(s).outputs.roi_features(group)).collect();
         if let Some(roi_settings) = &roi_settings {
@@ -209,7 +212,7 @@ mod tests {
             write_text(&out.predicted_ids(), &ids.iter().map(|i| format!("{i}\n")).collect::<String>()).unwrap();
             write_text(&predicted_folder(&out).join("settings.toml"), &format!("predictions of subject {s}\n"))
                 .unwrap();
-            for group in TargetGroup::ALL {
+            for group in &TargetGroup::PAPER {
                 save_npy(&out.predicted(group), m).unwrap();
             }
         }
@@ -220,9 +223,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
         two_subjects(&run);
-        let average = average_subjects(&run, &[1, 2]).unwrap();
+        let average = average_subjects(&run, &[1, 2], &TargetGroup::PAPER).unwrap();
         assert_eq!(load_predicted_ids(&average).unwrap(), vec![10, 20, 30]);
-        let mean = load_npy(&average.predicted(TargetGroup::ClipText)).unwrap();
+        let mean = load_npy(&average.predicted(&TargetGroup::CLIP_TEXT)).unwrap();
         assert_eq!(mean, array![[5.5f32, 11.0], [16.5, 22.0], [27.5, 33.0]]);
         assert_eq!(recorded_subjects(&run).unwrap(), Some(vec![1, 2]));
         assert_eq!(load_average_ids(&run).unwrap(), (vec![10, 20, 30], 1));
@@ -230,7 +233,7 @@ mod tests {
         let cache = nsd_io::SubjectData::cache_paths(&run.subject(2).fmri(), 2)[3].clone();
         nsd_io::subject::save_npy(&cache, &Array1::from(vec![30i64, 10, 99])).unwrap();
         write_text(&run.subject(2).outputs.predicted_ids(), "30\n10\n99\n").unwrap();
-        let err = average_subjects(&run, &[1, 2]).unwrap_err().to_string();
+        let err = average_subjects(&run, &[1, 2], &TargetGroup::PAPER).unwrap_err().to_string();
         assert!(err.contains("test image 20"), "{err}");
     }
 
@@ -239,9 +242,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
         two_subjects(&run);
-        average_subjects(&run, &[1, 2]).unwrap();
+        average_subjects(&run, &[1, 2], &TargetGroup::PAPER).unwrap();
         for other in [&[1u8][..], &[2, 1], &[2]] {
-            let err = average_subjects(&run, other).unwrap_err();
+            let err = average_subjects(&run, other, &TargetGroup::PAPER).unwrap_err();
             let message = err.to_string();
             assert!(matches!(err, WorkflowError::Stale { .. }), "{message}");
             assert!(
@@ -249,12 +252,14 @@ mod tests {
                 "{message}"
             );
         }
-        let err = average_subjects(&run, &[1, 1]).unwrap_err().to_string();
+        let err = average_subjects(&run, &[1, 1], &TargetGroup::PAPER).unwrap_err().to_string();
         assert!(err.contains("listed twice"), "{err}");
         // Subject 2 predicted again (another record): the average is out of date, for `average`
         // and for the readers of the average.
         write_text(&predicted_folder(&run.subject(2).outputs).join("settings.toml"), "other\n").unwrap();
-        for err in [average_subjects(&run, &[1, 2]).unwrap_err(), load_average_ids(&run).unwrap_err()] {
+        for err in
+            [average_subjects(&run, &[1, 2], &TargetGroup::PAPER).unwrap_err(), load_average_ids(&run).unwrap_err()]
+        {
             assert!(matches!(err, WorkflowError::Stale { .. }), "{err}");
             assert!(err.to_string().contains("subj02_predicted"), "{err}");
         }
@@ -267,13 +272,13 @@ mod tests {
         two_subjects(&run);
         // Subject 2's ids rotated by one line: its rows no longer follow its cache.
         write_text(&run.subject(2).outputs.predicted_ids(), "10\n20\n30\n").unwrap();
-        let err = average_subjects(&run, &[1, 2]).unwrap_err().to_string();
+        let err = average_subjects(&run, &[1, 2], &TargetGroup::PAPER).unwrap_err().to_string();
         let cache = nsd_io::SubjectData::cache_paths(&run.subject(2).fmri(), 2)[3].clone();
         assert!(err.contains(&run.subject(2).outputs.predicted_ids().display().to_string()), "{err}");
         assert!(err.contains(&cache.display().to_string()) && err.contains("row 0"), "{err}");
         // The average's own ids rotated after averaging.
         two_subjects(&run);
-        average_subjects(&run, &[1, 2]).unwrap();
+        average_subjects(&run, &[1, 2], &TargetGroup::PAPER).unwrap();
         write_text(&run.average().predicted_ids(), "20\n30\n10\n").unwrap();
         let err = load_average_ids(&run).unwrap_err().to_string();
         assert!(err.contains("average") && err.contains("nsd_test_ids_sub1.npy"), "{err}");

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use crate::{PipelineError, StageError};
+use crate::StageError;
 
 /// Everything that can stop a step of the command line.
 #[derive(Debug, thiserror::Error)]
@@ -8,9 +8,6 @@ pub enum WorkflowError {
     /// A stage (encoder, regressor, generator) failed.
     #[error(transparent)]
     Stage(#[from] StageError),
-    /// Two stages disagree, or the pipeline failed.
-    #[error(transparent)]
-    Pipeline(#[from] PipelineError),
     /// Reading NSD data or a cached array failed.
     #[error(transparent)]
     Nsd(#[from] nsd_io::NsdError),

@@ -50,11 +50,21 @@ pub fn extract_rows_with<I>(
     load: &dyn Fn(Range<usize>) -> Result<Vec<I>, WorkflowError>,
     label: &str,
 ) -> Result<Extracted, WorkflowError> {
-    let settings = format!("encoder = {:?}\nrows = {n}\nchunk_rows = {CHUNK_ROWS}\n{inputs}", encoder.name());
+    let shape = encoder.feature_shape();
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(WorkflowError::Invalid(format!(
+            "encoder '{}' declares feature shape {shape:?}: every item needs at least one feature",
+            encoder.name()
+        )));
+    }
+    let settings = format!(
+        "encoder = {:?}\nfeature_shape = {shape:?}\nrows = {n}\nchunk_rows = {CHUNK_ROWS}\n{inputs}",
+        encoder.name()
+    );
     check_settings(dir, &settings)?;
     let all = chunks(n);
     let mine = &all[shard.range(all.len())];
-    let width: usize = encoder.feature_shape().iter().product();
+    let width: usize = shape.iter().product();
     let mut outcome = Extracted::default();
     let bar = Progress::each(mine.iter().map(Range::len).sum(), label);
     for range in mine {
@@ -84,6 +94,26 @@ pub fn extract_rows_with<I>(
     bar.finish_and_clear();
     info!(dir = %dir.display(), computed = outcome.computed, reused = outcome.reused, "features");
     Ok(outcome)
+}
+
+/// The feature shape recorded in the settings record of the feature folder `dir` (the encoder's
+/// [`Encoder::feature_shape`] when it extracted them); `what` names the features in errors.
+pub fn recorded_feature_shape(dir: &Path, what: &str) -> Result<Vec<usize>, WorkflowError> {
+    let record = super::integrity::read_record(dir, what, "extract")?;
+    let path = dir.join("settings.toml");
+    // The line `extract_rows_with` writes (the record's other lines are not all TOML values).
+    let shape = record.lines().find_map(|line| line.strip_prefix("feature_shape = ")).and_then(|list| {
+        let value: toml::Table = format!("shape = {list}").parse().ok()?;
+        let values = value.get("shape")?.as_array()?;
+        values.iter().map(|v| v.as_integer().and_then(|d| usize::try_from(d).ok())).collect::<Option<Vec<usize>>>()
+    });
+    shape.ok_or_else(|| WorkflowError::File {
+        path,
+        message: format!(
+            "no `feature_shape = [..]` list of sizes in the record of {what} (made by an older version?): run \
+             `brain-diffuser extract` again"
+        ),
+    })
 }
 
 /// [`extract_rows_with`] for images read from the stimulus set by NSD id; the record holds

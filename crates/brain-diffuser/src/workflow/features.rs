@@ -45,6 +45,9 @@ pub struct FeatureFiles {
     rows: usize,
     cols: usize,
     progress: Option<super::Progress>,
+    /// Which columns were read already (the progress counts each column once, however many
+    /// passes a regressor makes).
+    read: Vec<bool>,
 }
 
 impl FeatureFiles {
@@ -105,11 +108,13 @@ impl FeatureFiles {
             }
             sources.push(source);
         }
-        Ok(Self { dir: dir.to_owned(), chunks, sources, rows, cols: cols.unwrap_or(0), progress: None })
+        let cols = cols.unwrap_or(0);
+        Ok(Self { dir: dir.to_owned(), chunks, sources, rows, cols, progress: None, read: vec![false; cols] })
     }
 
-    /// Advances `bar` by the columns of every block read as a [`TargetSource`] (the regressions'
-    /// progress: each target column is read once per pass).
+    /// Advances `bar` by the columns read as a [`TargetSource`] for the first time (the regressions'
+    /// progress: ridge reads each column once; a regressor that makes several passes, such as an
+    /// MLP trained for epochs, reaches the end with its first pass).
     pub fn with_progress(mut self, bar: super::Progress) -> Self {
         self.progress = Some(bar);
         self
@@ -172,7 +177,12 @@ impl TargetSource for FeatureFiles {
             }
         }
         if let Some(bar) = &self.progress {
-            bar.inc(cols.len() as u64);
+            let mut first_reads = 0;
+            for seen in self.read.get_mut(cols.clone()).into_iter().flatten() {
+                first_reads += u64::from(!*seen);
+                *seen = true;
+            }
+            bar.inc(first_reads);
         }
         Ok(())
     }

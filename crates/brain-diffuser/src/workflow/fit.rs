@@ -24,7 +24,7 @@ use super::{
 };
 use crate::config::{Config, Renormalisation};
 use crate::renormalise::{ColumnStats, renormalise};
-use crate::{ExpectedPredictions, Regressor, TargetGroup, check_predictions};
+use crate::{ConditionInputs, ExpectedPredictions, GroupFeatures, Regressor, TargetGroup, check_predictions};
 
 /// Loads the subject cache written by `prepare`.
 pub fn load_subject(dir: &SubjectDir) -> Result<SubjectData, WorkflowError> {
@@ -124,7 +124,7 @@ fn roi_patterns_fingerprint(dir: &SubjectDir) -> Result<String, WorkflowError> {
 /// on, and the training features' own record.
 pub fn fit_settings(
     dir: &SubjectDir,
-    group: TargetGroup,
+    group: &TargetGroup,
     config: &Config,
     regressor: &dyn Regressor,
 ) -> Result<String, WorkflowError> {
@@ -135,7 +135,7 @@ pub fn fit_settings(
         "regressor = {:?}\n{}renormalisation = {:?}\nsubject_cache = \"{cache}\"\n\
          roi_patterns = \"{}\"\n[features]\n{features}",
         regressor.name(),
-        regressor.settings(group),
+        regressor.settings(group)?,
         config.regression.renormalisation,
         roi_patterns_fingerprint(dir)?,
     ))
@@ -146,7 +146,7 @@ pub fn fit_settings(
 /// records otherwise, [`WorkflowError::Missing`] when it was never fitted.
 pub fn require_fitted(
     dir: &SubjectDir,
-    group: TargetGroup,
+    group: &TargetGroup,
     config: &Config,
     regressor: &dyn Regressor,
 ) -> Result<(), WorkflowError> {
@@ -163,7 +163,7 @@ pub fn require_fitted(
 /// Whether the outputs of a fitted regression are all there and whole (`test.npy` marks a
 /// complete fit; every file is checked against its expected shape). A damaged output is reported
 /// and `false` returned, so that the regression is fitted again.
-fn fitted_outputs_valid(dir: &SubjectDir, group: TargetGroup, config: &Config, n_test: usize) -> bool {
+fn fitted_outputs_valid(dir: &SubjectDir, group: &TargetGroup, config: &Config, n_test: usize) -> bool {
     let out = dir.regression(group);
     let test = out.join("test.npy");
     if !test.exists() {
@@ -209,12 +209,11 @@ pub fn fit_subject(
     groups: &[TargetGroup],
 ) -> Result<(), WorkflowError> {
     // Regressions already fitted must have been fitted with these settings.
-    for &group in groups {
+    for group in groups {
         check_settings(&dir.regression(group), &fit_settings(dir, group, config, regressor)?)?;
     }
     let n_test = cache_ids(dir, DataSplit::Test)?.1.len();
-    let todo: Vec<TargetGroup> =
-        groups.iter().copied().filter(|&g| !fitted_outputs_valid(dir, g, config, n_test)).collect();
+    let todo: Vec<&TargetGroup> = groups.iter().filter(|g| !fitted_outputs_valid(dir, g, config, n_test)).collect();
     if todo.is_empty() {
         info!(subject = dir.subject, "regressions already fitted");
         return Ok(());
@@ -277,7 +276,7 @@ pub fn fit_subject(
             &format!(
                 "regressor = {:?}\n{}train_images = {}\nvoxels = {}\ntargets = {d}\n",
                 regressor.name(),
-                regressor.settings(group),
+                regressor.settings(group)?,
                 subject.train_ids.len(),
                 subject.n_voxels(),
             ),
@@ -297,23 +296,28 @@ pub fn predict_settings(dir: &SubjectDir, config: &Config, groups: &[TargetGroup
         config.regression.renormalisation,
         ids_fingerprint(&test_ids)
     );
-    for &group in groups {
+    for group in groups {
         let what = format!("the subject {} {} regression", dir.subject, group.name());
         let regression = record_fingerprint(&dir.regression(group), &what, "fit")?;
-        settings += &format!("{}_regression = \"{regression}\"\n", group.name().replace('-', "_"));
+        settings += &format!("{}_regression = \"{regression}\"\n", group.key());
     }
     Ok(settings)
 }
 
 /// Checks that `predicted/` was made by `predict` from the regressions `config` implies (see
 /// [`require_fitted`]): a step never builds on predictions made with other settings.
-pub fn require_predicted(dir: &SubjectDir, config: &Config, regressor: &dyn Regressor) -> Result<(), WorkflowError> {
-    for group in TargetGroup::ALL {
+pub fn require_predicted(
+    dir: &SubjectDir,
+    config: &Config,
+    regressor: &dyn Regressor,
+    groups: &[TargetGroup],
+) -> Result<(), WorkflowError> {
+    for group in groups {
         require_fitted(dir, group, config, regressor)?;
     }
     let folder = predicted_folder(&dir.outputs);
     let what = format!("the subject {} predicted features", dir.subject);
-    require_settings(&folder, &predict_settings(dir, config, &TargetGroup::ALL)?, &what, "predict")
+    require_settings(&folder, &predict_settings(dir, config, groups)?, &what, "predict")
 }
 
 /// The folder `predicted/` of an output folder.
@@ -330,13 +334,13 @@ pub fn predict_subject(
     regressor: &dyn Regressor,
     groups: &[TargetGroup],
 ) -> Result<(), WorkflowError> {
-    for &group in groups {
+    for group in groups {
         require_fitted(dir, group, config, regressor)?;
     }
     let (_, test_ids) = cache_ids(dir, DataSplit::Test)?;
     let ids: String = test_ids.iter().map(|id| format!("{id}\n")).collect();
     check_settings(&predicted_folder(&dir.outputs), &predict_settings(dir, config, groups)?)?;
-    for &group in groups {
+    for group in groups {
         let regression = dir.regression(group);
         let raw = load_npy(&regression.join("test.npy"))?;
         let train_features = load_stats(&regression.join("train_feature_stats.npy"))?;
@@ -355,9 +359,75 @@ pub fn predict_subject(
 /// The predicted test features of an output folder, and the NSD ids of their rows.
 pub struct PredictedFeatures {
     pub ids: Vec<usize>,
-    pub vdvae: Array2<f32>,
-    pub clip_vision: Array2<f32>,
-    pub clip_text: Array2<f32>,
+    /// One entry per target group, in the session's order.
+    pub groups: Vec<PredictedGroup>,
+}
+
+/// The predicted rows of one target group, with the feature shape its encoder declared.
+pub struct PredictedGroup {
+    pub group: TargetGroup,
+    pub shape: Vec<usize>,
+    pub rows: Array2<f32>,
+}
+
+impl PredictedFeatures {
+    /// The predicted rows of `group`; a group that was not predicted is an error naming it.
+    pub fn rows(&self, group: &TargetGroup) -> Result<&Array2<f32>, WorkflowError> {
+        Ok(&self.group(group)?.rows)
+    }
+
+    fn group(&self, group: &TargetGroup) -> Result<&PredictedGroup, WorkflowError> {
+        self.groups.iter().find(|g| g.group == *group).ok_or_else(|| {
+            let predicted: Vec<&str> = self.groups.iter().map(|g| g.group.name()).collect();
+            WorkflowError::Invalid(format!(
+                "no predicted features of target group '{group}' (predicted: {predicted:?}): a generator consumes it, \
+                 so its encoder must be given to the session and `extract`, `fit` and `predict` run for it"
+            ))
+        })
+    }
+
+    /// The rows `range` of `groups` (those a generator consumes, in its order) with their shapes,
+    /// and the start images, as a generator's [`ConditionInputs`].
+    pub fn inputs(
+        &self,
+        groups: &[TargetGroup],
+        range: std::ops::Range<usize>,
+        init_images: Vec<image::RgbImage>,
+    ) -> Result<ConditionInputs<'_>, WorkflowError> {
+        let features = groups
+            .iter()
+            .map(|g| {
+                let p = self.group(g)?;
+                Ok(GroupFeatures {
+                    group: g.clone(),
+                    shape: p.shape.clone(),
+                    rows: p.rows.slice(s![range.clone(), ..]),
+                })
+            })
+            .collect::<Result<Vec<_>, WorkflowError>>()?;
+        Ok(ConditionInputs { features, init_images })
+    }
+
+    /// `name = [shape]` of each of `groups`, for an image folder's record.
+    pub fn shapes_line(&self, groups: &[TargetGroup]) -> Result<String, WorkflowError> {
+        let parts = groups
+            .iter()
+            .map(|g| Ok(format!("\"{g} {:?}\"", self.group(g)?.shape)))
+            .collect::<Result<Vec<_>, WorkflowError>>()?;
+        Ok(format!("consumes = [{}]\n", parts.join(", ")))
+    }
+}
+
+/// The feature shape of each of `groups`, as recorded with the subject's training features by
+/// `extract` (its encoder's [`crate::Encoder::feature_shape`]).
+pub fn group_shapes(dir: &SubjectDir, groups: &[TargetGroup]) -> Result<Vec<(TargetGroup, Vec<usize>)>, WorkflowError> {
+    groups
+        .iter()
+        .map(|g| {
+            let what = format!("the subject {} {g} training features", dir.subject);
+            Ok((g.clone(), super::extract::recorded_feature_shape(&dir.features(g, DataSplit::Train), &what)?))
+        })
+        .collect()
 }
 
 /// Reads the NSD ids of the rows of `predicted/` (written by `predict` or `average`).
@@ -374,10 +444,32 @@ pub fn load_predicted_ids(outputs: &super::OutputDir) -> Result<Vec<usize>, Work
         .collect()
 }
 
-/// Reads one group's predictions of `predicted/`, checking its row count against `rows`.
+/// Reads one group's predictions of `predicted/`, checking its shape: `rows` rows of the
+/// group's feature `shape`.
 pub fn load_predicted_group(
     outputs: &super::OutputDir,
-    group: TargetGroup,
+    group: &TargetGroup,
+    shape: &[usize],
+    rows: usize,
+) -> Result<Array2<f32>, WorkflowError> {
+    let m = load_npy(&outputs.predicted(group))?;
+    let width: usize = shape.iter().product();
+    if m.dim() != (rows, width) {
+        return Err(WorkflowError::Invalid(format!(
+            "{}: predicted {:?} for {rows} test ids of the {group} feature shape {shape:?} ({width} values): the \
+             predictions were made from other features; run `brain-diffuser predict` again",
+            outputs.predicted(group).display(),
+            m.dim()
+        )));
+    }
+    Ok(m)
+}
+
+/// Reads one group's predictions of `predicted/`, checking that it has `rows` rows (for readers
+/// that do not need the group's feature shape, such as `average`).
+pub fn read_predicted_rows(
+    outputs: &super::OutputDir,
+    group: &TargetGroup,
     rows: usize,
 ) -> Result<Array2<f32>, WorkflowError> {
     let m = load_npy(&outputs.predicted(group))?;
@@ -399,21 +491,27 @@ pub fn load_subject_predicted_ids(dir: &SubjectDir) -> Result<Vec<usize>, Workfl
     Ok(ids)
 }
 
-/// [`load_predicted`] for a subject, its ids checked against the subject cache's test ids.
-pub fn load_subject_predicted(dir: &SubjectDir) -> Result<PredictedFeatures, WorkflowError> {
+/// [`load_predicted`] for a subject's `groups` (shapes from its features' records), its ids
+/// checked against the subject cache's test ids.
+pub fn load_subject_predicted(dir: &SubjectDir, groups: &[TargetGroup]) -> Result<PredictedFeatures, WorkflowError> {
     load_subject_predicted_ids(dir)?;
-    load_predicted(&dir.outputs)
+    load_predicted(&dir.outputs, &group_shapes(dir, groups)?)
 }
 
-/// Reads `predicted/` (written by `predict` or `average`): the ids and the three groups, as
+/// Reads `predicted/` (written by `predict` or `average`): the ids and the groups of `shapes`, as
 /// written (the callers of the steps check the ids: [`load_subject_predicted`]).
-pub fn load_predicted(outputs: &super::OutputDir) -> Result<PredictedFeatures, WorkflowError> {
+pub fn load_predicted(
+    outputs: &super::OutputDir,
+    shapes: &[(TargetGroup, Vec<usize>)],
+) -> Result<PredictedFeatures, WorkflowError> {
     let ids = load_predicted_ids(outputs)?;
     let n = ids.len();
-    Ok(PredictedFeatures {
-        vdvae: load_predicted_group(outputs, TargetGroup::Vdvae, n)?,
-        clip_vision: load_predicted_group(outputs, TargetGroup::ClipVision, n)?,
-        clip_text: load_predicted_group(outputs, TargetGroup::ClipText, n)?,
-        ids,
-    })
+    let groups = shapes
+        .iter()
+        .map(|(group, shape)| {
+            let rows = load_predicted_group(outputs, group, shape, n)?;
+            Ok(PredictedGroup { group: group.clone(), shape: shape.clone(), rows })
+        })
+        .collect::<Result<Vec<_>, WorkflowError>>()?;
+    Ok(PredictedFeatures { ids, groups })
 }

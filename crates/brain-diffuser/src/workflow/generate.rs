@@ -9,21 +9,21 @@ use std::ops::Range;
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
-use ndarray::{ArrayView2, Axis};
 
+use super::fit::PredictedFeatures;
 use super::integrity::{check_png, read_record, record_fingerprint, reusable};
 use super::{Progress, Variant, WorkflowError, check_settings, load_png, save_png};
+use crate::AnyGenerator;
 use crate::config::{Config, DiffusionSection};
 use crate::seeds::{ITEM_SEED_RULE, item_seed};
 use crate::stage::single_image;
-use crate::{Generator, GuidedCondition, LatentCondition};
 
 /// The part of an image folder's settings record that the configuration and the conditions
-/// determine (everything but the generator's name, which also says the device's precision):
-/// `seed` and the rule that derives each image's seed from it ([`ITEM_SEED_RULE`]), the decoder's
-/// or the variant's diffusion settings, the token shapes, and `conditions`,
-/// the fingerprint of the record of the features the images are made from. `generate` writes it
-/// into the record of every image folder; `evaluate` checks it there.
+/// determine (everything but the generator's name and the groups it consumes, which the folder's
+/// record holds before it): `seed` and the rule that derives each image's seed from it
+/// ([`ITEM_SEED_RULE`]), the decoder's or the variant's diffusion settings, and `conditions`, the
+/// fingerprint of the record of the features the images are made from. Image steps write it into
+/// the record of every image folder; `evaluate` checks it there.
 pub fn image_settings(config: &Config, variant: Variant, conditions: &str) -> String {
     let c = config;
     let options = match variant.diffusion(&c.diffusion) {
@@ -33,8 +33,7 @@ pub fn image_settings(config: &Config, variant: Variant, conditions: &str) -> St
         ),
         Some(DiffusionSection { img2img: d, resolution, cuda_precision }) => format!(
             "seed = {}\nsteps = {}\nstrength = {}\nguidance_scale = {}\ntext_weight = {}\neta = {}\n\
-             noise_start = {:?}\nresolution = {}\ncuda_precision = {:?}\nvision_shape = [{}, {}]\n\
-             text_shape = [{}, {}]\n",
+             noise_start = {:?}\nresolution = {}\ncuda_precision = {:?}\n",
             c.seeds.diffusion,
             d.steps,
             d.strength,
@@ -44,10 +43,6 @@ pub fn image_settings(config: &Config, variant: Variant, conditions: &str) -> St
             d.noise_timestep,
             resolution,
             cuda_precision,
-            c.clip.vision_tokens,
-            c.clip.embedding_dim,
-            c.clip.text_tokens,
-            c.clip.embedding_dim
         ),
     };
     format!("{options}image_seeds = {ITEM_SEED_RULE:?}\nconditions = \"{conditions}\"\n")
@@ -66,33 +61,77 @@ pub fn check_image_settings(folder: &Path, settings: &str) -> Result<(), Workflo
     }
 }
 
-/// Stage 1: decodes latent row `i` into `folder/names[i]` for every `i` in `range` not yet there
-/// (or there but damaged: every existing image is decoded first, and one that does not decode
-/// is made again, with a warning). `settings` ([`image_settings`]) goes into the folder's record
-/// after the decoder's name; images made with other settings are refused. Returns the number of
-/// images made now.
-pub fn stage1_images(
+/// Makes image `i` of `folder` (`folder/names[i]`) with `generator` from row `i` of the predicted
+/// groups it consumes (and start image `i` when `init` is given: stage 2), for every `i` in
+/// `range` not yet there (or there but damaged: every existing image is decoded first, and one
+/// that does not decode is made again, with a warning). The folder's record holds the generator's
+/// name, the groups it consumes with their feature shapes, `settings` ([`image_settings`]) and
+/// the start images (with the fingerprint of the stage-1 folder's record); images made otherwise
+/// are refused. Image `i` is made alone with the seed [`item_seed`]`(seed, i)`. Returns the number
+/// of images made now.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_images(
     folder: &Path,
     names: &[String],
-    latents: ArrayView2<f32>,
+    features: &PredictedFeatures,
+    init: Option<InitImages<'_>>,
     range: Range<usize>,
-    decoder: &dyn Generator<Condition = LatentCondition>,
+    generator: &dyn AnyGenerator,
     seed: u64,
     settings: &str,
 ) -> Result<usize, WorkflowError> {
-    check_lengths(names.len(), &[("latent rows", latents.nrows())])?;
-    check_settings(folder, &format!("generator = {:?}\n{settings}", decoder.name()))?;
+    let stage = if init.is_some() { "stage 2" } else { "stage 1" };
+    let consumed = generator.consumes();
+    for group in &consumed {
+        let rows = features.rows(group)?.nrows();
+        if rows != names.len() {
+            return Err(WorkflowError::Invalid(format!("{rows} predicted {group} rows for {} images", names.len())));
+        }
+    }
+    let init_line = match &init {
+        None => String::new(),
+        Some(InitImages::Folder(dir)) => format!(
+            "init = \"stage-1 images\"\ninit_images = \"{}\"\n",
+            record_fingerprint(dir, "stage-1 images", "reconstruct")?
+        ),
+        Some(InitImages::Grey(side)) => format!("init = \"grey {side}x{side}\"\n"),
+    };
+    if let Some(first) = range.clone().next() {
+        // The condition of the first image, with a placeholder start image: rows of shapes the
+        // generator cannot take are refused before anything is written.
+        let placeholder = if init.is_some() { vec![RgbImage::new(1, 1)] } else { Vec::new() };
+        generator.check_inputs(&features.inputs(&consumed, first..first + 1, placeholder)?)?;
+    }
+    let record =
+        format!("generator = {:?}\n{}{settings}{init_line}", generator.name(), features.shapes_line(&consumed)?);
+    check_settings(folder, &record)?;
     let part = range.clone();
     let todo: Vec<usize> = range.filter(|&i| !reusable(&folder.join(&names[i]), check_png)).collect();
-    let bar = Progress::each(todo.len(), "stage 1 (VDVAE)");
+    let bar = Progress::each(todo.len(), &format!("{stage} ({})", short_name(generator.name())));
     for &i in &todo {
-        let condition = LatentCondition { latents: latents.slice(ndarray::s![i..i + 1, ..]).to_owned() };
-        let image = single_image(decoder.name(), decoder.generate(&condition, &[item_seed(seed, i)])?)?;
+        let init_images = match &init {
+            None => Vec::new(),
+            Some(InitImages::Folder(dir)) => {
+                let path = dir.join(&names[i]);
+                if !path.exists() {
+                    return Err(WorkflowError::missing(format!("stage-1 image {}", names[i]), &path, "reconstruct"));
+                }
+                vec![load_png(&path)?]
+            }
+            Some(InitImages::Grey(side)) => vec![RgbImage::from_pixel(*side, *side, Rgb([127, 127, 127]))],
+        };
+        let inputs = features.inputs(&consumed, i..i + 1, init_images)?;
+        let image = single_image(generator.name(), generator.generate_from(&inputs, &[item_seed(seed, i)])?)?;
         save_png(&folder.join(&names[i]), &image)?;
-        bar.inc_with(1, |done, len| position_line("stage 1", i, names.len(), &part, done, len, folder));
+        bar.inc_with(1, |done, len| position_line(stage, i, names.len(), &part, done, len, folder));
     }
     bar.finish_and_clear();
     Ok(todo.len())
+}
+
+/// A generator's name up to its first `:` or `@` (`versatile-diffusion`), for progress labels.
+fn short_name(name: &str) -> &str {
+    name.split([':', '@']).next().unwrap_or(name)
 }
 
 /// The log line of image `i` (of `total`) just made, the `done`-th of the `todo` images to make
@@ -131,92 +170,6 @@ pub enum InitImages<'a> {
     Grey(u32),
 }
 
-/// Stage 2: refines image `i` under CLIP-Vision row `i` and CLIP-Text row `i` (each a flattened
-/// `[tokens, width]` embedding) into `folder/names[i]`, for every `i` in `range` not yet there or
-/// damaged (as in [`stage1_images`]). The folder's record holds the refiner's name, `settings`
-/// ([`image_settings`]) and the start images (with the fingerprint of the stage-1 folder's record).
-#[allow(clippy::too_many_arguments)]
-pub fn stage2_images(
-    folder: &Path,
-    names: &[String],
-    init: InitImages<'_>,
-    vision: ArrayView2<f32>,
-    vision_shape: [usize; 2],
-    text: ArrayView2<f32>,
-    text_shape: [usize; 2],
-    range: Range<usize>,
-    refiner: &dyn Generator<Condition = GuidedCondition>,
-    seed: u64,
-    settings: &str,
-) -> Result<usize, WorkflowError> {
-    check_lengths(names.len(), &[("CLIP-Vision rows", vision.nrows()), ("CLIP-Text rows", text.nrows())])?;
-    check_token_width("CLIP-Vision", vision.ncols(), vision_shape, "vision_tokens")?;
-    check_token_width("CLIP-Text", text.ncols(), text_shape, "text_tokens")?;
-    let init_name = match &init {
-        InitImages::Folder(dir) => {
-            format!(
-                "\"stage-1 images\"\ninit_images = \"{}\"",
-                record_fingerprint(dir, "stage-1 images", "reconstruct")?
-            )
-        }
-        InitImages::Grey(side) => format!("\"grey {side}x{side}\""),
-    };
-    check_settings(folder, &format!("generator = {:?}\n{settings}init = {init_name}\n", refiner.name()))?;
-    let part = range.clone();
-    let todo: Vec<usize> = range.filter(|&i| !reusable(&folder.join(&names[i]), check_png)).collect();
-    let bar = Progress::each(todo.len(), "stage 2 (Versatile Diffusion)");
-    let tokens = |rows: ArrayView2<f32>, i: usize, [t, w]: [usize; 2]| -> Result<ndarray::Array3<f32>, WorkflowError> {
-        let row = rows.index_axis(Axis(0), i).to_owned();
-        row.into_shape_with_order((1, t, w))
-            .map_err(|e| WorkflowError::Invalid(format!("embedding row as [{t}, {w}]: {e}")))
-    };
-    for &i in &todo {
-        let init_image = match &init {
-            InitImages::Folder(dir) => {
-                let path = dir.join(&names[i]);
-                if !path.exists() {
-                    return Err(WorkflowError::missing(format!("stage-1 image {}", names[i]), &path, "reconstruct"));
-                }
-                load_png(&path)?
-            }
-            InitImages::Grey(side) => RgbImage::from_pixel(*side, *side, Rgb([127, 127, 127])),
-        };
-        let condition = GuidedCondition {
-            init_images: vec![init_image],
-            vision: tokens(vision, i, vision_shape)?,
-            text: tokens(text, i, text_shape)?,
-        };
-        let image = single_image(refiner.name(), refiner.generate(&condition, &[item_seed(seed, i)])?)?;
-        save_png(&folder.join(&names[i]), &image)?;
-        bar.inc_with(1, |done, len| position_line("stage 2", i, names.len(), &part, done, len, folder));
-    }
-    bar.finish_and_clear();
-    Ok(todo.len())
-}
-
-/// A predicted embedding row must hold `[tokens, width]` values: a mismatch means the predictions
-/// were made under another `[clip]` configuration than the one the generator is built from.
-fn check_token_width(what: &str, values: usize, [t, w]: [usize; 2], tokens_key: &str) -> Result<(), WorkflowError> {
-    if values == t * w {
-        return Ok(());
-    }
-    Err(WorkflowError::Invalid(format!(
-        "predicted {what} rows have {values} values each, but the config's [clip] {tokens_key} x embedding_dim = \
-         {t} x {w} = {} (the predictions were made with another CLIP configuration: run extract, fit and \
-         predict again, or restore the config)",
-        t * w
-    )))
-}
-
-fn check_lengths(names: usize, inputs: &[(&str, usize)]) -> Result<(), WorkflowError> {
-    for (what, n) in inputs {
-        if *n != names {
-            return Err(WorkflowError::Invalid(format!("{n} {what} for {names} images")));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +193,8 @@ mod tests {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
-    use crate::StageError;
+    use crate::workflow::fit::PredictedGroup;
+    use crate::{ConditionInputs, Generator, GuidedCondition, LatentCondition, StageError, TargetGroup};
     use ndarray::Array2;
 
     /// Paints each image from its latent row and the seed: a deterministic stand-in for VDVAE.
@@ -251,6 +205,14 @@ mod cache_tests {
 
         fn name(&self) -> &str {
             "painter"
+        }
+
+        fn consumes(&self) -> Vec<TargetGroup> {
+            vec![TargetGroup::VDVAE]
+        }
+
+        fn condition(&self, inputs: &ConditionInputs<'_>) -> Result<LatentCondition, StageError> {
+            LatentCondition::from_inputs("painter", inputs, &TargetGroup::VDVAE)
         }
 
         fn generate(&self, condition: &LatentCondition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
@@ -269,6 +231,14 @@ mod cache_tests {
             "inverter"
         }
 
+        fn consumes(&self) -> Vec<TargetGroup> {
+            vec![TargetGroup::CLIP_VISION, TargetGroup::CLIP_TEXT]
+        }
+
+        fn condition(&self, inputs: &ConditionInputs<'_>) -> Result<GuidedCondition, StageError> {
+            GuidedCondition::from_inputs("inverter", inputs, &TargetGroup::CLIP_VISION, &TargetGroup::CLIP_TEXT)
+        }
+
         fn generate(&self, condition: &GuidedCondition, _seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
             let mut image = condition.init_images[0].clone();
             image.pixels_mut().for_each(|p| p.0 = p.0.map(|c| 255 - c));
@@ -276,26 +246,41 @@ mod cache_tests {
         }
     }
 
+    fn predicted(n: usize, groups: &[(TargetGroup, Vec<usize>)]) -> PredictedFeatures {
+        let groups = groups
+            .iter()
+            .map(|(group, shape)| {
+                let width = shape.iter().product();
+                let rows = Array2::from_shape_fn((n, width), |(i, j)| (10 * i + j) as f32);
+                PredictedGroup { group: group.clone(), shape: shape.clone(), rows }
+            })
+            .collect();
+        PredictedFeatures { ids: (0..n).collect(), groups }
+    }
+
     #[test]
     fn damaged_images_are_made_again_and_other_settings_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (stage1, stage2) = (dir.path().join("only-vdvae"), dir.path().join("brain-diffuser"));
         let names: Vec<String> = (0..4).map(|i| format!("{i:04}.png")).collect();
-        let latents = Array2::from_shape_fn((4, 3), |(i, j)| (10 * i + j) as f32);
+        let features = predicted(
+            4,
+            &[
+                (TargetGroup::VDVAE, vec![3]),
+                (TargetGroup::CLIP_VISION, vec![1, 2]),
+                (TargetGroup::CLIP_TEXT, vec![2, 1]),
+            ],
+        );
         let config = Config::default();
         let s1 = image_settings(&config, Variant::OnlyVdvae, "fnv1a64:0000000000000001");
         let s2 = image_settings(&config, Variant::BrainDiffuser, "fnv1a64:0000000000000001");
-        let tokens = Array2::zeros((4, 2));
         let run = |range: Range<usize>, s1: &str| -> Result<(usize, usize), WorkflowError> {
-            let a = stage1_images(&stage1, &names, latents.view(), range.clone(), &Painter, 5, s1)?;
-            let b = stage2_images(
+            let a = generate_images(&stage1, &names, &features, None, range.clone(), &Painter, 5, s1)?;
+            let b = generate_images(
                 &stage2,
                 &names,
-                InitImages::Folder(&stage1),
-                tokens.view(),
-                [1, 2],
-                tokens.view(),
-                [1, 2],
+                &features,
+                Some(InitImages::Folder(&stage1)),
                 range,
                 &Inverter,
                 5,
@@ -304,6 +289,11 @@ mod cache_tests {
             Ok((a, b))
         };
         assert_eq!(run(0..4, &s1).unwrap(), (4, 4));
+        let record = std::fs::read_to_string(stage2.join("settings.toml")).unwrap();
+        assert!(
+            record.starts_with("generator = \"inverter\"\nconsumes = [\"clip-vision [1, 2]\", \"clip-text [2, 1]\"]\n"),
+            "{record}"
+        );
         let bytes =
             |folder: &Path| -> Vec<Vec<u8>> { names.iter().map(|n| std::fs::read(folder.join(n)).unwrap()).collect() };
         let (first1, first2) = (bytes(&stage1), bytes(&stage2));
@@ -336,36 +326,24 @@ mod cache_tests {
         assert!(matches!(check_image_settings(dir.path(), &s1), Err(WorkflowError::Missing { .. })));
     }
 
+    /// Predictions of other shapes than the groups' (made under another encoder) or without a
+    /// group the generator consumes are refused before anything is written.
     #[test]
-    fn predictions_of_another_clip_width_are_refused_naming_the_config_keys() {
+    fn groups_a_generator_consumes_must_be_predicted_in_their_recorded_shapes() {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (0..2).map(crate::workflow::prepare::image_name).collect();
-        let (vision, text) = (Array2::<f32>::zeros((2, 6)), Array2::<f32>::zeros((2, 4)));
-        let run = |vision_shape: [usize; 2], text_shape: [usize; 2]| {
-            stage2_images(
-                dir.path(),
-                &names,
-                InitImages::Grey(4),
-                vision.view(),
-                vision_shape,
-                text.view(),
-                text_shape,
-                0..2,
-                &Inverter,
-                5,
-                "",
-            )
+        let run = |features: &PredictedFeatures| {
+            generate_images(dir.path(), &names, features, Some(InitImages::Grey(4)), 0..2, &Inverter, 5, "")
         };
-        let err = run([2, 2], [2, 2]).unwrap_err().to_string();
-        assert!(
-            err.contains("CLIP-Vision rows have 6 values") && err.contains("vision_tokens x embedding_dim = 2 x 2"),
-            "{err}"
-        );
-        let err = run([3, 2], [1, 2]).unwrap_err().to_string();
-        assert!(
-            err.contains("CLIP-Text rows have 4 values") && err.contains("text_tokens x embedding_dim = 1 x 2"),
-            "{err}"
-        );
-        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written before the check");
+        let no_text = predicted(2, &[(TargetGroup::CLIP_VISION, vec![3, 2])]);
+        let err = run(&no_text).unwrap_err().to_string();
+        assert!(err.contains("no predicted features of target group 'clip-text'"), "{err}");
+        let flat = predicted(2, &[(TargetGroup::CLIP_VISION, vec![6]), (TargetGroup::CLIP_TEXT, vec![2, 2])]);
+        let err = run(&flat).unwrap_err().to_string();
+        assert!(err.contains("group 'clip-vision' has feature shape [6]"), "{err}");
+        let short = predicted(1, &[(TargetGroup::CLIP_VISION, vec![3, 2]), (TargetGroup::CLIP_TEXT, vec![2, 2])]);
+        let err = run(&short).unwrap_err().to_string();
+        assert!(err.contains("1 predicted clip-vision rows for 2 images"), "{err}");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written before the checks");
     }
 }

@@ -80,7 +80,7 @@ impl OutputDir {
     }
 
     /// Renormalised test predictions of a target group.
-    pub fn predicted(&self, group: TargetGroup) -> PathBuf {
+    pub fn predicted(&self, group: &TargetGroup) -> PathBuf {
         self.root.join("predicted").join(format!("{}.npy", group.name()))
     }
 
@@ -105,7 +105,7 @@ impl OutputDir {
     }
 
     /// ROI-optimal features (inputs of the ROI images).
-    pub fn roi_features(&self, group: TargetGroup) -> PathBuf {
+    pub fn roi_features(&self, group: &TargetGroup) -> PathBuf {
         self.roi_features_folder().join(format!("{}.npy", group.name()))
     }
 
@@ -146,12 +146,12 @@ impl SubjectDir {
     }
 
     /// Feature chunks of one group and split (`train` or `test`).
-    pub fn features(&self, group: TargetGroup, split: DataSplit) -> PathBuf {
+    pub fn features(&self, group: &TargetGroup, split: DataSplit) -> PathBuf {
         self.root().join("features").join(group.name()).join(split.name())
     }
 
     /// Outputs of one regression.
-    pub fn regression(&self, group: TargetGroup) -> PathBuf {
+    pub fn regression(&self, group: &TargetGroup) -> PathBuf {
         self.root().join("regression").join(group.name())
     }
 

@@ -1,5 +1,6 @@
-//! Builds the pipeline's stages from a models folder ([`crate::models::ModelsDir`]) and the
-//! configuration: what the command line and the `reconstruct_nsd` example run.
+//! Builds the default stages from a models folder ([`crate::models::ModelsDir`]), the
+//! configuration and the caller's device: what a [`super::steps::Session`] runs unless it is
+//! given other stages.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -14,10 +15,9 @@ use super::integrity::weights_fingerprint;
 use crate::config::{Config, DiffusionSection, Precision};
 use crate::models::{ModelError, ModelsDir};
 use crate::stages::clip::{ClipTextEncoder, ClipVisionEncoder};
-use crate::stages::ridge::RidgeRegressor;
 use crate::stages::vdvae::{VdvaeDecoder, VdvaeEncoder};
 use crate::stages::versatile_diffusion::VersatileDiffusionRefiner;
-use crate::{Encoder, Pipeline, StageError};
+use crate::{Encoder, StageError};
 
 /// Loads models on demand for the steps that need them.
 pub struct StageLoader<'a> {
@@ -329,23 +329,6 @@ impl StageLoader<'_> {
             ));
         }
         Ok(())
-    }
-}
-
-impl StageLoader<'_> {
-    /// The in-memory [`Pipeline`] of these models (for data that fits in memory): ridge
-    /// regressors with the configured alphas, which the caller may replace.
-    pub fn pipeline(&self) -> Result<Pipeline, WorkflowError> {
-        let vdvae = self.vdvae()?;
-        Ok(Pipeline {
-            config: self.config.clone(),
-            vdvae: Box::new(self.vdvae_encoder(vdvae.clone())?),
-            clip_vision: Box::new(self.clip_vision()?),
-            clip_text: Box::new(self.clip_text()?),
-            regressor: Box::new(RidgeRegressor::from_config(&self.config.regression)),
-            initial_guess: Box::new(self.vdvae_decoder(vdvae)?),
-            refiner: Box::new(self.refiner(&self.config.diffusion)?),
-        })
     }
 }
 

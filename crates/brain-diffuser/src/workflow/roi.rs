@@ -23,10 +23,10 @@ pub fn roi_settings(dir: &SubjectDir, config: &Config) -> Result<String, Workflo
         "vdvae_scale = {}\nvdvae_norm = {}\nclip_vision_scale = {}\nclip_text_scale = {}\n",
         r.vdvae_scale, r.vdvae_norm, r.clip_vision_scale, r.clip_text_scale
     );
-    for group in TargetGroup::ALL {
+    for group in &TargetGroup::PAPER {
         let what = format!("the subject {} {} regression", dir.subject, group.name());
         let regression = record_fingerprint(&dir.regression(group), &what, "fit")?;
-        settings += &format!("{}_regression = \"{regression}\"\n", group.name().replace('-', "_"));
+        settings += &format!("{}_regression = \"{regression}\"\n", group.key());
     }
     Ok(settings)
 }
@@ -35,11 +35,11 @@ pub fn roi_settings(dir: &SubjectDir, config: &Config) -> Result<String, Workflo
 /// regressions must have been fitted with the settings `config` implies; features made with
 /// other `[roi]` settings (or other regressions) are refused with both records shown.
 pub fn roi_features(dir: &SubjectDir, config: &Config, regressor: &dyn Regressor) -> Result<(), WorkflowError> {
-    for group in TargetGroup::ALL {
+    for group in &TargetGroup::PAPER {
         require_fitted(dir, group, config, regressor)?;
     }
     check_settings(&dir.outputs.roi_features_folder(), &roi_settings(dir, config)?)?;
-    for group in TargetGroup::ALL {
+    for group in &TargetGroup::PAPER {
         let regression = dir.regression(group);
         let response_path = regression.join("roi_response.npy");
         if !response_path.exists() {
@@ -53,13 +53,13 @@ pub fn roi_features(dir: &SubjectDir, config: &Config, regressor: &dyn Regressor
         let intercept = load_npy(&regression.join("roi_intercept.npy"))?;
         let bias = intercept.row(0);
         let r = &config.roi;
-        let features = match group {
-            TargetGroup::Vdvae => {
-                let train = load_stats(&regression.join("train_feature_stats.npy"))?;
-                vdvae_roi_latents(response.view(), bias, &train, r.vdvae_scale as f32, r.vdvae_norm as f32)
-            }
-            TargetGroup::ClipVision => clip_roi_embeddings(response.view(), bias, r.clip_vision_scale as f32),
-            TargetGroup::ClipText => clip_roi_embeddings(response.view(), bias, r.clip_text_scale as f32),
+        let features = if *group == TargetGroup::VDVAE {
+            let train = load_stats(&regression.join("train_feature_stats.npy"))?;
+            vdvae_roi_latents(response.view(), bias, &train, r.vdvae_scale as f32, r.vdvae_norm as f32)
+        } else if *group == TargetGroup::CLIP_VISION {
+            clip_roi_embeddings(response.view(), bias, r.clip_vision_scale as f32)
+        } else {
+            clip_roi_embeddings(response.view(), bias, r.clip_text_scale as f32)
         }
         .map_err(WorkflowError::Invalid)?;
         save_npy(&dir.outputs.roi_features(group), &features)?;

@@ -10,10 +10,10 @@ use tch::Device;
 use tracing::info;
 
 use super::fit::{
-    PredictedFeatures, cache_ids, load_predicted, load_subject_predicted, load_subject_predicted_ids, predicted_folder,
-    require_predicted,
+    PredictedFeatures, PredictedGroup, cache_ids, group_shapes, load_predicted, load_subject_predicted,
+    load_subject_predicted_ids, predicted_folder, require_predicted,
 };
-use super::generate::{InitImages, check_image_settings, image_settings, stage1_images, stage2_images};
+use super::generate::{InitImages, check_image_settings, generate_images, image_settings};
 use super::integrity::record_fingerprint;
 use super::loaders::StageLoader;
 use super::prepare::{Prepared, image_name};
@@ -25,7 +25,7 @@ use crate::report::{BarSeries, bar_chart};
 use crate::shard::Shard;
 use crate::stages::clip_metric::ClipImageEmbedding;
 use crate::stages::ridge::RidgeRegressor;
-use crate::{Encoder, Generator, GuidedCondition, LatentCondition, Regressor, TargetGroup};
+use crate::{AnyGenerator, Encoder, Generator, Regressor, TargetGroup};
 
 /// The features one image folder is made from, and the fingerprint of their settings record
 /// (which goes into the image folders' records).
@@ -71,34 +71,54 @@ fn cached_captions(
 }
 
 /// Everything the steps share: where the run, the data and the models are, the configuration,
-/// the subjects, the device and the regressor.
+/// the subjects, the device, and the stages.
+///
+/// The stages are the models folder's (loaded when a step needs them, on [`Session::device`])
+/// unless replaced through the builder methods: [`Session::with_regressor`],
+/// [`Session::with_image_encoder`] and [`Session::with_caption_encoder`] (for one of the paper's
+/// target groups, or a new group that `extract`, `fit` and `predict` then handle like the others),
+/// [`Session::with_decoder`] (stage 1) and [`Session::with_refiner`] (stage 2). The command line,
+/// the examples and the tests all run the steps through this type.
 pub struct Session {
     pub run: RunDir,
     pub config: Config,
     pub nsd: NsdLayout,
     pub models: ModelsDir,
     pub subjects: Vec<u8>,
+    /// Where the models folder's stages run (the loader builds them on it).
     pub device: Device,
     /// The regressor `fit` runs, and whose settings `predict` and the image steps check in the
     /// regressions' records: ridge with the configured alphas ([`Session::new`]) unless replaced
     /// ([`Session::with_regressor`]).
     pub regressor: Box<dyn Regressor>,
-    /// Image encoders that replace the models folder's for their target group in `extract`
-    /// ([`Session::with_image_encoder`]).
-    pub image_encoders: Vec<(TargetGroup, Box<dyn Encoder<Input = RgbImage>>)>,
-    /// A caption encoder that replaces CLIP-Text in `extract` ([`Session::with_caption_encoder`]).
-    pub caption_encoder: Option<Box<dyn Encoder<Input = Vec<String>>>>,
+    /// Encoders that replace the models folder's for their target group, or add a group.
+    pub encoders: Vec<(TargetGroup, GroupEncoder)>,
     /// A stage-1 generator that replaces the VDVAE decoder ([`Session::with_decoder`]).
-    pub decoder: Option<Box<dyn Generator<Condition = LatentCondition>>>,
+    pub decoder: Option<Box<dyn AnyGenerator>>,
     /// Makes the stage-2 generator of a variant's diffusion settings in place of Versatile
     /// Diffusion's ([`Session::with_refiner`]).
     pub refiner: Option<Box<RefinerFactory>>,
 }
 
+/// An encoder handed to a [`Session`] for one target group: of the stimulus images, or of their
+/// captions.
+pub enum GroupEncoder {
+    Images(Box<dyn Encoder<Input = RgbImage>>),
+    Captions(Box<dyn Encoder<Input = Vec<String>>>),
+}
+
+impl GroupEncoder {
+    fn name(&self) -> &str {
+        match self {
+            GroupEncoder::Images(e) => e.name(),
+            GroupEncoder::Captions(e) => e.name(),
+        }
+    }
+}
+
 /// Makes a stage-2 generator for the diffusion settings of one variant (the full model's, or an
 /// ablation's: text weight 0 or 1, strength 1 without VDVAE).
-pub type RefinerFactory =
-    dyn Fn(&DiffusionSection) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>;
+pub type RefinerFactory = dyn Fn(&DiffusionSection) -> Result<Box<dyn AnyGenerator>, WorkflowError>;
 
 /// A stage the session holds (a downstream one) or has just loaded from the models folder.
 enum StageRef<'a, T: ?Sized> {
@@ -117,8 +137,8 @@ impl<T: ?Sized> std::ops::Deref for StageRef<'_, T> {
 }
 
 impl Session {
-    /// A session with the default stages: the models of `models` and ridge regressions with the
-    /// alphas of `config`.
+    /// A session with the default stages: the models of `models` (built on `device`) and ridge
+    /// regressions with the alphas of `config`.
     pub fn new(
         run: RunDir,
         config: Config,
@@ -136,17 +156,24 @@ impl Session {
             subjects,
             device,
             regressor,
-            image_encoders: Vec::new(),
-            caption_encoder: None,
+            encoders: Vec::new(),
             decoder: None,
             refiner: None,
         }
     }
 
-    /// The same session with `decoder` making the stage-1 images (from the predicted VDVAE-group
-    /// features) of `reconstruct`, `ablate`, `average` and `roi`. Its name goes into the images'
+    /// The target groups of this session: the paper's three, then the groups of the encoders
+    /// given for new groups, in the order they were given.
+    pub fn groups(&self) -> Vec<TargetGroup> {
+        let mut groups = TargetGroup::PAPER.to_vec();
+        groups.extend(self.encoders.iter().map(|(g, _)| g.clone()).filter(|g| !TargetGroup::PAPER.contains(g)));
+        groups
+    }
+
+    /// The same session with `decoder` making the stage-1 images of `reconstruct`, `ablate`,
+    /// `average` and `roi` from the predicted groups it consumes. Its name goes into the images'
     /// records.
-    pub fn with_decoder(mut self, decoder: impl Generator<Condition = LatentCondition> + 'static) -> Self {
+    pub fn with_decoder(mut self, decoder: impl Generator + 'static) -> Self {
         self.decoder = Some(Box::new(decoder));
         self
     }
@@ -155,68 +182,34 @@ impl Session {
     /// diffusion settings.
     pub fn with_refiner(
         mut self,
-        make_refiner: impl Fn(&DiffusionSection) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError>
-        + 'static,
+        make_refiner: impl Fn(&DiffusionSection) -> Result<Box<dyn AnyGenerator>, WorkflowError> + 'static,
     ) -> Self {
         self.refiner = Some(Box::new(make_refiner));
         self
     }
 
-    /// The image encoder of `group` (VDVAE or CLIP-Vision): the session's, or the models folder's.
-    fn image_encoder(&self, group: TargetGroup) -> Result<StageRef<'_, dyn Encoder<Input = RgbImage>>, WorkflowError> {
-        if let Some((_, encoder)) = self.image_encoders.iter().find(|(g, _)| *g == group) {
-            return Ok(StageRef::Held(encoder.as_ref()));
-        }
-        let loader = self.loader();
-        Ok(StageRef::Loaded(match group {
-            TargetGroup::Vdvae => Box::new(loader.vdvae_encoder(loader.vdvae()?)?),
-            _ => Box::new(loader.clip_vision()?),
-        }))
-    }
-
-    /// The caption encoder: the session's, or the models folder's CLIP-Text.
-    fn caption_encoder(&self) -> Result<StageRef<'_, dyn Encoder<Input = Vec<String>>>, WorkflowError> {
-        Ok(match &self.caption_encoder {
-            Some(encoder) => StageRef::Held(encoder.as_ref()),
-            None => StageRef::Loaded(Box::new(self.loader().clip_text()?)),
-        })
-    }
-
-    /// The stage-1 generator: the session's, or the models folder's VDVAE decoder.
-    fn stage1_generator(&self) -> Result<StageRef<'_, dyn Generator<Condition = LatentCondition>>, WorkflowError> {
-        Ok(match &self.decoder {
-            Some(decoder) => StageRef::Held(decoder.as_ref()),
-            None => {
-                let loader = self.loader();
-                StageRef::Loaded(Box::new(loader.vdvae_decoder(loader.vdvae()?)?))
-            }
-        })
-    }
-
-    /// The stage-2 generator of `diffusion`: the session's factory's, or Versatile Diffusion.
-    fn stage2_generator(
-        &self,
-        diffusion: &DiffusionSection,
-    ) -> Result<Box<dyn Generator<Condition = GuidedCondition>>, WorkflowError> {
-        match &self.refiner {
-            Some(make) => make(diffusion),
-            None => Ok(Box::new(self.loader().refiner(diffusion)?)),
-        }
-    }
-
-    /// The same session with `encoder` making the features of `group` (VDVAE or CLIP-Vision) in
-    /// `extract` instead of the models folder's. Its [`Encoder::name`] keys the features' record,
-    /// so features of another encoder are refused, never mixed; its rows must have the shape the
-    /// generators consume (`[clip]` tokens x width for CLIP-Vision, `vdvae.layers` latents).
+    /// The same session with `encoder` making the features of `group` from the stimulus images
+    /// in `extract`: one of the paper's image groups (VDVAE, CLIP-Vision) in place of the models
+    /// folder's encoder, or a new group, fitted and predicted like the others (a regressor needs
+    /// settings for it: `RidgeRegressor::with_alpha`) and handed to the generators that consume
+    /// it. Its [`Encoder::name`] keys the features' record, so features of another encoder are
+    /// refused, never mixed; its [`Encoder::feature_shape`] is recorded with them and reaches the
+    /// generators.
     pub fn with_image_encoder(mut self, group: TargetGroup, encoder: impl Encoder<Input = RgbImage> + 'static) -> Self {
-        self.image_encoders.retain(|(g, _)| *g != group);
-        self.image_encoders.push((group, Box::new(encoder)));
+        self.encoders.retain(|(g, _)| *g != group);
+        self.encoders.push((group, GroupEncoder::Images(Box::new(encoder))));
         self
     }
 
-    /// The same session with `encoder` making the CLIP-Text features in `extract`.
-    pub fn with_caption_encoder(mut self, encoder: impl Encoder<Input = Vec<String>> + 'static) -> Self {
-        self.caption_encoder = Some(Box::new(encoder));
+    /// The same session with `encoder` making the features of `group` from the stimuli's captions
+    /// (CLIP-Text's group, or a new one; see [`Session::with_image_encoder`]).
+    pub fn with_caption_encoder(
+        mut self,
+        group: TargetGroup,
+        encoder: impl Encoder<Input = Vec<String>> + 'static,
+    ) -> Self {
+        self.encoders.retain(|(g, _)| *g != group);
+        self.encoders.push((group, GroupEncoder::Captions(Box::new(encoder))));
         self
     }
 
@@ -227,8 +220,86 @@ impl Session {
         self
     }
 
+    /// The loader of the models folder's stages, on the session's device.
     fn loader(&self) -> StageLoader<'_> {
         StageLoader { models: &self.models, config: &self.config, device: self.device }
+    }
+
+    /// Checks that the session's encoders keep the paper's groups' meaning: CLIP-Text features
+    /// come from captions, the VDVAE and CLIP-Vision features from images.
+    fn check_encoder_inputs(&self) -> Result<(), WorkflowError> {
+        for (group, encoder) in &self.encoders {
+            let captions = matches!(encoder, GroupEncoder::Captions(_));
+            if *group == TargetGroup::CLIP_TEXT && !captions {
+                return Err(WorkflowError::Invalid(format!(
+                    "image encoder '{}' was given for the clip-text group, whose features come from captions: \
+                     give a caption encoder (Session::with_caption_encoder)",
+                    encoder.name()
+                )));
+            }
+            if (*group == TargetGroup::VDVAE || *group == TargetGroup::CLIP_VISION) && captions {
+                return Err(WorkflowError::Invalid(format!(
+                    "caption encoder '{}' was given for the {group} group, whose features come from the stimulus \
+                     images: give an image encoder (Session::with_image_encoder)",
+                    encoder.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The encoder of `group`: the session's, or the models folder's for the paper's groups.
+    fn encoder(&self, group: &TargetGroup) -> Result<StageRef<'_, GroupEncoder>, WorkflowError> {
+        if let Some((_, encoder)) = self.encoders.iter().find(|(g, _)| g == group) {
+            return Ok(StageRef::Held(encoder));
+        }
+        let loader = self.loader();
+        Ok(StageRef::Loaded(Box::new(if *group == TargetGroup::VDVAE {
+            GroupEncoder::Images(Box::new(loader.vdvae_encoder(loader.vdvae()?)?))
+        } else if *group == TargetGroup::CLIP_VISION {
+            GroupEncoder::Images(Box::new(loader.clip_vision()?))
+        } else if *group == TargetGroup::CLIP_TEXT {
+            GroupEncoder::Captions(Box::new(loader.clip_text()?))
+        } else {
+            return Err(self.unknown_group(group));
+        })))
+    }
+
+    /// The error for a group that is neither the paper's nor given with an encoder.
+    fn unknown_group(&self, group: &TargetGroup) -> WorkflowError {
+        let known: Vec<String> = self.groups().iter().map(|g| g.name().to_owned()).collect();
+        WorkflowError::Invalid(format!(
+            "target group '{group}' has no encoder in this session (its groups: {known:?}): give one with \
+             Session::with_image_encoder or with_caption_encoder"
+        ))
+    }
+
+    /// Checks that every group of `groups` is one of the session's.
+    fn check_groups(&self, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
+        let known = self.groups();
+        match groups.iter().find(|g| !known.contains(g)) {
+            Some(group) => Err(self.unknown_group(group)),
+            None => Ok(()),
+        }
+    }
+
+    /// The stage-1 generator: the session's, or the models folder's VDVAE decoder.
+    fn stage1_generator(&self) -> Result<StageRef<'_, dyn AnyGenerator>, WorkflowError> {
+        Ok(match &self.decoder {
+            Some(decoder) => StageRef::Held(decoder.as_ref()),
+            None => {
+                let loader = self.loader();
+                StageRef::Loaded(Box::new(loader.vdvae_decoder(loader.vdvae()?)?))
+            }
+        })
+    }
+
+    /// The stage-2 generator of `diffusion`: the session's factory's, or Versatile Diffusion.
+    fn stage2_generator(&self, diffusion: &DiffusionSection) -> Result<Box<dyn AnyGenerator>, WorkflowError> {
+        match &self.refiner {
+            Some(make) => make(diffusion),
+            None => Ok(Box::new(self.loader().refiner(diffusion)?)),
+        }
     }
 
     /// The NSD stimulus file, checked against `data.stimulus_size`.
@@ -236,40 +307,47 @@ impl Session {
         super::prepare::open_stimuli(&self.nsd, &self.config)
     }
 
-    /// The settings of `group`'s encoder that its features depend on (into the features' record).
-    fn encoder_options(&self, group: TargetGroup) -> String {
+    /// The settings of the models folder's encoder of `group` that its features depend on (into
+    /// the features' record); a session's own encoder says its settings in its name.
+    fn encoder_options(&self, group: &TargetGroup) -> String {
         let c = &self.config;
-        match group {
+        if self.encoders.iter().any(|(g, _)| g == group) {
+            String::new()
+        } else if *group == TargetGroup::VDVAE {
             // The batch size too: libtorch picks kernels by batch, so the features' bits depend on it.
-            TargetGroup::Vdvae => format!(
+            format!(
                 "layers = {}\ntarget = {:?}\nseed = {}\nbatch_size = {}\n",
                 c.vdvae.layers, c.vdvae.target, c.seeds.vdvae_targets, c.vdvae.batch_size
-            ),
-            TargetGroup::ClipVision => format!("vision_resize = {}\n", c.clip.vision_resize),
-            TargetGroup::ClipText => String::new(),
+            )
+        } else if *group == TargetGroup::CLIP_VISION {
+            format!("vision_resize = {}\n", c.clip.vision_resize)
+        } else {
+            String::new()
         }
     }
 
-    /// A subject's predicted features, made by `predict` with the settings the configuration
-    /// implies, their ids checked against the subject cache.
+    /// A subject's predicted features of every group, made by `predict` with the settings the
+    /// configuration implies, their ids checked against the subject cache.
     fn subject_conditions(&self, subject: u8) -> Result<Conditions, WorkflowError> {
         let dir = self.run.subject(subject);
-        require_predicted(&dir, &self.config, self.regressor.as_ref())?;
-        let features = load_subject_predicted(&dir)?;
+        let groups = self.groups();
+        require_predicted(&dir, &self.config, self.regressor.as_ref(), &groups)?;
+        let features = load_subject_predicted(&dir, &groups)?;
         let what = format!("the subject {subject} predicted features");
         let fingerprint = record_fingerprint(&predicted_folder(&dir.outputs), &what, "predict")?;
         Ok(Conditions { out: dir.outputs, features, fingerprint })
     }
 
     /// The subjects' predictions averaged (see [`super::average::average_subjects`]), their ids
-    /// checked against the first subject's cache.
+    /// checked against the first subject's cache; the feature shapes are the first subject's.
     fn average_conditions(&self) -> Result<Conditions, WorkflowError> {
+        let groups = self.groups();
         for &s in &self.subjects {
-            require_predicted(&self.run.subject(s), &self.config, self.regressor.as_ref())?;
+            require_predicted(&self.run.subject(s), &self.config, self.regressor.as_ref(), &groups)?;
         }
-        let out = super::average::average_subjects(&self.run, &self.subjects)?;
-        super::average::load_average_ids(&self.run)?;
-        let features = load_predicted(&out)?;
+        let out = super::average::average_subjects(&self.run, &self.subjects, &groups)?;
+        let (_, first) = super::average::load_average_ids(&self.run)?;
+        let features = load_predicted(&out, &group_shapes(&self.run.subject(first), &groups)?)?;
         let fingerprint = record_fingerprint(out.root(), "the subject average", "average")?;
         Ok(Conditions { out, features, fingerprint })
     }
@@ -285,18 +363,13 @@ impl Session {
             .collect()
     }
 
-    /// `extract`: the features of `groups` for the training and test stimuli of this shard. Each
-    /// model is loaded once and serves every subject.
+    /// `extract`: the features of `groups` (the session's: [`Session::groups`]) for the training
+    /// and test stimuli of this shard. Each model is loaded once and serves every subject.
     pub fn extract(&self, shard: Shard, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
-        if let Some((_, encoder)) = self.image_encoders.iter().find(|(g, _)| *g == TargetGroup::ClipText) {
-            return Err(WorkflowError::Invalid(format!(
-                "image encoder '{}' was given for the clip-text group, whose features come from captions: \
-                 give a caption encoder (Session::with_caption_encoder)",
-                encoder.name()
-            )));
-        }
+        self.check_groups(groups)?;
+        self.check_encoder_inputs()?;
         let stimuli = self.stimuli()?;
-        // Only the ids are read from the subject cache (and the captions for CLIP-Text), not the fMRI.
+        // Only the ids are read from the subject cache (and the captions for caption groups), not the fMRI.
         let subjects = self
             .subjects
             .iter()
@@ -311,56 +384,45 @@ impl Session {
                 Ok((s, dir, [train?, test?]))
             })
             .collect::<Result<Vec<_>, WorkflowError>>()?;
-        for &group in groups {
+        for group in groups {
             let options = self.encoder_options(group);
-            if group == TargetGroup::ClipText {
-                let encoder = self.caption_encoder()?;
-                for (s, dir, splits) in &subjects {
-                    for (split, ids_path, ids) in splits {
-                        let captions = cached_captions(dir, *split, ids_path, ids.len(), &self.nsd)?;
-                        let label = format!("subj{s:02} clip-text {}", split.name());
-                        let folder = dir.features(group, *split);
-                        super::extract::extract_captions(&folder, &*encoder, &options, ids, &captions, shard, &label)?;
-                    }
-                }
-                continue;
-            }
-            let encoder = self.image_encoder(group)?;
+            let encoder = self.encoder(group)?;
             for (s, dir, splits) in &subjects {
-                for (split, _, ids) in splits {
-                    let label = format!("subj{s:02} {} {}", group.name(), split.name());
-                    super::extract::extract_images(
-                        &dir.features(group, *split),
-                        &*encoder,
-                        &options,
-                        ids,
-                        &stimuli,
-                        shard,
-                        &label,
-                    )?;
+                for (split, ids_path, ids) in splits {
+                    let label = format!("subj{s:02} {group} {}", split.name());
+                    let folder = dir.features(group, *split);
+                    match &*encoder {
+                        GroupEncoder::Captions(encoder) => {
+                            let captions = cached_captions(dir, *split, ids_path, ids.len(), &self.nsd)?;
+                            let encoder = encoder.as_ref();
+                            super::extract::extract_captions(
+                                &folder, encoder, &options, ids, &captions, shard, &label,
+                            )?;
+                        }
+                        GroupEncoder::Images(encoder) => {
+                            let encoder = encoder.as_ref();
+                            super::extract::extract_images(&folder, encoder, &options, ids, &stimuli, shard, &label)?;
+                        }
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// `fit`: the regressions of `groups`.
+    /// `fit`: the regressions of `groups` (the session's).
     pub fn fit(&self, groups: &[TargetGroup]) -> Result<(), WorkflowError> {
+        self.check_groups(groups)?;
         for &s in &self.subjects {
             super::fit::fit_subject(&self.run.subject(s), &self.config, self.regressor.as_ref(), groups)?;
         }
         Ok(())
     }
 
-    /// `predict`: the renormalised test predictions.
+    /// `predict`: the renormalised test predictions of every group of the session.
     pub fn predict(&self) -> Result<(), WorkflowError> {
         for &s in &self.subjects {
-            super::fit::predict_subject(
-                &self.run.subject(s),
-                &self.config,
-                self.regressor.as_ref(),
-                &TargetGroup::ALL,
-            )?;
+            super::fit::predict_subject(&self.run.subject(s), &self.config, self.regressor.as_ref(), &self.groups())?;
         }
         Ok(())
     }
@@ -389,17 +451,10 @@ impl Session {
             for c in conditions {
                 let names: Vec<String> = (0..c.features.ids.len()).map(image_name).collect();
                 let folder = c.out.reconstructions(Variant::OnlyVdvae);
-                let range = shard.range(names.len());
                 let settings = image_settings(&self.config, Variant::OnlyVdvae, &c.fingerprint);
-                let made = stage1_images(
-                    &folder,
-                    &names,
-                    c.features.vdvae.view(),
-                    range,
-                    &*decoder,
-                    self.config.seeds.vdvae_decode,
-                    &settings,
-                )?;
+                let seed = self.config.seeds.vdvae_decode;
+                let range = shard.range(names.len());
+                let made = generate_images(&folder, &names, &c.features, None, range, &*decoder, seed, &settings)?;
                 info!(folder = %folder.display(), made, %shard, "stage 1");
             }
         }
@@ -416,13 +471,15 @@ impl Session {
                 };
                 let folder = c.out.reconstructions(variant);
                 let settings = image_settings(&self.config, variant, &c.fingerprint);
-                let made = self.refine(
+                let (range, seed) = (shard.range(names.len()), self.config.seeds.diffusion);
+                let made = generate_images(
                     &folder,
                     &names,
-                    init,
                     &c.features,
+                    Some(init),
+                    range,
                     refiner.as_ref(),
-                    shard.range(names.len()),
+                    seed,
                     &settings,
                 )?;
                 info!(folder = %folder.display(), made, %shard, "stage 2");
@@ -431,58 +488,31 @@ impl Session {
         Ok(())
     }
 
-    fn token_shapes(&self) -> ([usize; 2], [usize; 2]) {
-        let c = &self.config.clip;
-        ([c.vision_tokens, c.embedding_dim], [c.text_tokens, c.embedding_dim])
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn refine(
-        &self,
-        folder: &std::path::Path,
-        names: &[String],
-        init: InitImages<'_>,
-        p: &PredictedFeatures,
-        refiner: &dyn Generator<Condition = GuidedCondition>,
-        range: std::ops::Range<usize>,
-        settings: &str,
-    ) -> Result<usize, WorkflowError> {
-        let (vision_shape, text_shape) = self.token_shapes();
-        stage2_images(
-            folder,
-            names,
-            init,
-            p.clip_vision.view(),
-            vision_shape,
-            p.clip_text.view(),
-            text_shape,
-            range,
-            refiner,
-            self.config.seeds.diffusion,
-            settings,
-        )
-    }
-
     /// `roi`: ROI-optimal features and images for every subject (and their average when there
     /// are several subjects).
     pub fn roi(&self, shard: Shard) -> Result<Vec<PathBuf>, WorkflowError> {
         for &s in &self.subjects {
             super::roi::roi_features(&self.run.subject(s), &self.config, self.regressor.as_ref())?;
         }
-        let mut outputs: Vec<OutputDir> = self.subjects.iter().map(|&s| self.run.subject(s).outputs).collect();
+        let mut outputs: Vec<(OutputDir, u8)> =
+            self.subjects.iter().map(|&s| (self.run.subject(s).outputs, s)).collect();
         if self.subjects.len() > 1 {
-            outputs.push(self.average_conditions()?.out);
+            let out = self.average_conditions()?.out;
+            outputs.push((out, super::average::load_average_ids(&self.run)?.1));
         }
         let names = super::roi::roi_image_names();
         let range = shard.range(names.len());
-        let features = |out: OutputDir| -> Result<Conditions, WorkflowError> {
-            let read = |g| super::load_npy(&out.roi_features(g));
-            let features = PredictedFeatures {
-                ids: Vec::new(),
-                vdvae: read(TargetGroup::Vdvae)?,
-                clip_vision: read(TargetGroup::ClipVision)?,
-                clip_text: read(TargetGroup::ClipText)?,
-            };
+        // The ROI-optimal features exist for the paper's groups, in the shapes of the subject's
+        // (for the average: the first subject's) features.
+        let features = |(out, shapes_of): (OutputDir, u8)| -> Result<Conditions, WorkflowError> {
+            let groups = group_shapes(&self.run.subject(shapes_of), &TargetGroup::PAPER)?
+                .into_iter()
+                .map(|(group, shape)| {
+                    let rows = super::load_npy(&out.roi_features(&group))?;
+                    Ok(PredictedGroup { group, shape, rows })
+                })
+                .collect::<Result<Vec<_>, WorkflowError>>()?;
+            let features = PredictedFeatures { ids: Vec::new(), groups };
             let fingerprint = record_fingerprint(&out.roi_features_folder(), "the ROI-optimal features", "roi")?;
             Ok(Conditions { out, features, fingerprint })
         };
@@ -492,15 +522,8 @@ impl Session {
             for c in &all {
                 let folder = c.out.roi_images(Variant::OnlyVdvae);
                 let settings = image_settings(&self.config, Variant::OnlyVdvae, &c.fingerprint);
-                stage1_images(
-                    &folder,
-                    &names,
-                    c.features.vdvae.view(),
-                    range.clone(),
-                    &*decoder,
-                    self.config.seeds.vdvae_decode,
-                    &settings,
-                )?;
+                let seed = self.config.seeds.vdvae_decode;
+                generate_images(&folder, &names, &c.features, None, range.clone(), &*decoder, seed, &settings)?;
             }
         }
         let refiner = self.stage2_generator(&self.config.diffusion)?;
@@ -509,13 +532,14 @@ impl Session {
             let stage1 = c.out.roi_images(Variant::OnlyVdvae);
             let folder = c.out.roi_images(Variant::BrainDiffuser);
             let settings = image_settings(&self.config, Variant::BrainDiffuser, &c.fingerprint);
-            self.refine(
+            generate_images(
                 &folder,
                 &names,
-                InitImages::Folder(&stage1),
                 &c.features,
-                refiner.as_ref(),
+                Some(InitImages::Folder(&stage1)),
                 range.clone(),
+                refiner.as_ref(),
+                self.config.seeds.diffusion,
                 &settings,
             )?;
             folders.push(folder);
@@ -534,7 +558,7 @@ impl Session {
             if !has_images(&dir.outputs) {
                 continue;
             }
-            require_predicted(&dir, &self.config, self.regressor.as_ref())?;
+            require_predicted(&dir, &self.config, self.regressor.as_ref(), &self.groups())?;
             load_subject_predicted_ids(&dir)?;
             let fingerprint = record_fingerprint(&predicted_folder(&dir.outputs), "the predicted features", "predict")?;
             outputs.push((format!("subj{s:02}"), dir.outputs.clone(), dir.ground_truth(), fingerprint));

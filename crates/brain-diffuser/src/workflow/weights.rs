@@ -18,12 +18,12 @@ use crate::roi::{ROI_NAMES, RoiWeightDifference, VoxelWeightNorms, roi_weight_di
 /// Targets per weight block.
 const WEIGHT_BLOCK: usize = 4096;
 
-fn l1_path(dir: &SubjectDir, group: TargetGroup) -> std::path::PathBuf {
+fn l1_path(dir: &SubjectDir, group: &TargetGroup) -> std::path::PathBuf {
     dir.weights_roi().join(format!("{}_l1.npy", group.name()))
 }
 
 /// Whether the cached norms of `group` are there and whole (`<f8`, one per voxel).
-fn cached_norms(dir: &SubjectDir, group: TargetGroup, voxels: usize) -> bool {
+fn cached_norms(dir: &SubjectDir, group: &TargetGroup, voxels: usize) -> bool {
     reusable(&l1_path(dir, group), |p| check_npy(p, "<f8", &[Some(voxels)]).map(|_| ()))
 }
 
@@ -34,14 +34,19 @@ pub fn voxel_weight_norms(
     dir: &SubjectDir,
     problem: &RidgeProblem,
     config: &Config,
-    group: TargetGroup,
+    group: &TargetGroup,
 ) -> Result<Array1<f64>, WorkflowError> {
     let path = l1_path(dir, group);
     if cached_norms(dir, group, problem.n_features()) {
         return Ok(nsd_io::subject::load_npy::<Array1<f64>>(&path)?);
     }
     let mut targets = FeatureFiles::open(&dir.features(group, DataSplit::Train), problem.n_samples())?;
-    let alphas = vec![group.alpha(config); targets.cols()];
+    let alphas = vec![
+        config.regression.alpha(group).ok_or_else(|| WorkflowError::Invalid(format!(
+            "no configured alpha for the {group} regression"
+        )))?;
+        targets.cols()
+    ];
     let mut norms = VoxelWeightNorms::new(problem.n_features());
     let bar = progress_bar(targets.cols(), &format!("weights {}", group.name()));
     problem.weights_by_block(&mut targets, &alphas, WEIGHT_BLOCK, |block| {
@@ -60,10 +65,10 @@ pub fn voxel_weight_norms(
 /// records (alphas, intercept, features, subject cache) and of the ROI patterns' record.
 pub fn weights_settings(dir: &SubjectDir) -> Result<String, WorkflowError> {
     let mut settings = String::new();
-    for group in TargetGroup::ALL {
+    for group in &TargetGroup::PAPER {
         let what = format!("the subject {} {} regression", dir.subject, group.name());
         let regression = record_fingerprint(&dir.regression(group), &what, "fit")?;
-        settings += &format!("{}_regression = \"{regression}\"\n", group.name().replace('-', "_"));
+        settings += &format!("{}_regression = \"{regression}\"\n", group.key());
     }
     let record = super::prepare::roi_patterns_record(dir);
     let patterns = std::fs::read_to_string(&record).map_or_else(|_| "unrecorded".to_owned(), |t| fingerprint(&t));
@@ -80,7 +85,7 @@ pub fn subject_weight_roi(dir: &SubjectDir, config: &Config) -> Result<Vec<RoiWe
     }
     // The analysis recomputes ridge weights: the regressions must be ridge's with these settings.
     let ridge = crate::stages::ridge::RidgeRegressor::from_config(&config.regression);
-    for group in TargetGroup::ALL {
+    for group in &TargetGroup::PAPER {
         require_fitted(dir, group, config, &ridge)?;
     }
     let patterns = load_npy(&patterns_path)?;
@@ -88,7 +93,7 @@ pub fn subject_weight_roi(dir: &SubjectDir, config: &Config) -> Result<Vec<RoiWe
     // One Gram matrix serves the three regressions; it is built only if a norm is not cached.
     let mut problem = None;
     let mut norms = Vec::with_capacity(3);
-    for group in TargetGroup::ALL {
+    for group in &TargetGroup::PAPER {
         let path = l1_path(dir, group);
         if cached_norms(dir, group, patterns.ncols()) {
             norms.push(nsd_io::subject::load_npy::<Array1<f64>>(&path)?);
