@@ -11,9 +11,9 @@
 //!
 //! Neither the `image` crate (its filters run in f32 with another window and rounding) nor libtorch
 //! (`_upsample_*_aa` rounds differently) produces these bytes; both differ from Pillow by one grey
-//! level here and there. No maintained Rust crate reproduces Pillow's arithmetic bit for bit, hence
-//! this small crate, whose only job is that (tested byte for byte against Pillow 13.0.0 on
-//! photographs at every size pair the pipeline uses, `tests/pillow.rs`).
+//! level here and there. No Rust crate we know of promises Pillow's bytes, hence this small crate,
+//! whose only job is that (tested byte for byte against Pillow 13.0.0 on photographs at every size
+//! pair the pipeline uses, `tests/pillow.rs`).
 //!
 //! Pass order: Pillow (at least up to 12, and Brain-Diffuser's pinned 9.2) runs the horizontal
 //! pass first, as here. Uniform scaling (all NSD images are square) and single-axis resizes give
