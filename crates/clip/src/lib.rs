@@ -11,7 +11,7 @@
 //! Layout:
 //! - [`config`]: `config.json` reading and the ViT-L/14 preset;
 //! - [`ClipTokenizer`]: CLIP's BPE through the `tokenizers` crate;
-//! - [`preprocess`]: Pillow-exact bicubic resize, centre crop, normalisation;
+//! - [`preprocess`]: Pillow-exact bicubic resize (the `pil-resample` crate), centre crop, normalisation;
 //! - [`ClipVisionModel`], [`ClipTextModel`]: the towers with transformers' parameter names;
 //! - [`ClipModel`]: both towers from one `CLIPModel` checkpoint;
 //! - [`weights`]: checkpoint reading with key problems reported by name;

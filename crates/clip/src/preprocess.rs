@@ -1,13 +1,10 @@
 //! CLIP's image preprocessing: shortest side to 224 with Pillow's bicubic filter, centre crop to
 //! 224x224, scale by 1/255, normalise with CLIP's mean and std.
 //!
-//! The resize reimplements Pillow's `Image.resize(..., BICUBIC)` (`libImaging/Resample.c`)
-//! instead of using the `image` crate: Pillow runs a separable filter (cubic a = -0.5, support
-//! widened by the scale factor when shrinking, i.e. antialiased) in 22-bit fixed point, horizontal
-//! pass first, and rounds and clamps to u8 after each pass. The `image` crate's `CatmullRom`
-//! filter is the same kernel but evaluated in f32 with its own pass structure and rounding, so
-//! bit-equality with Pillow is not guaranteed; reproducing Pillow's arithmetic gives identical
-//! pixels, hence identical features (the crate's tests check this against Pillow's output).
+//! The resize is Pillow's `Image.resize(..., BICUBIC)` reproduced bit for bit by the `pil-resample`
+//! crate, not the `image` crate's `CatmullRom` (the same kernel, but in f32 with its own window and
+//! rounding, so some pixels differ by one level): identical pixels give identical features (the
+//! crate's tests check the resize against Pillow's output).
 
 use image::RgbImage;
 use tch::{Device, Kind, Tensor};
@@ -19,104 +16,6 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's per-channel standard deviation.
 #[allow(clippy::excessive_precision)] // the published decimals, kept verbatim
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
-
-const PRECISION_BITS: u32 = 32 - 8 - 2;
-
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`: for each output index, the first input
-/// index and the fixed-point weights of the inputs it reads.
-fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
-    let scale = in_size as f64 / out_size as f64;
-    let filterscale = scale.max(1.0);
-    let support = 2.0 * filterscale;
-    (0..out_size)
-        .map(|xx| {
-            let center = (xx as f64 + 0.5) * scale;
-            let ss = 1.0 / filterscale;
-            // Pillow truncates toward zero after adding 0.5 (C int cast).
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let weights: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| bicubic((x as f64 - center + 0.5) * ss)).collect();
-            let total: f64 = weights.iter().sum();
-            let fixed = weights
-                .iter()
-                .map(|&w| {
-                    let w = if total != 0.0 { w / total } else { w };
-                    let v = w * f64::from(1u32 << PRECISION_BITS);
-                    if v < 0.0 { (v - 0.5) as i32 } else { (v + 0.5) as i32 }
-                })
-                .collect();
-            (xmin, fixed)
-        })
-        .collect()
-}
-
-fn clip8(v: i64) -> u8 {
-    (v >> PRECISION_BITS).clamp(0, 255) as u8
-}
-
-/// Resizes an RGB image to `width` x `height` exactly as Pillow's `Image.resize(size, BICUBIC)`.
-pub fn resize_bicubic_pillow(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, ClipError> {
-    let (w0, h0) = (img.width() as usize, img.height() as usize);
-    let (w1, h1) = (width as usize, height as usize);
-    if w0 == 0 || h0 == 0 || w1 == 0 || h1 == 0 {
-        return Err(ClipError::invalid(
-            "image size",
-            format!("cannot resize {w0}x{h0} to {w1}x{h1}: sides must be positive"),
-        ));
-    }
-    let src = img.as_raw();
-    let half = 1i64 << (PRECISION_BITS - 1);
-    // Horizontal pass (skipped when the width does not change, as in Pillow).
-    let horizontal: Vec<u8> = if w1 != w0 {
-        let coeffs = coefficients(w0, w1);
-        let mut out = vec![0u8; w1 * h0 * 3];
-        for y in 0..h0 {
-            let row = &src[y * w0 * 3..(y + 1) * w0 * 3];
-            for (x, (start, k)) in coeffs.iter().enumerate() {
-                for c in 0..3 {
-                    let mut acc = half;
-                    for (i, &kv) in k.iter().enumerate() {
-                        acc += i64::from(row[(start + i) * 3 + c]) * i64::from(kv);
-                    }
-                    out[(y * w1 + x) * 3 + c] = clip8(acc);
-                }
-            }
-        }
-        out
-    } else {
-        src.to_vec()
-    };
-    // Vertical pass.
-    let out = if h1 != h0 {
-        let coeffs = coefficients(h0, h1);
-        let mut out = vec![0u8; w1 * h1 * 3];
-        for (y, (start, k)) in coeffs.iter().enumerate() {
-            for x in 0..w1 * 3 {
-                let mut acc = half;
-                for (i, &kv) in k.iter().enumerate() {
-                    acc += i64::from(horizontal[(start + i) * w1 * 3 + x]) * i64::from(kv);
-                }
-                out[y * w1 * 3 + x] = clip8(acc);
-            }
-        }
-        out
-    } else {
-        horizontal
-    };
-    RgbImage::from_raw(width, height, out).ok_or_else(|| ClipError::invalid("resized image", "buffer size mismatch"))
-}
 
 /// Converts row-major HWC RGB floats in [0, 1] to a u8 image the way Brain-Diffuser's CLIP input
 /// path does: Versatile Diffusion's `clip_encode_vision` hands float arrays to transformers 4.19's
@@ -175,7 +74,8 @@ impl ClipImageProcessor {
         if (w, h) == img.dimensions() {
             return Ok(img.clone());
         }
-        resize_bicubic_pillow(img, w, h)
+        pil_resample::resize(img, w, h, pil_resample::Filter::Bicubic)
+            .map_err(|e| ClipError::invalid("image size", e.to_string()))
     }
 
     /// The centre `crop_size` square, offsets `(side - crop) / 2` rounded down as in transformers.

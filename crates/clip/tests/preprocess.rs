@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use clip::ClipImageProcessor;
-use clip::preprocess::resize_bicubic_pillow;
 use tch::{Device, Tensor};
 
 fn dir() -> PathBuf {
@@ -66,7 +65,7 @@ fn centre_crop_and_normalisation_follow_the_formula() {
     let crop = p.center_crop(&ramp).unwrap();
     assert_eq!(crop.get_pixel(0, 0)[0], 1); // (227 - 224) / 2 = 1
     assert!(p.center_crop(&image::RgbImage::new(100, 300)).is_err());
-    assert!(resize_bicubic_pillow(&image::RgbImage::new(0, 5), 3, 3).is_err());
+    assert!(p.resize(&image::RgbImage::new(0, 5)).is_err());
 }
 
 #[test]

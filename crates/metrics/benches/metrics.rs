@@ -17,8 +17,9 @@ use std::time::Instant;
 use image::RgbImage;
 use metrics::low_level::{SsimParams, pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
 use metrics::networks::synthetic::splitmix64;
-use metrics::pixels::{GrayF64, PilFilter, RgbF64, pil_resize};
+use metrics::pixels::{GrayF64, RgbF64};
 use metrics::{TorchvisionExtractor, TorchvisionNetwork};
+use pil_resample::{Filter as PilFilter, resize as pil_resize};
 use rayon::prelude::*;
 
 fn python() -> Option<PathBuf> {

@@ -20,3 +20,9 @@ pub enum MetricsError {
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 }
+
+impl From<pil_resample::ResampleError> for MetricsError {
+    fn from(error: pil_resample::ResampleError) -> Self {
+        MetricsError::Invalid { what: "resize".into(), message: error.to_string() }
+    }
+}

@@ -14,8 +14,9 @@ use crate::MetricsError;
 use crate::high_level::{correlation_distances, two_way_identification};
 use crate::low_level::{pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
 use crate::networks::{FeatureExtractor, Normalization};
-use crate::pixels::{GrayF64, PilFilter, RgbF64, pil_resize};
+use crate::pixels::{GrayF64, RgbF64};
 use crate::protocol::{FeatureScore, NetworkResize, PixelResize, Protocol, SsimVariant};
+use pil_resample::{Filter, resize as pil_resize};
 
 /// The feature extractors available to an evaluation, by slot name (see [`crate::protocol::slots`]).
 /// A protocol column whose extractor is absent is left out of the report.
@@ -112,7 +113,7 @@ fn pixel_metrics(gt: &[RgbImage], rec: &[RgbImage], protocol: &Protocol) -> Resu
             let (pixcorr, g, r) = match protocol.pixel_resize {
                 PixelResize::PilBicubicToGroundTruth => {
                     // 8-bit images: exact integer Pearson, grey straight from the bytes.
-                    let r = pil_resize(r, g.width(), g.height(), PilFilter::Bicubic)?;
+                    let r = pil_resize(r, g.width(), g.height(), Filter::Bicubic)?;
                     (pearson_u8(g.as_raw(), r.as_raw())?, GrayF64::from_rgb8(g), GrayF64::from_rgb8(&r))
                 }
                 PixelResize::TorchBilinear { size } => {
@@ -144,7 +145,7 @@ pub fn preprocess_batch(
         .map(|image| {
             // Channel-last values in [0, 1], computed in float32 like torchvision's `to_tensor`.
             let hwc: Vec<f32> = match resize {
-                NetworkResize::PilBilinear => pil_resize(image, size as u32, size as u32, PilFilter::Bilinear)?
+                NetworkResize::PilBilinear => pil_resize(image, size as u32, size as u32, Filter::Bilinear)?
                     .as_raw()
                     .iter()
                     .map(|&v| f32::from(v) / 255.0)

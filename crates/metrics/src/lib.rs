@@ -5,7 +5,8 @@
 //! with EfficientNet-B1 and SwAV features. The feature networks load torchvision's weights; both
 //! published protocols (Brain-Diffuser's and MindEye's) are named configurations.
 //!
-//! - [`pixels`]: Pillow-exact resampling, libtorch bilinear resize, scikit-image grey conversion.
+//! - [`pixels`]: libtorch bilinear resize, scikit-image grey conversion (Pillow-exact resizing is
+//!   the `pil-resample` crate's).
 //! - [`low_level`]: PixCorr ([`low_level::pearson`]) and the 2-D and column-wise SSIM.
 //! - [`high_level`]: two-way identification and correlation distance over feature matrices.
 //! - [`networks`]: AlexNet, Inception v3, EfficientNet-B1 and ResNet-50 with torchvision's names,

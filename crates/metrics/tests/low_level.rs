@@ -5,7 +5,8 @@ mod common;
 
 use common::{bytes_fnv, image_from_spec, read_json};
 use metrics::low_level::{SsimParams, pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
-use metrics::pixels::{GrayF64, PilFilter, RgbF64, pil_resize};
+use metrics::pixels::{GrayF64, RgbF64};
+use pil_resample::{Filter as PilFilter, resize as pil_resize};
 
 const TOL: f64 = 1e-6;
 

@@ -12,7 +12,7 @@ use crate::error::VdvaeError;
 use crate::latents::Latents;
 use crate::model::{OutputDraw, PosteriorDraw, Vdvae};
 use crate::noise::SeededNoise;
-use crate::resample::{Filter, resize};
+use pil_resample::{Filter, resize};
 
 /// Options of [`Vdvae::encode`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,24 +59,30 @@ fn check_batch_size(batch_size: usize) -> Result<(), VdvaeError> {
     Ok(())
 }
 
-/// Upscales a reconstruction as brain-diffuser does before stage 2 (Pillow BICUBIC, e.g. to 512).
-pub fn upscale(image: &RgbImage, size: u32) -> RgbImage {
-    resize(image, size, size, Filter::Bicubic)
+/// Upscales a reconstruction as brain-diffuser does before stage 2 (Pillow BICUBIC, e.g. to 512;
+/// the `pil-resample` crate). Errors on a zero size.
+pub fn upscale(image: &RgbImage, size: u32) -> Result<RgbImage, VdvaeError> {
+    resize(image, size, size, Filter::Bicubic).map_err(resize_error)
+}
+
+fn resize_error(error: pil_resample::ResampleError) -> VdvaeError {
+    VdvaeError::Invalid { what: "image size".into(), message: error.to_string() }
 }
 
 impl Vdvae {
     /// Resizes RGB images of any size to the model's resolution (Pillow's antialiased bilinear,
-    /// as the reference) and normalises them: an f32 NHWC tensor `[B, S, S, 3]` on the CPU.
-    pub fn preprocess(&self, images: &[RgbImage]) -> Tensor {
+    /// as the reference, through the `pil-resample` crate) and normalises them: an f32 NHWC tensor
+    /// `[B, S, S, 3]` on the CPU. Errors on an image with a zero side.
+    pub fn preprocess(&self, images: &[RgbImage]) -> Result<Tensor, VdvaeError> {
         let s = self.config().image_size as u32;
         let norm = self.config().normalisation;
         let mut bytes = Vec::with_capacity(images.len() * (s * s * 3) as usize);
         for img in images {
-            bytes.extend_from_slice(resize(img, s, s, Filter::Bilinear).as_raw());
+            bytes.extend_from_slice(resize(img, s, s, Filter::Bilinear).map_err(resize_error)?.as_raw());
         }
         let x = Tensor::from_slice(&bytes).reshape([images.len() as i64, s as i64, s as i64, 3]).to_kind(Kind::Float);
         // The reference adds and multiplies f32 tensors holding shift and scale.
-        (x + (norm.shift as f32) as f64) * (norm.scale as f32) as f64
+        Ok((x + (norm.shift as f32) as f64) * (norm.scale as f32) as f64)
     }
 
     /// Encodes images into the latents of the first `options.n_blocks` decoder blocks: one row
@@ -100,7 +106,7 @@ impl Vdvae {
         for (b, chunk) in images.chunks(options.batch_size).enumerate() {
             let first = first + b * options.batch_size;
             debug!(first, count = chunk.len(), "VDVAE encode batch");
-            let x = self.preprocess(chunk);
+            let x = self.preprocess(chunk)?;
             let activations = self.encoder_activations(&x)?;
             let mut noise = SeededNoise::for_images(options.seed, first, chunk.len());
             let pass = self.posterior_pass(&activations, options.n_blocks, options.posterior, &mut noise, false)?;

@@ -13,8 +13,8 @@
 //!   device, precision (`set_precision`) and memory layout (`set_channels_last`) are the caller's.
 //! - [`Vdvae::encode`] / [`Vdvae::decode`]: plain-data entry points (RGB images of any size in,
 //!   flat latents out, and back), seeded; [`upscale`] for the 512x512 bicubic upscale.
-//! - [`resample`]: Pillow-exact bilinear/bicubic resizing, [`noise`]: seeded or explicit draws,
-//!   [`parity`]: replay of reference fixtures.
+//! - [`noise`]: seeded or explicit draws, [`parity`]: replay of reference fixtures. Resizing
+//!   (Pillow-exact bilinear in, bicubic upscale out) is the `pil-resample` crate's.
 //!
 //! ```no_run
 //! use vdvae::{DecodeOptions, EncodeOptions, Vdvae, VdvaeConfig};
@@ -27,7 +27,7 @@
 //! let images = vec![image::RgbImage::new(425, 425)];
 //! let latents = model.encode(&images, &EncodeOptions::default())?; // 91,168 values per image
 //! let recon = model.decode(&latents, &DecodeOptions::default())?; // 64x64 RGB
-//! let big = vdvae::upscale(&recon[0], 512);
+//! let big = vdvae::upscale(&recon[0], 512)?;
 //! # let _ = big; Ok(()) }
 //! ```
 
@@ -39,7 +39,6 @@ mod latents;
 mod model;
 pub mod noise;
 pub mod parity;
-pub mod resample;
 
 pub use config::{BlockString, DecoderBlockSpec, EncoderBlockSpec, Normalisation, VdvaeConfig, parse_block_string};
 pub use error::{KeyMismatch, VdvaeError};

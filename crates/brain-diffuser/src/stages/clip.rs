@@ -3,7 +3,6 @@
 
 use clip::{ClipTextModel, ClipTokenizer, ClipVisionModel};
 use image::RgbImage;
-use image::imageops::{FilterType, resize};
 use ndarray::Array2;
 
 use crate::{Encoder, StageError};
@@ -19,8 +18,10 @@ fn reference_round_trip(value: u8) -> u8 {
 }
 
 /// CLIP-Vision features as the reference extracts them: the stimulus is resized to
-/// `resize_to` x `resize_to` (bilinear; the reference's 512), passed through the reference's float
-/// round trip, then CLIP-preprocessed and encoded into VD-normalised tokens.
+/// `resize_to` x `resize_to` (the reference's 512) with Pillow's BILINEAR, byte for byte (the
+/// `pil-resample` crate; `clipvision_extract_features.py` calls torchvision's `resize` on a PIL
+/// image, which is Pillow's), passed through the reference's float round trip, then
+/// CLIP-preprocessed and encoded into VD-normalised tokens.
 pub struct ClipVisionEncoder {
     model: ClipVisionModel,
     resize_to: u32,
@@ -32,14 +33,15 @@ pub struct ClipVisionEncoder {
 
 impl ClipVisionEncoder {
     /// Wraps a loaded vision tower. `name` should identify the weights (e.g. the checkpoint's
-    /// folder name); the resize and the token shape are appended to it.
+    /// folder name); the resize is appended to it (`pil-bilinear512`: features cached under the
+    /// former `resize512`, made with the `image` crate's Triangle filter, are not reused).
     pub fn new(
         model: ClipVisionModel,
         weights_name: &str,
         resize_to: u32,
         batch_size: usize,
     ) -> Result<Self, StageError> {
-        let name = format!("clip-vision-vd:{weights_name}:resize{resize_to}");
+        let name = format!("clip-vision-vd:{weights_name}:pil-bilinear{resize_to}");
         let config = model.config();
         let tokens = (config.image_size / config.patch_size).pow(2) as usize + 1;
         let width = config.projection().map_err(|e| StageError::new(&name, e))? as usize;
@@ -47,16 +49,13 @@ impl ClipVisionEncoder {
         Ok(Self { model, resize_to, batch_size: batch_size.max(1), feature_shape: [tokens, width], name, round_trip })
     }
 
-    fn prepare(&self, image: &RgbImage) -> RgbImage {
-        let mut resized = if image.dimensions() == (self.resize_to, self.resize_to) {
-            image.clone()
-        } else {
-            resize(image, self.resize_to, self.resize_to, FilterType::Triangle)
-        };
+    fn prepare(&self, image: &RgbImage) -> Result<RgbImage, StageError> {
+        let mut resized = pil_resample::resize(image, self.resize_to, self.resize_to, pil_resample::Filter::Bilinear)
+            .map_err(|e| StageError::new(&self.name, e))?;
         for value in resized.iter_mut() {
             *value = self.round_trip[usize::from(*value)];
         }
-        resized
+        Ok(resized)
     }
 }
 
@@ -72,7 +71,7 @@ impl Encoder for ClipVisionEncoder {
     }
 
     fn encode(&self, batch: &[RgbImage]) -> Result<Array2<f32>, StageError> {
-        let prepared: Vec<RgbImage> = batch.iter().map(|img| self.prepare(img)).collect();
+        let prepared = batch.iter().map(|img| self.prepare(img)).collect::<Result<Vec<_>, _>>()?;
         let embeddings = clip::encode_images_vd(&self.model, &prepared, self.batch_size)
             .map_err(|e| StageError::new(&self.name, e))?;
         rows(embeddings, batch.len(), &self.name)

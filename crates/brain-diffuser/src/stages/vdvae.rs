@@ -122,10 +122,12 @@ impl Generator for VdvaeDecoder {
             .model
             .decode_per_image_seeds(&latents, &self.options, seeds)
             .map_err(|e| StageError::new(&self.name, e))?;
-        Ok(match self.upscale_to {
-            Some(size) => images.iter().map(|img| vdvae::upscale(img, size)).collect(),
-            None => images,
-        })
+        match self.upscale_to {
+            Some(size) => {
+                images.iter().map(|img| vdvae::upscale(img, size).map_err(|e| StageError::new(&self.name, e))).collect()
+            }
+            None => Ok(images),
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 //! and CLIP-Text embeddings -> reconstructions.
 
 use image::RgbImage;
-use image::imageops::{FilterType, resize};
 use ndarray::{Array2, ArrayView2};
 use versatile_diffusion::{Conditioning, Img2ImgSettings, Noise, RgbImages, VersatileDiffusion};
 
@@ -27,7 +26,8 @@ pub struct VersatileDiffusionRefiner {
 
 impl VersatileDiffusionRefiner {
     /// Wraps a loaded model. `negative_vision` is `[vision tokens, width]`, `negative_text`
-    /// `[text tokens, width]`; init images are resized (bicubic) to `resolution` first.
+    /// `[text tokens, width]`; init images are resized to `resolution` first (Pillow BICUBIC,
+    /// as the reference's `regularize_image`).
     pub fn new(
         model: VersatileDiffusion,
         settings: Img2ImgSettings,
@@ -105,10 +105,12 @@ impl Generator for VersatileDiffusionRefiner {
         let side = self.resolution;
         let mut out = Vec::with_capacity(n);
         for (i, init) in condition.init_images.iter().enumerate() {
+            // The reference's `regularize_image`: Pillow BICUBIC to the resolution (a no-op for
+            // stage-1 images already upscaled to it).
             let init = if init.dimensions() == (side, side) {
                 init.clone()
             } else {
-                resize(init, side, side, FilterType::CatmullRom)
+                pil_resample::resize(init, side, side, pil_resample::Filter::Bicubic).map_err(|e| self.error(e))?
             };
             let init = RgbImages::new(1, side as usize, side as usize, init.into_raw()).map_err(|e| self.error(e))?;
             let vision = contiguous(condition.vision.index_axis(ndarray::Axis(0), i));

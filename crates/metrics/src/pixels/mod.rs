@@ -1,9 +1,6 @@
-//! Pixel-level image handling shared by the metrics: Pillow-exact resampling, libtorch's plain bilinear
-//! resize, conversion to float and scikit-image's grey conversion.
-
-mod pil_resize;
-
-pub use pil_resize::{PilFilter, pil_resize};
+//! Pixel-level image handling shared by the metrics: libtorch's plain bilinear resize (float, as
+//! torchvision's tensor `Resize`), conversion to float and scikit-image's grey conversion.
+//! Pillow-exact resizing of the uint8 images is the `pil-resample` crate's.
 
 use image::RgbImage;
 
