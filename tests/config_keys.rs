@@ -61,6 +61,7 @@ const PROBES: &[(&str, &str, Effect)] = &[
     ("data.test_threshold", "30", Refused("prepare")),
     ("data.test_threshold", "601", Invalid),
     ("data.n_images", "700", Refused("prepare")),
+    ("data.train_trials", "\"single\"", Refused("prepare")),
     ("vdvae.layers", "3", Refused("extract")),
     ("vdvae.target", "\"posterior-sample\"", Refused("extract")),
     ("vdvae.temperature", "0.5", Refused("reconstruct")),
@@ -88,6 +89,10 @@ const PROBES: &[(&str, &str, Effect)] = &[
     ("diffusion.cuda_precision", "\"f32\"", Refused("reconstruct")),
     ("evaluation.protocols", "[\"mindeye\"]", Changed("evaluate")),
     ("evaluation.ssim", "\"two-d\"", Changed("evaluate")),
+    ("evaluation.retrieval_candidates", "10", Changed("evaluate")),
+    ("evaluation.retrieval_candidates", "1", Invalid),
+    ("evaluation.retrieval_repeats", "5", Changed("evaluate")),
+    ("evaluation.retrieval_repeats", "0", Invalid),
     ("roi.visual_rois", "\"floc-faces\"", Refused("prepare")),
     ("roi.vdvae_scale", "40.0", Refused("roi")),
     ("roi.vdvae_norm", "60.0", Refused("roi")),
@@ -96,6 +101,7 @@ const PROBES: &[(&str, &str, Effect)] = &[
     ("seeds.vdvae_targets", "1", Refused("extract")),
     ("seeds.vdvae_decode", "1", Refused("reconstruct")),
     ("seeds.diffusion", "1", Refused("reconstruct")),
+    ("seeds.retrieval", "1", Changed("evaluate")),
 ];
 
 /// Every leaf key of a TOML table of sections, as `section.key`.

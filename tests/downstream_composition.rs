@@ -160,6 +160,17 @@ impl Generator for ShapeCheckingRefiner {
 
 #[test]
 fn every_stage_swapped_runs_the_workflow_steps_with_a_fourth_target_group() {
+    run_swapped(nsd_io::TrainTrials::Averaged);
+}
+
+/// MindEye2's regime (one training row per trial) through the same steps: more training rows than
+/// training images, every row's features extracted, and the predictions still identify the images.
+#[test]
+fn single_training_trials_run_the_same_steps() {
+    run_swapped(nsd_io::TrainTrials::Single);
+}
+
+fn run_swapped(train_trials: nsd_io::TrainTrials) {
     let dir = tempfile::tempdir().unwrap();
     let synth = SynthConfig {
         seed: 3,
@@ -193,6 +204,7 @@ fn every_stage_swapped_runs_the_workflow_steps_with_a_fourth_target_group() {
     config.data.test_threshold = synth.n_shared;
     config.data.n_images = synth.n_images;
     config.data.stimulus_size = synth.image_size as u32;
+    config.data.train_trials = train_trials;
     config.regression.vdvae_alpha = 100.0;
     config.regression.clip_vision_alpha = 100.0;
     config.regression.clip_text_alpha = 100.0;
@@ -241,8 +253,16 @@ fn every_stage_swapped_runs_the_workflow_steps_with_a_fourth_target_group() {
     assert_eq!(predicted.rows(&colour).unwrap().dim(), (n_test, 3));
     let record = std::fs::read_to_string(subject.regression(&colour).join("settings.toml")).unwrap();
     assert!(record.contains("alpha = 100\n") && record.contains("encoder = \"mean-colour\""), "{record}");
+    // One training row per image (160 training images), or per trial (each image shown on average
+    // (600 trials - 40 x 3 test trials) / 160 = 3 times).
+    let (_, train_ids) = brain_diffuser::workflow::fit::cache_ids(&subject, DataSplit::Train).unwrap();
+    let rows = match train_trials {
+        nsd_io::TrainTrials::Averaged => 160,
+        nsd_io::TrainTrials::Single => 480,
+    };
+    assert_eq!(train_ids.len(), rows);
     // Faithful renormalisation: every predicted column has the training features' spread.
-    let train = FeatureFiles::open(&subject.features(&TargetGroup::VDVAE, DataSplit::Train), 160)
+    let train = FeatureFiles::open(&subject.features(&TargetGroup::VDVAE, DataSplit::Train), rows)
         .and_then(|f| f.read_all())
         .unwrap();
     let (train_std, pred_std) =

@@ -78,6 +78,10 @@ pub struct DataSection {
     /// Images in the stimulus set (73,000 in NSD), for range checks of image ids and the caption
     /// array's length.
     pub n_images: usize,
+    /// Training rows: `"averaged"` (one per image, its trials averaged: the paper) or `"single"`
+    /// (one per trial: MindEye2's regime, `configs/mindeye2-regime.toml`). Test repetitions are
+    /// averaged either way. In the subject cache's record.
+    pub train_trials: nsd_io::TrainTrials,
 }
 
 impl Default for DataSection {
@@ -90,6 +94,7 @@ impl Default for DataSection {
             trials_per_session: 750,
             test_threshold: 1000,
             n_images: 73_000,
+            train_trials: nsd_io::TrainTrials::Averaged,
         }
     }
 }
@@ -309,15 +314,36 @@ pub struct EvaluationSection {
     /// (also `"two-d"`; the standard 2-D SSIM). The `mindeye` protocol always uses the 2-D SSIM,
     /// as MindEye does. Each report names the SSIM it used.
     pub ssim: SsimVariant,
+    /// Candidates per draw of MindEye's image and brain retrieval (300; at most the test images:
+    /// a smaller test set is scored with all of its images and a warning).
+    pub retrieval_candidates: usize,
+    /// Draws of the retrieval metrics, averaged (30). The draws' seed is `seeds.retrieval`.
+    pub retrieval_repeats: usize,
 }
 
 impl Default for EvaluationSection {
     fn default() -> Self {
-        Self { protocols: vec!["brain-diffuser".to_owned(), "mindeye".to_owned()], ssim: SsimVariant::Columns1d }
+        Self {
+            protocols: vec!["brain-diffuser".to_owned(), "mindeye".to_owned()],
+            ssim: SsimVariant::Columns1d,
+            retrieval_candidates: metrics::high_level::retrieval::RetrievalOptions::MINDEYE.candidates,
+            retrieval_repeats: metrics::high_level::retrieval::RetrievalOptions::MINDEYE.repeats,
+        }
     }
 }
 
 impl EvaluationSection {
+    /// The retrieval options for `items` test images with the draws' `seed`: the configured
+    /// candidates, or every test image when there are fewer (`None` below 2 images).
+    pub fn retrieval(&self, items: usize, seed: u64) -> Option<metrics::high_level::retrieval::RetrievalOptions> {
+        let candidates = self.retrieval_candidates.min(items);
+        (candidates >= 2).then_some(metrics::high_level::retrieval::RetrievalOptions {
+            candidates,
+            repeats: self.retrieval_repeats,
+            seed,
+        })
+    }
+
     /// The protocols `evaluate` runs: `requested` (the command line's `--protocols`) unless it is
     /// empty, else `evaluation.protocols`.
     pub fn protocols_or(&self, requested: &[String]) -> Vec<String> {
@@ -384,6 +410,8 @@ pub struct SeedSection {
     pub vdvae_decode: u64,
     /// AutoencoderKL posterior sample and the img2img noise (the stage-2 images' record).
     pub diffusion: u64,
+    /// The candidate draws of the retrieval metrics (in every metrics report that has them).
+    pub retrieval: u64,
 }
 
 /// The largest values [`Config::validate`] accepts for counts and sizes: far above what the method
@@ -398,6 +426,8 @@ pub mod limits {
     pub const MAX_IMAGES: usize = 10_000_000;
     /// Images per network call (30).
     pub const MAX_BATCH: usize = 4096;
+    /// Draws of the retrieval metrics (30).
+    pub const MAX_RETRIEVAL_REPEATS: usize = 100_000;
     /// Tokens of a CLIP sequence (257 and 77).
     pub const MAX_TOKENS: usize = 4096;
     /// Width of a CLIP token embedding (768).
@@ -597,6 +627,8 @@ impl Config {
         if let Some((_, p)) = e.protocols.iter().enumerate().find(|(i, p)| e.protocols[..*i].contains(p)) {
             return Err(invalid("evaluation.protocols", format!("'{p}' is listed twice; expected distinct protocols")));
         }
+        count("evaluation.retrieval_candidates", e.retrieval_candidates, 2..=limits::MAX_IMAGES)?;
+        count("evaluation.retrieval_repeats", e.retrieval_repeats, 1..=limits::MAX_RETRIEVAL_REPEATS)?;
 
         let o = &self.roi;
         positive("roi.vdvae_scale", o.vdvae_scale)?;
@@ -609,6 +641,7 @@ impl Config {
             ("seeds.vdvae_targets", s.vdvae_targets),
             ("seeds.vdvae_decode", s.vdvae_decode),
             ("seeds.diffusion", s.diffusion),
+            ("seeds.retrieval", s.retrieval),
         ] {
             if i64::try_from(seed).is_err() {
                 return Err(invalid(key, format!("must lie in 0..={} (a TOML integer), got {seed}", i64::MAX)));
@@ -700,6 +733,20 @@ mod tests {
     fn the_committed_paper_file_is_the_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/paper.toml");
         assert_eq!(Config::load(&path).expect("configs/paper.toml loads"), Config::default());
+    }
+
+    /// The MindEye2 preset is the paper's configuration with exactly MindEye2's data regime:
+    /// 40 sessions, single training trials, the MindEye protocol.
+    #[test]
+    fn the_mindeye2_preset_differs_from_the_paper_only_in_its_data_regime() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/mindeye2-regime.toml");
+        let preset = Config::load(&path).expect("configs/mindeye2-regime.toml loads");
+        let mut expected = Config::default();
+        expected.data.sessions = 40;
+        expected.data.train_trials = nsd_io::TrainTrials::Single;
+        expected.evaluation.protocols = vec!["mindeye".to_owned()];
+        assert_eq!(preset, expected);
+        assert_eq!(expected.data.test_threshold, 1000, "all 1,000 shared images");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::MetricsError;
+use crate::high_level::retrieval::RetrievalScores;
 use crate::high_level::{correlation_distances, two_way_identification};
 use crate::low_level::{pearson, pearson_u8, ssim_columns_1d, ssim_gaussian_2d};
 use crate::networks::{FeatureExtractor, Normalization};
@@ -43,6 +44,11 @@ impl<'a> Extractors<'a> {
     }
 }
 
+/// The column of image retrieval (brain -> image, top-1; see [`crate::high_level::retrieval`]).
+pub const IMAGE_RETRIEVAL: &str = "Image retrieval";
+/// The column of brain retrieval (image -> brain, top-1).
+pub const BRAIN_RETRIEVAL: &str = "Brain retrieval";
+
 /// One column of the results table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRow {
@@ -73,6 +79,10 @@ pub struct EvaluationReport {
     pub pixcorr_per_image: Vec<f64>,
     /// Per-pair SSIM (the protocol's variant).
     pub ssim_per_image: Vec<f64>,
+    /// Image and brain retrieval with their options and seed, when the caller scored them
+    /// ([`EvaluationReport::with_retrieval`]); they come from embeddings, not from these images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalScores>,
 }
 
 fn invalid(what: &str, message: String) -> MetricsError {
@@ -300,6 +310,7 @@ pub fn evaluate(
         rows,
         pixcorr_per_image: pixcorr,
         ssim_per_image: ssim,
+        retrieval: None,
     })
 }
 
@@ -407,6 +418,28 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MetricsError> {
 }
 
 impl EvaluationReport {
+    /// The report with MindEye's image and brain retrieval as two more columns (`Image retrieval`,
+    /// `Brain retrieval`, top-1 fractions) and their options in [`EvaluationReport::retrieval`];
+    /// `embeddings` says which embeddings were compared (e.g. the predicted against the extracted
+    /// CLIP-Vision embeddings of the test images).
+    pub fn with_retrieval(mut self, scores: RetrievalScores, embeddings: &str) -> Self {
+        self.rows.retain(|r| r.metric != IMAGE_RETRIEVAL && r.metric != BRAIN_RETRIEVAL);
+        for (metric, value) in [(IMAGE_RETRIEVAL, scores.image), (BRAIN_RETRIEVAL, scores.brain)] {
+            self.rows.push(MetricRow {
+                metric: metric.to_owned(),
+                value,
+                better: "higher".to_owned(),
+                features: Some(format!(
+                    "{embeddings} ({} candidates, {} draws)",
+                    scores.options.candidates, scores.options.repeats
+                )),
+                input_size: None,
+            });
+        }
+        self.retrieval = Some(scores);
+        self
+    }
+
     /// The row for a column, if computed.
     pub fn value(&self, metric: &str) -> Option<f64> {
         self.rows.iter().find(|r| r.metric == metric).map(|r| r.value)
@@ -442,13 +475,14 @@ impl EvaluationReport {
             self.protocol.name, self.images, self.protocol.expected_images, self.protocol.ssim
         );
         for r in &self.rows {
-            let shown = if r.metric.starts_with("AlexNet") || r.metric == "Inception" || r.metric == "CLIP" {
+            let fraction = r.metric.starts_with("AlexNet") || r.metric.ends_with("retrieval");
+            let shown = if fraction || r.metric == "Inception" || r.metric == "CLIP" {
                 format!("{:.2}%", 100.0 * r.value)
             } else {
                 format!("{:.4}", r.value)
             };
             let arrow = if r.better == "higher" { "↑" } else { "↓" };
-            out.push_str(&format!("  {:<11} {:>9} {arrow}\n", r.metric, shown));
+            out.push_str(&format!("  {:<15} {:>9} {arrow}\n", r.metric, shown));
         }
         out
     }

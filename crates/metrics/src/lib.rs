@@ -8,7 +8,8 @@
 //! - [`pixels`]: libtorch bilinear resize, scikit-image grey conversion (Pillow-exact resizing is
 //!   the `pil-resample` crate's).
 //! - [`low_level`]: PixCorr ([`low_level::pearson`]) and the 2-D and column-wise SSIM.
-//! - [`high_level`]: two-way identification and correlation distance over feature matrices.
+//! - [`high_level`]: two-way identification and correlation distance over feature matrices, and
+//!   MindEye's image and brain retrieval over embeddings ([`high_level::retrieval`]).
 //! - [`networks`]: AlexNet, Inception v3, EfficientNet-B1 and ResNet-50 with torchvision's names,
 //!   checkpoint loading, and the [`FeatureExtractor`] trait through which CLIP is plugged in.
 //! - [`protocol`] and [`evaluate`]: the two protocols and the evaluation of image folders.

@@ -50,6 +50,29 @@ fn to_index(v: f64, path: &Path, name: &str, at: usize) -> Result<usize> {
     Ok(v as usize)
 }
 
+impl SplitPlan {
+    /// The same split with one training row per training trial (MindEye2's regime: regressions
+    /// trained on single trials) instead of one per image: the training stimuli become one entry per
+    /// trial, in trial order, each with its one trial (an image seen three times is three rows); the
+    /// test half is unchanged (its repetitions stay averaged).
+    pub fn with_single_training_trials(self) -> SplitPlan {
+        let mut train = Vec::new();
+        let trial_slot = self
+            .trial_slot
+            .iter()
+            .enumerate()
+            .map(|(t, &(half, row))| match half {
+                Split::Test => (half, row),
+                Split::Train => {
+                    train.push(Stimulus { nsd_id: self.train[row].nsd_id, trials: vec![t] });
+                    (half, train.len() - 1)
+                }
+            })
+            .collect();
+        SplitPlan { train, test: self.test, trial_slot }
+    }
+}
+
 impl ExpDesign {
     /// Reads `nsd_expdesign.mat`.
     pub fn read(path: &Path) -> Result<Self> {

@@ -39,6 +39,6 @@ pub use expdesign::{ExpDesign, Split, SplitPlan, Stimulus};
 pub use layout::NsdLayout;
 pub use nifti::{NiftiHeader, NiftiReader, Volume, VoxelMask, read_nifti, read_volume};
 pub use subject::{
-    AssemblyOptions, BetasFormat, SubjectData, TrainStats, assemble_subject, assemble_subject_with_progress,
-    nsdgeneral_mask,
+    AssemblyOptions, BetasFormat, SubjectData, TrainStats, TrainTrials, assemble_subject,
+    assemble_subject_with_progress, nsdgeneral_mask,
 };

@@ -46,6 +46,20 @@ pub struct AssemblyOptions {
     pub with_captions: bool,
     /// Sessions decoded at the same time (each holds one session's masked rows in memory).
     pub parallel_sessions: usize,
+    /// One training row per image (its trials averaged, the reference) or per trial.
+    pub train_trials: TrainTrials,
+}
+
+/// How the training trials become regression rows. The test images' repetitions are averaged
+/// either way, as both the reference and MindEye do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainTrials {
+    /// One row per training image, the mean of its trials (Brain-Diffuser's `prepare_nsddata.py`).
+    #[default]
+    Averaged,
+    /// One row per training trial (MindEye2's regime): an image's rows repeat its id.
+    Single,
 }
 
 impl Default for AssemblyOptions {
@@ -58,6 +72,7 @@ impl Default for AssemblyOptions {
             betas_format: BetasFormat::NiftiGz,
             with_captions: true,
             parallel_sessions: 2,
+            train_trials: TrainTrials::Averaged,
         }
     }
 }
@@ -165,6 +180,10 @@ pub fn assemble_subject_with_progress(
     let design = ExpDesign::read(&layout.expdesign())?;
     let n_trials = opts.sessions * opts.trials_per_session;
     let plan = design.split(subject, n_trials, opts.n_images, opts.test_threshold)?;
+    let plan = match opts.train_trials {
+        TrainTrials::Averaged => plan,
+        TrainTrials::Single => plan.with_single_training_trials(),
+    };
     let mask = nsdgeneral_mask(layout, subject)?;
     info!(subject, voxels = mask.len(), train = plan.train.len(), test = plan.test.len(), "assembling subject");
     let (train_fmri, test_fmri) = average_sessions(layout, subject, &mask, &plan, opts, progress)?;

@@ -122,6 +122,7 @@ impl SynthConfig {
             betas_format: BetasFormat::NiftiGz,
             with_captions: true,
             parallel_sessions: 2,
+            train_trials: crate::TrainTrials::Averaged,
         }
     }
 

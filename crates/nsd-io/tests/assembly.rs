@@ -48,6 +48,37 @@ fn assembly_matches_reference_prepare_script() {
     assert!(subject.test_fmri.nrows() < 60 && subject.train_fmri.nrows() > 20);
 }
 
+/// MindEye2's regime: one training row per trial. Averaging each image's single-trial rows in trial
+/// order gives the reference's averaged rows bit for bit (the same f32 sums in the same order), the
+/// rows repeat their image's id once per trial, and the test half is unchanged.
+#[test]
+fn single_training_trials_average_back_to_the_reference_rows() {
+    let (layout, _) = mini();
+    let averaged = assemble_subject(&layout, 1, &options()).unwrap();
+    let single =
+        assemble_subject(&layout, 1, &AssemblyOptions { train_trials: nsd_io::TrainTrials::Single, ..options() })
+            .unwrap();
+    assert!(single.train_ids.len() > averaged.train_ids.len(), "some training images were shown more than once");
+    assert_eq!(single.train_captions.rows.len(), single.train_ids.len());
+    assert_eq!((&single.test_fmri, &single.test_ids), (&averaged.test_fmri, &averaged.test_ids));
+    for (row, id) in averaged.train_ids.iter().enumerate() {
+        let trials: Vec<usize> = (0..single.train_ids.len()).filter(|&k| single.train_ids[k] == *id).collect();
+        let mut sum = single.train_fmri.row(trials[0]).to_owned();
+        for &k in &trials[1..] {
+            sum += &single.train_fmri.row(k);
+        }
+        let mean = sum.mapv(|v| v / trials.len() as f32);
+        assert_eq!(mean, averaged.train_fmri.row(row), "image {id} ({} trials)", trials.len());
+    }
+    let first: Vec<usize> = single.train_ids.iter().fold(Vec::new(), |mut seen, id| {
+        if !seen.contains(id) {
+            seen.push(*id);
+        }
+        seen
+    });
+    assert_eq!(first, averaged.train_ids, "images in order of first appearance");
+}
+
 #[test]
 fn scaling_and_zscoring_match_the_regression_scripts() {
     let (layout, reference) = mini();

@@ -66,6 +66,8 @@ pub fn demo_config(synth: &SynthConfig, tiny: &TinyModels) -> Config {
     c.regression.clip_vision_alpha = 100.0;
     c.regression.clip_text_alpha = 100.0;
     c.diffusion.img2img.steps = 10;
+    // Retrieval among half of the 40 test images, so that the draws matter (MindEye: 300 of 1,000).
+    c.evaluation.retrieval_candidates = synth.n_shared / 2;
     c.diffusion.resolution = tiny.image_side;
     c
 }

@@ -41,6 +41,7 @@ pub fn assembly_options(config: &Config) -> AssemblyOptions {
         trials_per_session: config.data.trials_per_session,
         test_threshold: config.data.test_threshold,
         n_images: config.data.n_images,
+        train_trials: config.data.train_trials,
         ..AssemblyOptions::default()
     }
 }
@@ -80,8 +81,8 @@ pub fn cache_settings(config: &Config, subject: u8) -> String {
     let d = &config.data;
     format!(
         "subject = {}\nsessions = {}\ntrials_per_session = {}\ntest_threshold = {}\nn_images = {}\n\
-         fmri_divisor = {}\nzscore = \"train statistics\"\n",
-        subject, d.sessions, d.trials_per_session, d.test_threshold, d.n_images, d.fmri_divisor
+         fmri_divisor = {}\ntrain_trials = {:?}\nzscore = \"train statistics\"\n",
+        subject, d.sessions, d.trials_per_session, d.test_threshold, d.n_images, d.fmri_divisor, d.train_trials
     )
 }
 

@@ -120,6 +120,17 @@ impl GroupEncoder {
 /// ablation's: text weight 0 or 1, strength 1 without VDVAE).
 pub type RefinerFactory = dyn Fn(&DiffusionSection) -> Result<Box<dyn AnyGenerator>, WorkflowError>;
 
+/// An output folder `evaluate` scores: its label (`subj01`, `average`), the ground truths its rows
+/// follow, the fingerprint of its predictions' record, and the subject whose test order (and
+/// extracted features) its rows follow.
+struct EvaluatedOutput {
+    label: String,
+    out: OutputDir,
+    truth: PathBuf,
+    fingerprint: String,
+    order: u8,
+}
+
 /// A stage the session holds (a downstream one) or has just loaded from the models folder.
 enum StageRef<'a, T: ?Sized> {
     Held(&'a T),
@@ -550,7 +561,7 @@ impl Session {
     /// The output folders `evaluate` scores (each subject, and the average when there is one), with
     /// the ground truths their rows follow and the fingerprint of their predictions' record; their
     /// predicted ids are checked against the subject caches.
-    fn evaluated_outputs(&self) -> Result<Vec<(String, OutputDir, PathBuf, String)>, WorkflowError> {
+    fn evaluated_outputs(&self) -> Result<Vec<EvaluatedOutput>, WorkflowError> {
         let has_images = |out: &OutputDir| Variant::ALL.iter().any(|&v| out.reconstructions(v).is_dir());
         let mut outputs = Vec::new();
         for &s in &self.subjects {
@@ -561,14 +572,21 @@ impl Session {
             require_predicted(&dir, &self.config, self.regressor.as_ref(), &self.groups())?;
             load_subject_predicted_ids(&dir)?;
             let fingerprint = record_fingerprint(&predicted_folder(&dir.outputs), "the predicted features", "predict")?;
-            outputs.push((format!("subj{s:02}"), dir.outputs.clone(), dir.ground_truth(), fingerprint));
+            outputs.push(EvaluatedOutput {
+                label: format!("subj{s:02}"),
+                out: dir.outputs.clone(),
+                truth: dir.ground_truth(),
+                fingerprint,
+                order: s,
+            });
         }
         let average = self.run.average();
         if average.predicted_ids().exists() && has_images(&average) {
             // The average's rows follow its first subject's test order, and so do its ground truths.
             let (_, first) = super::average::load_average_ids(&self.run)?;
             let fingerprint = record_fingerprint(average.root(), "the subject average", "average")?;
-            outputs.push(("average".into(), average, self.run.subject(first).ground_truth(), fingerprint));
+            let truth = self.run.subject(first).ground_truth();
+            outputs.push(EvaluatedOutput { label: "average".into(), out: average, truth, fingerprint, order: first });
         }
         Ok(outputs)
     }
@@ -587,14 +605,19 @@ impl Session {
         let outputs = self.evaluated_outputs()?;
         // Images made with other settings than the configuration's, or from other predictions,
         // are refused before anything is scored.
-        for (_, out, _, fingerprint) in &outputs {
+        for o in &outputs {
             for variant in Variant::ALL {
-                let folder = out.reconstructions(variant);
+                let folder = o.out.reconstructions(variant);
                 if folder.is_dir() {
-                    check_image_settings(&folder, &image_settings(&self.config, variant, fingerprint))?;
+                    check_image_settings(&folder, &image_settings(&self.config, variant, &o.fingerprint))?;
                 }
             }
         }
+        // Retrieval compares the predictions with the extracted embeddings: one score per folder.
+        let retrieval = outputs
+            .iter()
+            .map(|o| super::evaluate::clip_vision_retrieval(&o.out, &self.run.subject(o.order), &self.config))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut reports = Vec::new();
         let bar = super::Progress::each(protocols.len() * outputs.len() * Variant::ALL.len(), "evaluate");
         for protocol in protocols {
@@ -610,12 +633,19 @@ impl Session {
             if let Some(clip) = &clip {
                 extractors = extractors.with(metrics::protocol::slots::CLIP, clip);
             }
-            for (label, out, truth, _) in &outputs {
+            for (o, retrieval) in outputs.iter().zip(&retrieval) {
                 for variant in Variant::ALL {
-                    if let Some(r) =
-                        super::evaluate::evaluate_variant(out, truth, variant, &run_as, &extractors, batch_size)?
-                    {
-                        reports.push((format!("{label} {protocol}"), variant, r));
+                    let scored = super::evaluate::evaluate_variant(
+                        &o.out,
+                        &o.truth,
+                        variant,
+                        &run_as,
+                        &extractors,
+                        batch_size,
+                        retrieval.as_ref(),
+                    )?;
+                    if let Some(r) = scored {
+                        reports.push((format!("{} {protocol}", o.label), variant, r));
                     }
                     bar.inc(1);
                 }

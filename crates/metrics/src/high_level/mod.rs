@@ -1,10 +1,12 @@
-//! Feature-space metrics: two-way identification and correlation distance.
+//! Feature-space metrics: two-way identification, correlation distance and retrieval.
 //!
 //! Both start from the cross-correlation matrix R[i, j] = Pearson(ground truth i, reconstruction j)
 //! over the flattened feature vectors, as `np.corrcoef(gt, rec)[:N, N:]` gives it (rows = ground
 //! truths, columns = reconstructions). It is computed in float64 by centring and L2-normalising every
 //! row and multiplying, in column blocks (libtorch's float64 matrix product) so that 184,512-dimensional AlexNet features of ~1000 images
 //! never need a float64 copy of the whole feature matrix.
+
+pub mod retrieval;
 
 use ndarray::{Array2, ArrayView2, Axis};
 use tch::{Device, Kind, Tensor};
@@ -35,13 +37,13 @@ fn check_features(what: &str, gt: &ArrayView2<f32>, rec: &ArrayView2<f32>) -> Re
     Ok(())
 }
 
-/// Row means and inverse centred norms in float64.
-fn row_stats(m: &ArrayView2<f32>) -> Vec<(f64, f64)> {
+/// Row means and inverse centred norms in float64 (`centre`), or zeros and inverse norms.
+fn row_stats(m: &ArrayView2<f32>, centre: bool) -> Vec<(f64, f64)> {
     m.rows()
         .into_iter()
         .map(|r| {
             let n = r.len() as f64;
-            let mean = r.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let mean = if centre { r.iter().map(|&v| f64::from(v)).sum::<f64>() / n } else { 0.0 };
             let ss: f64 = r.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum();
             (mean, 1.0 / ss.sqrt())
         })
@@ -50,6 +52,17 @@ fn row_stats(m: &ArrayView2<f32>) -> Vec<(f64, f64)> {
 
 /// R[i, j] = Pearson(gt row i, rec row j), in float64. A constant row gives NaN correlations, as numpy.
 pub fn cross_correlation(gt: ArrayView2<f32>, rec: ArrayView2<f32>) -> Result<Array2<f64>, MetricsError> {
+    similarity_matrix(gt, rec, true)
+}
+
+/// S[i, j] = cosine similarity of gt row i and rec row j, in float64 (the retrieval metrics'
+/// `batchwise_cosine_similarity` of L2-normalised rows). A zero row gives NaN similarities.
+pub fn cosine_similarity(gt: ArrayView2<f32>, rec: ArrayView2<f32>) -> Result<Array2<f64>, MetricsError> {
+    similarity_matrix(gt, rec, false)
+}
+
+/// The Pearson (`centre`) or cosine matrix of the rows of `gt` and `rec`, in float64 column blocks.
+fn similarity_matrix(gt: ArrayView2<f32>, rec: ArrayView2<f32>, centre: bool) -> Result<Array2<f64>, MetricsError> {
     check_features("features", &gt, &rec)?;
     let (n, d) = gt.dim();
     let to_tensor = |m: &ArrayView2<f32>| {
@@ -62,7 +75,7 @@ pub fn cross_correlation(gt: ArrayView2<f32>, rec: ArrayView2<f32>) -> Result<Ar
         (Tensor::from_slice(&means).view([n as i64, 1]), Tensor::from_slice(&invs).view([n as i64, 1]))
     };
     let (g, p) = (to_tensor(&gt), to_tensor(&rec));
-    let ((gm, gi), (pm, pi)) = (stats(row_stats(&gt)), stats(row_stats(&rec)));
+    let ((gm, gi), (pm, pi)) = (stats(row_stats(&gt, centre)), stats(row_stats(&rec, centre)));
     let r = tch::no_grad(|| -> Result<Tensor, MetricsError> {
         let mut r = Tensor::f_zeros([n as i64, n as i64], (Kind::Double, Device::Cpu))?;
         let mut start = 0;
@@ -76,8 +89,9 @@ pub fn cross_correlation(gt: ArrayView2<f32>, rec: ArrayView2<f32>) -> Result<Ar
         Ok(r)
     })?;
     let values = Vec::<f64>::try_from(r.flatten(0, -1))?;
+    let what = if centre { "correlation matrix" } else { "cosine similarity matrix" };
     Array2::from_shape_vec((n, n), values)
-        .map_err(|e| MetricsError::Invalid { what: "correlation matrix".into(), message: e.to_string() })
+        .map_err(|e| MetricsError::Invalid { what: what.into(), message: e.to_string() })
 }
 
 /// Two-way identification accuracy from a cross-correlation matrix (rows = ground truths,
@@ -111,7 +125,7 @@ pub fn two_way_identification(gt: ArrayView2<f32>, rec: ArrayView2<f32>) -> Resu
 /// Per-pair correlation distance 1 - Pearson(gt_i, rec_i) (`scipy.spatial.distance.correlation`).
 pub fn correlation_distances(gt: ArrayView2<f32>, rec: ArrayView2<f32>) -> Result<Vec<f64>, MetricsError> {
     check_features("features", &gt, &rec)?;
-    let (gs, rs) = (row_stats(&gt), row_stats(&rec));
+    let (gs, rs) = (row_stats(&gt, true), row_stats(&rec, true));
     Ok(gt
         .axis_iter(Axis(0))
         .zip(rec.axis_iter(Axis(0)))
