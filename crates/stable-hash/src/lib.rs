@@ -64,7 +64,7 @@ mod tests {
         // Seeded with 1234567 (the reference program's example seed): outputs 0 and 1.
         assert_eq!(splitmix64(1_234_567, 0), 6_457_827_717_110_365_317);
         assert_eq!(splitmix64(1_234_567, 1), 3_203_168_211_198_807_973);
-        // 0xE220A8397B1DCDAF >> 11 = 7_953_709_178_813_625, over 2^53, times 2, less 1.
-        assert_eq!(symmetric_uniform(0, 0), 7_953_709_178_813_625.0 / 4_503_599_627_370_496.0 - 1.0);
+        // 0xE220A8397B1DCDAF >> 11 = 7_956_156_453_446_585, over 2^53, times 2 (over 2^52), less 1.
+        assert_eq!(symmetric_uniform(0, 0), 7_956_156_453_446_585.0 / 4_503_599_627_370_496.0 - 1.0);
     }
 }

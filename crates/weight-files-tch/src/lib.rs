@@ -48,8 +48,14 @@ pub fn to_tensor(raw: &RawTensor) -> Result<Tensor, tch::TchError> {
 /// `torch.save` (libtorch's reader), legacy `torch.save` pickle ([`weight_files::legacy`]) or
 /// safetensors. Names are as saved (see [`weight_files::strip_module_prefix`]).
 pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, WeightFileError> {
+    read_state_dict_as(path, detect_format(path)?)
+}
+
+/// Every tensor of a state dict file read as `format` (for a caller that trusts a file name, so
+/// that a damaged `*.safetensors` is reported as a damaged safetensors file).
+pub fn read_state_dict_as(path: &Path, format: WeightFormat) -> Result<Vec<(String, Tensor)>, WeightFileError> {
     let torch = |e: tch::TchError| WeightFileError::Format { path: path.to_path_buf(), message: tch_message(e) };
-    match detect_format(path)? {
+    match format {
         WeightFormat::TorchZip => Tensor::loadz_multi_with_device(path, Device::Cpu).map_err(torch),
         WeightFormat::Safetensors => Tensor::read_safetensors(path).map_err(torch),
         WeightFormat::LegacyPickle => read_legacy(path)?
@@ -69,7 +75,27 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, WeightFileE
 /// names the file once).
 fn tch_message(e: tch::TchError) -> String {
     match e {
-        tch::TchError::SafeTensorError { err, .. } => format!("not a valid safetensors file: {err}"),
+        tch::TchError::SafeTensorError { err, .. } => format!("not a readable safetensors file: {err}"),
         other => format!("not a readable torch.save file: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_raw_tensors_keep_dtype_shape_and_values() {
+        for d in Dtype::ALL {
+            assert_eq!(dtype_of(kind(d)), Some(d), "{d}");
+            assert_eq!(dtype_name(kind(d)), d.name());
+        }
+        assert_eq!(dtype_name(Kind::ComplexFloat), "ComplexFloat");
+        // 1.0 and -2.0 in IEEE half precision, little-endian.
+        let raw = RawTensor { dtype: Dtype::F16, shape: vec![2, 1], data: vec![0x00, 0x3c, 0x00, 0xc0] };
+        let t = to_tensor(&raw).unwrap();
+        assert_eq!((t.kind(), t.size()), (Kind::Half, vec![2, 1]));
+        let values = Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).unwrap();
+        assert_eq!(values, vec![1.0, -2.0]);
     }
 }

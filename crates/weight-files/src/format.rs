@@ -18,11 +18,7 @@ pub enum WeightFormat {
 /// or 3 a 10-byte LONG1 (the magic number, which [`crate::legacy`] checks), for protocol 4 or 5 a
 /// FRAME around it.
 fn is_torch_pickle(head: &[u8]) -> bool {
-    match head {
-        [0x80, 2 | 3, 0x8a, 0x0a, ..] => true,
-        [0x80, 4 | 5, 0x95, ..] => true,
-        _ => false,
-    }
+    matches!(head, [0x80, 2 | 3, 0x8a, 0x0a, ..] | [0x80, 4 | 5, 0x95, ..])
 }
 
 /// Recognises the format of `path` from its first bytes, so that a `.th`, `.pth`, `.bin` or

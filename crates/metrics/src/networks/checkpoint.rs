@@ -18,9 +18,17 @@ use crate::MetricsError;
 pub use weight_files::FLOAT_DTYPES;
 pub use weight_files_tch::dtype_name;
 
-/// Reads every tensor of a checkpoint file, with `module.` prefixes stripped from the names.
+/// Reads every tensor of a checkpoint file, with `module.` prefixes stripped from the names. A
+/// `*.safetensors` file is read as safetensors (a damaged one is reported as such); any other name
+/// by what its first bytes show.
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, MetricsError> {
-    let entries = weight_files_tch::read_state_dict(path)?;
+    let format = if path.extension().is_some_and(|e| e == "safetensors") {
+        std::fs::File::open(path).map_err(|error| MetricsError::Io { path: path.to_owned(), error })?;
+        weight_files::WeightFormat::Safetensors
+    } else {
+        weight_files::detect_format(path)?
+    };
+    let entries = weight_files_tch::read_state_dict_as(path, format)?;
     Ok(entries.into_iter().map(|(name, tensor)| (weight_files::strip_module_prefix(name), tensor)).collect())
 }
 
