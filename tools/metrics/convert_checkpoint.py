@@ -1,6 +1,10 @@
 """Converts a PyTorch checkpoint (any torch.save format, including the legacy pre-1.6 pickles of
 older torchvision and SwAV downloads) to a flat safetensors file that the Rust crate `metrics` loads.
 
+Optional: the Rust crates read every torch.save format themselves (legacy pickles through the
+`weight-files` crate). A safetensors copy is checked from its header alone, without reading the
+weights, and is what the `tiny_legacy_converted.safetensors` test fixture is made with.
+
     python tools/metrics/convert_checkpoint.py alexnet-owt-7be5be79.pth alexnet.safetensors
     python tools/metrics/convert_checkpoint.py swav_800ep_pretrain.pth.tar swav.safetensors
 

@@ -33,16 +33,9 @@ pub fn item_seed(run_seed: u64, index: usize) -> u64 {
     splitmix64_mix(run_seed ^ (index as u64).wrapping_mul(SPLITMIX64_GAMMA))
 }
 
-/// SplitMix64's increment (the golden ratio in 64 bits).
-pub const SPLITMIX64_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-/// SplitMix64's output function (Steele, Lea & Flood 2014; Vigna's `splitmix64.c`): a bijection of
-/// 64-bit words that scatters neighbouring inputs. The crate's seeded draws all go through it.
-pub fn splitmix64_mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// SplitMix64's increment and output function (the `stable-hash` crate's): the crate's seeded
+/// draws all go through it.
+pub use stable_hash::{SPLITMIX64_GAMMA, splitmix64_mix};
 
 /// The seed of target group `group` for a stage seeded with `seed`: SplitMix64's output function
 /// applied after each byte of the group's name is folded in (`z = mix(z ^ byte)`, from `z = seed`),

@@ -33,9 +33,23 @@ pub enum ClipError {
     /// The tokenizer could not be built or failed on an input.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A weight file could not be read (unknown format, damaged legacy pickle, bad header).
+    #[error(transparent)]
+    WeightFile(weight_files::WeightFileError),
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+}
+
+impl From<weight_files::WeightFileError> for ClipError {
+    /// Keeps an unreadable file an [`ClipError::Io`]; every other reading error stays the leaf's,
+    /// whose message names the file and the key at fault.
+    fn from(e: weight_files::WeightFileError) -> Self {
+        match e {
+            weight_files::WeightFileError::Io { path, error } => ClipError::Io { path, error },
+            other => ClipError::WeightFile(other),
+        }
+    }
 }
 
 /// The non-empty groups of a [`ClipError::Checkpoint`], e.g. `missing [..]; not floating point: ..`.

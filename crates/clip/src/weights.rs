@@ -1,16 +1,17 @@
 //! Reading Hugging Face checkpoints (`model.safetensors`, `pytorch_model.bin`) into a [`VarStore`],
 //! reporting missing, unexpected and mis-shaped keys by name before any data is copied.
 //!
-//! `.safetensors` files are read one tensor at a time from the file (header parsed with the
-//! `safetensors` crate), so the peak host memory is the model plus its largest tensor, not twice
-//! the model as with `Tensor::read_safetensors`. `.bin` files go through `Tensor::loadz_multi`
-//! (libtorch's own zip reader), which holds the whole state dict once.
+//! `.safetensors` files are read one tensor at a time from the file (header read by the
+//! `weight-files` leaf crate), so the peak host memory is the model plus its largest tensor, not
+//! twice the model as with `Tensor::read_safetensors`. `.bin` files (zip or legacy `torch.save`)
+//! go through `weight_files_tch::read_state_dict`, which holds the whole state dict once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use tch::{Kind, Tensor, nn::VarStore};
+use tch::{Tensor, nn::VarStore};
+use weight_files::Dtype;
 
 use crate::ClipError;
 
@@ -27,7 +28,7 @@ pub fn find_checkpoint(dir: &Path) -> Result<PathBuf, ClipError> {
 
 /// Where a tensor's data is: in a safetensors file at a byte range, or already in memory.
 enum Source {
-    File { dtype: safetensors::Dtype, start: u64, len: usize },
+    File { dtype: Dtype, start: u64, len: usize },
     Loaded(Tensor),
 }
 
@@ -48,43 +49,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClipError + '_ {
     move |error| ClipError::Io { path: path.to_path_buf(), error }
 }
 
-/// The dtypes a parameter may be stored in (safetensors names); loading casts them to the model's
-/// kind. Integer and bool tensors are refused: their bytes would become meaningless weights.
-pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
-
-/// The safetensors name of a tensor kind (`F32`, `I64`, `BOOL`, ...).
-fn dtype_name(kind: Kind) -> String {
-    match kind {
-        Kind::Float => "F32".into(),
-        Kind::Half => "F16".into(),
-        Kind::BFloat16 => "BF16".into(),
-        Kind::Double => "F64".into(),
-        Kind::Int => "I32".into(),
-        Kind::Int64 => "I64".into(),
-        Kind::Int16 => "I16".into(),
-        Kind::Int8 => "I8".into(),
-        Kind::Uint8 => "U8".into(),
-        Kind::Bool => "BOOL".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn kind_of(dtype: safetensors::Dtype) -> Option<Kind> {
-    use safetensors::Dtype as D;
-    Some(match dtype {
-        D::F32 => Kind::Float,
-        D::F16 => Kind::Half,
-        D::BF16 => Kind::BFloat16,
-        D::F64 => Kind::Double,
-        D::I64 => Kind::Int64,
-        D::I32 => Kind::Int,
-        D::I16 => Kind::Int16,
-        D::I8 => Kind::Int8,
-        D::U8 => Kind::Uint8,
-        D::BOOL => Kind::Bool,
-        _ => return None,
-    })
-}
+pub use weight_files::FLOAT_DTYPES;
 
 impl Checkpoint {
     /// Opens a checkpoint by extension: `.safetensors` (header only, data read later) or a
@@ -95,14 +60,11 @@ impl Checkpoint {
         let entries = if is_safetensors {
             Self::safetensors_entries(path)?
         } else {
-            let tensors = Tensor::loadz_multi(path).map_err(|e| ClipError::Invalid {
-                what: path.display().to_string(),
-                message: format!("cannot read as a torch.save zip state dict: {e}"),
-            })?;
+            let tensors = weight_files_tch::read_state_dict(path)?;
             tensors
                 .into_iter()
                 .map(|(name, t)| {
-                    let (shape, dtype) = (t.size(), dtype_name(t.kind()));
+                    let (shape, dtype) = (t.size(), weight_files_tch::dtype_name(t.kind()));
                     (name, Entry { shape, dtype, source: Source::Loaded(t) })
                 })
                 .collect()
@@ -111,40 +73,14 @@ impl Checkpoint {
     }
 
     fn safetensors_entries(path: &Path) -> Result<HashMap<String, Entry>, ClipError> {
-        let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-        let file_len = file.metadata().map_err(io_err(path))?.len();
-        let bad = |message: String| ClipError::Invalid { what: path.display().to_string(), message };
-        let mut len_bytes = [0u8; 8];
-        file.read_exact(&mut len_bytes).map_err(io_err(path))?;
-        let header_len = u64::from_le_bytes(len_bytes);
-        // Length first: a garbage length near u64::MAX must not overflow the sum.
-        if header_len > 100_000_000 || header_len + 8 > file_len {
-            return Err(bad(format!(
-                "safetensors header length {header_len} does not fit the file ({file_len} bytes)"
-            )));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact(&mut header).map_err(io_err(path))?;
-        let metadata: safetensors::tensor::Metadata =
-            serde_json::from_slice(&header).map_err(|e| bad(format!("invalid safetensors header: {e}")))?;
-        let data_start = 8 + header_len;
-        let mut entries = HashMap::new();
-        for (name, info) in metadata.tensors() {
-            let (begin, end) = info.data_offsets;
-            if (end as u64).checked_add(data_start).is_none_or(|stop| stop > file_len) || begin > end {
-                return Err(bad(format!("tensor {name}: data range {begin}..{end} lies outside the file")));
-            }
+        let header = weight_files::read_safetensors_header(path)?;
+        let entries = header.tensors.into_iter().map(|(name, info)| {
             let shape = info.shape.iter().map(|&d| d as i64).collect();
-            entries.insert(
-                name,
-                Entry {
-                    shape,
-                    dtype: format!("{:?}", info.dtype),
-                    source: Source::File { dtype: info.dtype, start: data_start + begin as u64, len: end - begin },
-                },
-            );
-        }
-        Ok(entries)
+            let (start, len) = (info.bytes.start, (info.bytes.end - info.bytes.start) as usize);
+            let source = Source::File { dtype: info.dtype, start, len };
+            (name, Entry { shape, dtype: info.dtype.name().to_owned(), source })
+        });
+        Ok(entries.collect())
     }
 
     /// The path the checkpoint was read from.
@@ -162,10 +98,7 @@ impl Checkpoint {
         match &entry.source {
             Source::Loaded(t) => Ok(t.shallow_clone()),
             Source::File { dtype, start, len } => {
-                let kind = kind_of(*dtype).ok_or_else(|| ClipError::Invalid {
-                    what: format!("{}: tensor {name}", self.path.display()),
-                    message: format!("unsupported dtype {dtype:?}"),
-                })?;
+                let kind = weight_files_tch::kind(*dtype);
                 let f = match file {
                     Some(f) => f,
                     None => file.insert(std::fs::File::open(&self.path).map_err(io_err(&self.path))?),

@@ -16,6 +16,9 @@ pub enum MetricsError {
     /// A configuration value or an input shape is not what the metric accepts.
     #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },
+    /// A weight file could not be read (unknown format, damaged legacy pickle, bad header).
+    #[error(transparent)]
+    WeightFile(weight_files::WeightFileError),
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
@@ -24,5 +27,16 @@ pub enum MetricsError {
 impl From<pil_resample::ResampleError> for MetricsError {
     fn from(error: pil_resample::ResampleError) -> Self {
         MetricsError::Invalid { what: "resize".into(), message: error.to_string() }
+    }
+}
+
+impl From<weight_files::WeightFileError> for MetricsError {
+    /// Keeps an unreadable file an [`MetricsError::Io`]; every other reading error stays the
+    /// leaf's, whose message names the file and the key at fault.
+    fn from(e: weight_files::WeightFileError) -> Self {
+        match e {
+            weight_files::WeightFileError::Io { path, error } => MetricsError::Io { path, error },
+            other => MetricsError::WeightFile(other),
+        }
     }
 }

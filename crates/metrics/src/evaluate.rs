@@ -2,7 +2,6 @@
 //! (JSON, CSV, printed summary).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
@@ -403,18 +402,15 @@ pub fn evaluate_folders(
     evaluate(&pairs.ground_truths, &pairs.reconstructions, &pairs.names, protocol, extractors, batch_size)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename (the
+/// `atomic-file` leaf crate's writer; partial files are named `.metrics-partial-...`).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MetricsError> {
-    let io = |source| MetricsError::Io { path: path.to_owned(), error: source };
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    const PARTIALS: atomic_file::Partials = atomic_file::Partials::new("metrics");
+    PARTIALS.write_bytes(path, bytes).map_err(|e| match e {
+        atomic_file::AtomicError::Folder { path, source, .. } | atomic_file::AtomicError::Io { path, source } => {
+            MetricsError::Io { path, error: source }
+        }
+    })
 }
 
 impl EvaluationReport {

@@ -24,22 +24,7 @@ fn tiny_net(vs: &nn::VarStore) -> impl ModuleT {
 /// Copies a safetensors file with the header's `dtype` of the tensors `relabel` names replaced
 /// (same data bytes).
 fn relabel_safetensors(src: &Path, dst: &Path, relabel: impl Fn(&str) -> Option<&'static str>) {
-    let bytes = std::fs::read(src).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    for (name, info) in header.as_object_mut().unwrap() {
-        if let Some(dtype) = relabel(name) {
-            info["dtype"] = dtype.into();
-        }
-    }
-    let mut text = serde_json::to_vec(&header).unwrap();
-    while text.len() % 8 != 0 {
-        text.push(b' ');
-    }
-    let mut out = (text.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&text);
-    out.extend_from_slice(&bytes[8 + n..]);
-    std::fs::write(dst, out).unwrap();
+    weight_files::relabel_dtypes(src, dst, relabel).unwrap();
 }
 
 fn load(path: &Path) -> Result<Vec<String>, MetricsError> {

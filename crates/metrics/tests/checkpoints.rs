@@ -50,9 +50,26 @@ fn legacy_pickle_converted_by_the_tool_loads() {
 }
 
 #[test]
-fn legacy_pickle_is_refused_with_the_converter_named() {
-    let msg = read_state_dict(&fixture("tiny_legacy.pth")).unwrap_err().to_string();
-    assert!(msg.contains("convert_checkpoint.py") && msg.contains("tiny_legacy.pth"), "{msg}");
+fn legacy_pickle_loads_as_it_is() {
+    // The legacy (pre-1.6) format of older torchvision downloads, read in Rust: no conversion.
+    load_and_run("tiny_legacy.pth").unwrap();
+}
+
+#[test]
+fn legacy_pickle_holds_the_same_values_as_the_zip_file() {
+    let legacy = read_state_dict(&fixture("tiny_legacy.pth")).unwrap();
+    let zip = read_state_dict(&fixture("tiny_zip.pth")).unwrap();
+    let mut names: Vec<&String> = legacy.keys().collect();
+    names.sort();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(names.iter().all(|k| !k.starts_with("module.")), "{names:?}");
+    for name in names {
+        let (a, b) = (&legacy[name], &zip[name]);
+        // Exact: the same values saved twice by torch, including the int64 `num_batches_tracked`.
+        assert_eq!((a.kind(), a.size()), (b.kind(), b.size()), "{name}");
+        assert!(a.equal(b), "{name}");
+    }
+    assert_eq!(legacy["bn.num_batches_tracked"].int64_value(&[]), 7);
 }
 
 #[test]

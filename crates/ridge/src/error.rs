@@ -37,3 +37,13 @@ impl RidgeError {
         RidgeError::File { path: path.into(), message: message.to_string() }
     }
 }
+
+impl From<weight_files::WeightFileError> for RidgeError {
+    /// A weight-file reading error as a [`RidgeError::File`] of the same file and message.
+    fn from(e: weight_files::WeightFileError) -> Self {
+        match e {
+            weight_files::WeightFileError::Io { path, error } => RidgeError::File { path, message: error.to_string() },
+            weight_files::WeightFileError::Format { path, message } => RidgeError::File { path, message },
+        }
+    }
+}

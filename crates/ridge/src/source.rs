@@ -293,31 +293,14 @@ impl SafetensorsTargets {
     /// Opens tensor `name` of `path`, reading only the header.
     pub fn open(path: impl AsRef<Path>, name: &str) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut file = File::open(&path).map_err(|e| RidgeError::file(&path, e))?;
-        let mut len = [0u8; 8];
-        file.read_exact(&mut len).map_err(|e| RidgeError::file(&path, format!("no safetensors header: {e}")))?;
-        let header_len = u64::from_le_bytes(len);
-        if header_len > 100_000_000 {
-            return Err(RidgeError::file(&path, "safetensors header larger than 100 MB"));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact(&mut header)
-            .map_err(|e| RidgeError::file(&path, format!("truncated safetensors header: {e}")))?;
-        let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
-            .map_err(|e| RidgeError::file(&path, format!("bad safetensors header: {e}")))?;
-        let info = metadata.info(name).ok_or_else(|| {
-            let mut names: Vec<String> = metadata.tensors().keys().cloned().collect();
-            names.sort();
-            RidgeError::file(&path, format!("no tensor {name:?} (it holds {names:?})"))
-        })?;
+        let file = File::open(&path).map_err(|e| RidgeError::file(&path, e))?;
+        let header = weight_files::read_safetensors_header(&path)?;
+        let info = header.tensor(name)?;
         let element = match info.dtype {
-            safetensors::Dtype::F32 => Element::F32,
-            safetensors::Dtype::F64 => Element::F64,
+            weight_files::Dtype::F32 => Element::F32,
+            weight_files::Dtype::F64 => Element::F64,
             other => {
-                return Err(RidgeError::file(
-                    &path,
-                    format!("tensor {name:?} has dtype {other:?}: expected F32 or F64"),
-                ));
+                return Err(RidgeError::file(&path, format!("tensor {name:?} has dtype {other}: expected F32 or F64")));
             }
         };
         if info.shape.is_empty() {
@@ -325,8 +308,8 @@ impl SafetensorsTargets {
         }
         let rows = info.shape[0];
         let cols = info.shape[1..].iter().product::<usize>();
-        let data_start = 8 + header_len + info.data_offsets.0 as u64;
-        check_file_size(&path, &file, data_start + (rows * cols * element.size()) as u64)?;
+        // The header reader checked that the data lie inside the file and hold the shape.
+        let data_start = info.bytes.start;
         Ok(SafetensorsTargets(FileMatrix {
             path,
             file,

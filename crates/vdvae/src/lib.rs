@@ -8,7 +8,7 @@
 //!
 //! - [`VdvaeConfig`]: hyper-parameters, the `imagenet64` preset and the block-string grammar.
 //! - [`Vdvae`]: the network (tch `VarStore` named like the official state dict), loading of
-//!   zip `torch.save` and safetensors checkpoints with every key and shape checked, and the
+//!   `torch.save` (zip or legacy pickle) and safetensors checkpoints with every key and shape checked, and the
 //!   tensor-level passes (encoder, posterior pass, generative pass, output distribution);
 //!   device, precision (`set_precision`) and memory layout (`set_channels_last`) are the caller's.
 //! - [`Vdvae::encode`] / [`Vdvae::decode`]: plain-data entry points (RGB images of any size in,

@@ -1,5 +1,5 @@
-//! Loading state dicts: zip `torch.save` (written by torch itself, `module.` prefix) and
-//! safetensors, with every key and shape checked.
+//! Loading state dicts: zip and legacy `torch.save` (written by torch itself, `module.` prefix)
+//! and safetensors, with every key and shape checked.
 
 mod common;
 
@@ -23,6 +23,23 @@ fn torch_save_and_safetensors_load_the_same_values() {
         // Exact: both files store the same f32 values and loading copies them.
         assert!(t.equal(&vb[name]), "{name}");
         // Random weights were really loaded (none of them is zero in the fixture).
+        assert!(t.abs().min().double_value(&[]) > 0.0, "{name} kept its zero init");
+    }
+}
+
+#[test]
+fn a_legacy_torch_save_file_loads_the_same_values_as_the_zip_one() {
+    // tiny-weights-module.th re-saved by torch with `_use_new_zipfile_serialization=False`
+    // (tools/weight-files/make_fixtures.py): the format of the official VDVAE checkpoints.
+    let config = tiny_config();
+    let legacy = fixture("tiny-weights-module-legacy.th");
+    assert_eq!(vdvae::checkpoint::detect_format(&legacy).unwrap(), vdvae::checkpoint::CheckpointFormat::LegacyPickle);
+    let a = Vdvae::load(&fixture(TINY_WEIGHTS_TH), &config, Device::Cpu).unwrap();
+    let b = Vdvae::load(&legacy, &config, Device::Cpu).unwrap();
+    let (va, vb) = (a.var_store().variables(), b.var_store().variables());
+    assert_eq!((va.len(), vb.len()), (358, 358));
+    for (name, t) in &va {
+        assert!(t.equal(&vb[name]), "{name}");
         assert!(t.abs().min().double_value(&[]) > 0.0, "{name} kept its zero init");
     }
 }

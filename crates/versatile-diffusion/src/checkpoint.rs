@@ -37,8 +37,8 @@ pub struct VdWeights {
     pub origin: String,
 }
 
-/// Reads a PyTorch state dict: zip-format `torch.save` files (`.bin`, `.pt`, `.pth`) or
-/// `.safetensors`.
+/// Reads a PyTorch state dict: `torch.save` files (`.bin`, `.pt`, `.pth`; zip or legacy pickle,
+/// read by the `weight-files` leaf crate) or `.safetensors`.
 pub fn load_state_dict(path: &Path) -> Result<StateDict, DiffusionError> {
     if !path.is_file() {
         return Err(DiffusionError::Io {
@@ -46,10 +46,9 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, DiffusionError> {
             error: std::io::Error::new(std::io::ErrorKind::NotFound, "no such weight file"),
         });
     }
-    let format_error = |e: tch::TchError| DiffusionError::Format { path: path.to_path_buf(), message: e.to_string() };
     let tensors = match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => read_safetensors(path)?.0,
-        _ => Tensor::loadz_multi(path).map_err(format_error)?,
+        _ => weight_files_tch::read_state_dict(path)?,
     };
     Ok(tensors.into_iter().collect())
 }
@@ -330,24 +329,14 @@ fn read_safetensors(path: &Path) -> Result<(NamedTensors, HashMap<String, String
     for (name, view) in st.tensors() {
         // Integer and bool tensors are read as such: the model builders refuse them by name where
         // a parameter is expected (`WeightSource`), with every other problem of the file.
-        let kind = match view.dtype() {
-            Dtype::F32 => Kind::Float,
-            Dtype::F16 => Kind::Half,
-            Dtype::BF16 => Kind::BFloat16,
-            Dtype::F64 => Kind::Double,
-            Dtype::I64 => Kind::Int64,
-            Dtype::I32 => Kind::Int,
-            Dtype::I16 => Kind::Int16,
-            Dtype::I8 => Kind::Int8,
-            Dtype::U8 => Kind::Uint8,
-            Dtype::BOOL => Kind::Bool,
-            other => {
-                return Err(bad(format!(
-                    "tensor `{name}` has dtype {other:?}, which this reader does not support; expected one of {}",
-                    FLOAT_DTYPES.join(", ")
-                )));
-            }
+        let Some(dtype) = weight_files::Dtype::from_safetensors(view.dtype()) else {
+            return Err(bad(format!(
+                "tensor `{name}` has dtype {:?}, which this reader does not support; expected one of {}",
+                view.dtype(),
+                FLOAT_DTYPES.join(", ")
+            )));
         };
+        let kind = weight_files_tch::kind(dtype);
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         out.push((name, Tensor::f_from_data_size(view.data(), &shape, kind)?));
     }

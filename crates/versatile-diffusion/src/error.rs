@@ -16,6 +16,10 @@ pub enum DiffusionError {
     /// A weight or config file could not be parsed.
     #[error("cannot read {path}: {message}")]
     Format { path: std::path::PathBuf, message: String },
+    /// A weight file could not be read (unknown format, damaged legacy pickle, bad header); the
+    /// message names the file.
+    #[error(transparent)]
+    WeightFile(#[from] weight_files::WeightFileError),
     /// libtorch reported an error.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
@@ -35,27 +39,8 @@ pub enum KeyProblem {
     Dtype { name: String, found: String },
 }
 
-/// The dtypes a parameter may be stored in (safetensors names); loading casts them to the model's
-/// kind. Integer and bool tensors are refused.
-pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
-
-/// The safetensors name of a tensor kind (`F32`, `I64`, `BOOL`, ...).
-pub fn dtype_name(kind: tch::Kind) -> String {
-    use tch::Kind;
-    match kind {
-        Kind::Float => "F32".into(),
-        Kind::Half => "F16".into(),
-        Kind::BFloat16 => "BF16".into(),
-        Kind::Double => "F64".into(),
-        Kind::Int => "I32".into(),
-        Kind::Int64 => "I64".into(),
-        Kind::Int16 => "I16".into(),
-        Kind::Int8 => "I8".into(),
-        Kind::Uint8 => "U8".into(),
-        Kind::Bool => "BOOL".into(),
-        other => format!("{other:?}"),
-    }
-}
+pub use weight_files::FLOAT_DTYPES;
+pub use weight_files_tch::dtype_name;
 
 impl std::fmt::Display for KeyProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

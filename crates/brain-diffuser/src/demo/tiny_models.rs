@@ -149,17 +149,11 @@ fn tiny_vd_configs() -> (serde_json::Value, serde_json::Value, serde_json::Value
     (image, text, vae, scheduler)
 }
 
-fn splitmix64(seed: u64, index: u64) -> u64 {
-    use crate::seeds::{SPLITMIX64_GAMMA, splitmix64_mix};
-    splitmix64_mix(seed.wrapping_add(index.wrapping_add(1).wrapping_mul(SPLITMIX64_GAMMA)))
-}
-
 /// `count` values uniform in [-1, 1), a pure function of `seed` and `name` (the same on any machine,
 /// whatever else draws random numbers).
 fn seeded_uniform(seed: u64, name: &str, count: usize) -> Vec<f64> {
-    let stream =
-        name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    (0..count as u64).map(|i| (splitmix64(stream, i) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0).collect()
+    let stream = stable_hash::fnv1a64_continue(seed ^ stable_hash::FNV_OFFSET, name.as_bytes());
+    (0..count as u64).map(|i| stable_hash::symmetric_uniform(stream, i)).collect()
 }
 
 /// A seeded random Versatile Diffusion parameter: norm weights near 1, other 1-D tensors near 0,
@@ -217,11 +211,20 @@ fn vdvae_reference_bound(config: &VdvaeConfig) -> Result<impl Fn(&str, &[i64]) -
     })
 }
 
-pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), ModelError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+/// The tiny models' partial-file naming (`.brain-diffuser-partial-...`): every file is written
+/// atomically, so an interrupted demo never leaves a half-written model that checks as present.
+const PARTIALS: atomic_file::Partials = atomic_file::Partials::new("brain-diffuser");
+
+fn atomic_error(e: atomic_file::AtomicError) -> ModelError {
+    match e {
+        atomic_file::AtomicError::Folder { path, source, .. } | atomic_file::AtomicError::Io { path, source } => {
+            io_error(&path)(source)
+        }
     }
-    std::fs::write(path, text).map_err(io_error(path))
+}
+
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), ModelError> {
+    PARTIALS.write_bytes(path, text.as_bytes()).map_err(atomic_error)
 }
 
 pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
@@ -231,10 +234,13 @@ pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), M
 }
 
 pub(crate) fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), ModelError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    // tch writes to a path: a temporary one beside `path`, renamed into place once complete.
+    let tmp = PARTIALS.temp_path_for(path).map_err(atomic_error)?;
+    if let Err(error) = Tensor::write_safetensors(tensors, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ModelError::Torch { path: path.to_path_buf(), error });
     }
-    Tensor::write_safetensors(tensors, path).map_err(|error| ModelError::Torch { path: path.to_path_buf(), error })
+    std::fs::rename(&tmp, path).map_err(io_error(path))
 }
 
 fn write_var_store(path: &Path, vs: &tch::nn::VarStore) -> Result<(), ModelError> {

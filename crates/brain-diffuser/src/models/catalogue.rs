@@ -15,7 +15,8 @@ pub struct MetricNetworkFile {
     pub slot: &'static str,
     /// The network.
     pub network: TorchvisionNetwork,
-    /// File name inside `metrics/` (safetensors, converted from the download).
+    /// File name inside `metrics/` of a converted copy (safetensors). The download itself, under
+    /// its own name ([`MetricNetworkFile::download_name`]), is read as it is.
     pub file: &'static str,
     /// The weights it must hold, as the protocols name them (e.g. `IMAGENET1K_V1`).
     pub weights: &'static str,
@@ -23,6 +24,14 @@ pub struct MetricNetworkFile {
     pub url: &'static str,
     /// Size of the download as torchvision lists it, when known.
     pub size: Option<&'static str>,
+}
+
+impl MetricNetworkFile {
+    /// The download's file name (the URL's last segment), under which `metrics/` may hold it as
+    /// downloaded: any `torch.save` format, legacy pickles included.
+    pub fn download_name(&self) -> &'static str {
+        self.url.rsplit('/').next().unwrap_or(self.url)
+    }
 }
 
 /// The metric networks the models folder can hold. Both EfficientNet-B1 weight sets are listed:

@@ -27,7 +27,7 @@ impl ModelsDir {
     /// Checks every expected model (see [`ModelsReport`]). A model is valid when its files are
     /// present and every tensor the loader needs is there with the full-size model's shape (names
     /// and shapes come from the crates' configuration-only listings; torchvision networks are built
-    /// one at a time). safetensors files are checked from their header; zip `torch.save` files
+    /// one at a time). safetensors files are checked from their header; `torch.save` files (zip or legacy pickle)
     /// (`.th`, `.bin`) are read whole, one at a time (VD's `text_unet` `.bin` needs about 7 GB of
     /// host memory). In a folder written by [`write_tiny_models`](super::write_tiny_models), models are
     /// compared with their own (tiny) configurations and reported as tiny random stand-ins.
@@ -125,14 +125,10 @@ impl ModelsDir {
                 true,
                 vec![Download {
                     url: file.url.into(),
-                    to: PathBuf::from(METRICS_FOLDER).join(file.file),
+                    to: PathBuf::from(METRICS_FOLDER).join(file.download_name()),
                     size: file.size,
                 }],
-                Some(format!(
-                    "convert the download once: python tools/metrics/convert_checkpoint.py {} {METRICS_FOLDER}/{}",
-                    file.url.rsplit('/').next().unwrap_or(file.url),
-                    file.file
-                )),
+                None,
             );
         }
         ModelsReport { root: self.root.clone(), tiny, entries }
@@ -336,7 +332,7 @@ impl ModelsDir {
     }
 
     fn check_metric_network(&self, file: &MetricNetworkFile) -> Outcome {
-        let path = self.root.join(METRICS_FOLDER).join(file.file);
+        let path = self.metric_network_path(file);
         if !path.is_file() {
             return Outcome::Missing(path);
         }
@@ -852,25 +848,10 @@ mod tests {
         assert!(!report.reconstruction_ready());
     }
 
-    /// Copies a safetensors file in place with the header's `dtype` of the tensors `relabel`
+    /// Rewrites a safetensors file in place with the header's `dtype` of the tensors `relabel`
     /// names replaced (same data bytes), as a hand-edited or mis-exported header would be.
     fn relabel_safetensors(path: &Path, relabel: impl Fn(&str) -> Option<&'static str>) {
-        let bytes = std::fs::read(path).unwrap();
-        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-        for (name, info) in header.as_object_mut().unwrap() {
-            if let Some(dtype) = relabel(name) {
-                info["dtype"] = dtype.into();
-            }
-        }
-        let mut text = serde_json::to_vec(&header).unwrap();
-        while text.len() % 8 != 0 {
-            text.push(b' ');
-        }
-        let mut out = (text.len() as u64).to_le_bytes().to_vec();
-        out.extend_from_slice(&text);
-        out.extend_from_slice(&bytes[8 + n..]);
-        std::fs::write(path, out).unwrap();
+        weight_files::relabel_dtypes(path, path, relabel).unwrap();
     }
 
     #[test]
@@ -929,6 +910,26 @@ mod tests {
             assert_eq!(dir.check().get("VDVAE").unwrap().status, ModelStatus::TinyRandom, "{kind:?}");
             assert_eq!(dir.load_vdvae(Device::Cpu).unwrap().kind(), Kind::Float);
         }
+    }
+
+    #[test]
+    fn a_legacy_torch_save_vdvae_checks_like_its_zip_twin() {
+        // The same tiny VDVAE state dict saved by torch as a zip file and as a legacy pickle
+        // (tools/weight-files/make_fixtures.py), each as the official checkpoint's name: both are
+        // read (no conversion step) and give the very same report against ImageNet-64's shapes.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vdvae/tests/fixtures");
+        let reason = |file: &str| {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join(VDVAE_CHECKPOINT);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::copy(fixtures.join(file), &path).unwrap();
+            let report = ModelsDir::new(tmp.path()).check();
+            let ModelStatus::Invalid(reason) = &report.get("VDVAE").unwrap().status else { panic!("{report}") };
+            reason.clone()
+        };
+        let (zip, legacy) = (reason("tiny-weights-module.th"), reason("tiny-weights-module-legacy.th"));
+        assert!(zip.contains("mis-shaped") && zip.contains("missing"), "{zip}");
+        assert_eq!(legacy, zip);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Names, shapes and dtypes of weight files read without loading their data: safetensors headers
-//! (checked against the file's size), zip `torch.save` listings, and the header and configurations
+//! (checked against the file's size), `torch.save` listings (zip or legacy pickle), and the header and configurations
 //! of a merged `vd-convert` file. Tested through the checks of `check.rs`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 use versatile_diffusion::checkpoint::{MERGED_FORMAT, StateDict};
 use versatile_diffusion::{SchedulerConfig, UNetConfig, VaeConfig};
+use weight_files::{Dtype, WeightFormat};
+use weight_files_tch::dtype_name;
 
 /// Names, shapes and dtypes (safetensors names: `F32`, `I64`, ...) of a weight file's tensors.
 pub(super) type Listing = BTreeMap<String, (Vec<i64>, String)>;
@@ -19,95 +20,26 @@ pub(super) struct SafetensorsHeader {
     pub(super) metadata: HashMap<String, String>,
 }
 
-/// Bytes per element of a safetensors dtype, for the ones the loaders can read.
-fn dtype_size(dtype: &str) -> Option<u64> {
-    Some(match dtype {
-        "BOOL" | "U8" | "I8" => 1,
-        "F16" | "BF16" | "I16" => 2,
-        "F32" | "I32" => 4,
-        "F64" | "I64" => 8,
-        _ => return None,
-    })
-}
-
-/// Reads a safetensors header and checks that every tensor's data lies inside the file and holds
-/// exactly its shape's elements in a dtype the loaders can read.
+/// Reads a safetensors header (the `weight-files` reader: every tensor's data inside the file and
+/// exactly its shape's elements in a dtype the loaders can read).
 fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, String> {
-    let bad = |m: String| format!("{}: {m}", path.display());
-    let mut file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
-    let len = file.metadata().map_err(|e| bad(e.to_string()))?.len();
-    let mut n = [0u8; 8];
-    file.read_exact(&mut n).map_err(|_| bad("shorter than a safetensors header".into()))?;
-    let n = u64::from_le_bytes(n);
-    if n > 100_000_000 || 8 + n > len {
-        return Err(bad(format!("safetensors header length {n} does not fit the file ({len} bytes)")));
-    }
-    let mut header = vec![0u8; n as usize];
-    file.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| bad(format!("invalid safetensors header: {e}")))?;
-    let mut out = SafetensorsHeader { tensors: BTreeMap::new(), metadata: HashMap::new() };
-    for (name, value) in map {
-        if name == "__metadata__" {
-            if let Some(m) = value.as_object() {
-                out.metadata = m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect();
-            }
-            continue;
-        }
-        let dims = |key: &str| -> Option<Vec<u64>> {
-            value.get(key)?.as_array()?.iter().map(serde_json::Value::as_u64).collect()
-        };
-        let dtype = value.get("dtype").and_then(serde_json::Value::as_str);
-        let (Some(shape), Some(offsets), Some(dtype)) = (dims("shape"), dims("data_offsets"), dtype) else {
-            return Err(bad(format!("tensor {name} has no valid dtype/shape/data_offsets in the header")));
-        };
-        if offsets.len() != 2 || offsets[0] > offsets[1] || 8 + n + offsets[1] > len {
-            return Err(bad(format!(
-                "tensor {name}: data range {offsets:?} lies outside the file ({len} bytes; truncated?)"
-            )));
-        }
-        let Some(size) = dtype_size(dtype) else {
-            return Err(bad(format!(
-                "tensor {name} has dtype {dtype}, which the loaders cannot read (expected one of {})",
-                vdvae::checkpoint::FLOAT_DTYPES.join(", ")
-            )));
-        };
-        let bytes = shape.iter().try_fold(size, |acc, &d| acc.checked_mul(d));
-        if bytes != Some(offsets[1] - offsets[0]) {
-            return Err(bad(format!(
-                "tensor {name}: {} data bytes do not hold shape {shape:?} of {dtype} ({size} bytes each)",
-                offsets[1] - offsets[0]
-            )));
-        }
-        out.tensors.insert(name, (shape.into_iter().map(|d| d as i64).collect(), dtype.to_owned()));
-    }
-    Ok(out)
+    let header = weight_files::read_safetensors_header(path).map_err(|e| e.to_string())?;
+    let tensors = header
+        .tensors
+        .into_iter()
+        .map(|(k, t)| (k, (t.shape.iter().map(|&d| d as i64).collect(), t.dtype.name().to_owned())))
+        .collect();
+    Ok(SafetensorsHeader { tensors, metadata: header.metadata })
 }
 
 /// Names, shapes and dtypes of a weight file, recognised by its first bytes: safetensors (header
-/// only) or a zip `torch.save` file (read whole, on the CPU).
+/// only) or a `torch.save` file, zip or legacy pickle (read whole, on the CPU).
 pub(super) fn tensor_listing(path: &Path) -> Result<Listing, String> {
-    let bad = |m: String| format!("{}: {m}", path.display());
-    let mut head = [0u8; 9];
-    let n =
-        std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| bad(format!("cannot read: {e}")))?;
-    if n >= 4 && head[..4] == *b"PK\x03\x04" {
-        let tensors = Tensor::loadz_multi_with_device(path, Device::Cpu)
-            .map_err(|e| bad(format!("cannot read this torch.save file: {e}")))?;
-        return Ok(tensors
-            .into_iter()
-            .map(|(k, t)| (k, (t.size(), vdvae::checkpoint::dtype_name(t.kind()))))
-            .collect());
-    }
-    if n == 9 && head[8] == b'{' {
+    if weight_files::detect_format(path).map_err(|e| e.to_string())? == WeightFormat::Safetensors {
         return read_safetensors_header(path).map(|h| h.tensors);
     }
-    if n >= 2 && head[0] == 0x80 && head[1] == 0x02 {
-        return Err(bad("a legacy (pre-1.6) torch.save pickle, which libtorch cannot read; re-save it or \
-                        convert it to .safetensors"
-            .into()));
-    }
-    Err(bad(format!("neither a safetensors file nor a zip torch.save file (first bytes {:02x?})", &head[..n])))
+    let tensors = weight_files_tch::read_state_dict(path).map_err(|e| e.to_string())?;
+    Ok(tensors.into_iter().map(|(k, t)| (k, (t.size(), dtype_name(t.kind())))).collect())
 }
 
 /// Zero-memory tensors of the listed shapes and dtypes, so that the `versatile-diffusion` key
@@ -116,31 +48,17 @@ pub(super) fn placeholders(listing: &Listing, path: &Path) -> Result<StateDict, 
     listing
         .iter()
         .map(|(k, (shape, dtype))| {
-            let kind = match dtype.as_str() {
-                "F32" => Kind::Float,
-                "F16" => Kind::Half,
-                "BF16" => Kind::BFloat16,
-                "F64" => Kind::Double,
-                "I64" => Kind::Int64,
-                "I32" => Kind::Int,
-                "I16" => Kind::Int16,
-                "I8" => Kind::Int8,
-                "U8" => Kind::Uint8,
-                "BOOL" => Kind::Bool,
-                other => {
-                    return Err(format!(
-                        "{}: tensor {k} has dtype {other}, which the loaders cannot read",
-                        path.display()
-                    ));
-                }
+            let Some(dtype) = Dtype::from_name(dtype) else {
+                return Err(format!("{}: tensor {k} has dtype {dtype}, which the loaders cannot read", path.display()));
             };
+            let kind = weight_files_tch::kind(dtype);
             Ok((k.clone(), Tensor::from(0f32).to_kind(kind).expand(shape.as_slice(), false)))
         })
         .collect()
 }
 
 pub(super) fn state_dict_listing(sd: &StateDict) -> Listing {
-    sd.iter().map(|(k, t)| (k.clone(), (t.size(), vdvae::checkpoint::dtype_name(t.kind())))).collect()
+    sd.iter().map(|(k, t)| (k.clone(), (t.size(), dtype_name(t.kind())))).collect()
 }
 
 /// The header and the three configurations of a merged file written by `vd-convert`.

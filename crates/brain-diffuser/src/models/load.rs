@@ -12,8 +12,8 @@ use vdvae::{Vdvae, VdvaeConfig};
 use versatile_diffusion::{VdWeights, VersatileDiffusion};
 
 use super::{
-    METRICS_FOLDER, ModelError, TINY_MARKER, TOKENIZER_FILES, VD_FOLDER, VD_HUB, VD_MERGED, VDVAE_CHECKPOINT,
-    VDVAE_HPS, VDVAE_SAFETENSORS, VDVAE_URL, diffusers_weights, io_error, metric_networks_for,
+    METRICS_FOLDER, MetricNetworkFile, ModelError, TINY_MARKER, TOKENIZER_FILES, VD_FOLDER, VD_HUB, VD_MERGED,
+    VDVAE_CHECKPOINT, VDVAE_HPS, VDVAE_SAFETENSORS, VDVAE_URL, diffusers_weights, io_error, metric_networks_for,
 };
 
 /// The models folder of the `brain-diffuser` command line (layout in the [module docs](super)).
@@ -31,6 +31,16 @@ impl ModelsDir {
     /// The folder's path.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The file of a metric network: the download under its own name in `metrics/` (any
+    /// `torch.save` format, as downloaded), else a converted `metrics/<file>` (safetensors); the
+    /// download's path when neither is there.
+    pub fn metric_network_path(&self, file: &MetricNetworkFile) -> PathBuf {
+        let folder = self.root.join(METRICS_FOLDER);
+        let download = folder.join(file.download_name());
+        let converted = folder.join(file.file);
+        if !download.is_file() && converted.is_file() { converted } else { download }
     }
 
     /// Whether the folder holds tiny random models written by [`write_tiny_models`](super::write_tiny_models).
@@ -220,7 +230,7 @@ impl ModelsDir {
     ) -> Result<Vec<(&'static str, TorchvisionExtractor)>, ModelError> {
         let mut out = Vec::new();
         for file in metric_networks_for(protocol) {
-            let path = self.root.join(METRICS_FOLDER).join(file.file);
+            let path = self.metric_network_path(&file);
             if !path.is_file() {
                 info!(path = %path.display(), network = file.slot, "metric network absent; its columns are skipped");
                 continue;

@@ -8,16 +8,7 @@ use std::path::Path;
 
 use super::WorkflowError;
 
-/// FNV-1a 64 over `bytes`, continuing from `hash`.
-fn fnv1a64(mut hash: u64, bytes: &[u8]) -> u64 {
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+use stable_hash::{FNV_OFFSET, fnv1a64_continue as fnv1a64};
 
 /// A stable 64-bit fingerprint of `text` (FNV-1a; the same on every platform and release), as it
 /// appears in settings records: `fnv1a64:0123456789abcdef`.

@@ -1,85 +1,35 @@
 //! Reading published checkpoints into a [`VarStore`] by torchvision parameter name.
 //!
-//! Accepted files: `.safetensors`, and PyTorch's zip-format `torch.save` files (`.pth`, `.pt`,
-//! `.bin`, `.tar`, any name) holding a flat name -> tensor dict, read with `Tensor::loadz_multi`.
-//! Older torchvision and SwAV downloads are legacy (pre-1.6, non-zip) pickles, which libtorch's C++
-//! reader cannot open: convert them once with `tools/metrics/convert_checkpoint.py` (documented in
-//! `docs/metrics.md`). DataParallel's `module.` prefix is stripped (SwAV); entries the network does
-//! not use (classifier, `AuxLogits`, SwAV's projection head and prototypes, `num_batches_tracked`)
-//! are ignored.
+//! Accepted files, recognised by their first bytes (any name: `.pth`, `.pt`, `.bin`, `.tar`):
+//! `.safetensors`, PyTorch's zip-format `torch.save` files, and the legacy (pre-1.6, non-zip)
+//! `torch.save` pickles that older torchvision and SwAV downloads are, each holding a name ->
+//! tensor dict (a `{'state_dict': ...}` wrapper is unwrapped). The reading is the `weight-files`
+//! leaf crate's. DataParallel's `module.` prefix is stripped (SwAV); entries the network does not
+//! use (classifier, `AuxLogits`, SwAV's projection head and prototypes, `num_batches_tracked`) are
+//! ignored.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use tch::{Kind, Tensor, nn::VarStore};
+use tch::{Tensor, nn::VarStore};
 
 use crate::MetricsError;
 
-/// The first bytes of a zip archive, which is what `torch.save` writes since PyTorch 1.6.
-const ZIP_MAGIC: [u8; 4] = *b"PK\x03\x04";
+pub use weight_files::FLOAT_DTYPES;
+pub use weight_files_tch::dtype_name;
 
-/// Reads every tensor of a checkpoint file, with `module.` prefixes stripped from the names.
+/// Reads every tensor of a checkpoint file, with `module.` prefixes stripped from the names. A
+/// `*.safetensors` file is read as safetensors (a damaged one is reported as such); any other name
+/// by what its first bytes show.
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>, MetricsError> {
-    let io = |error| MetricsError::Io { path: path.to_owned(), error };
-    let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
-    let entries = if is_safetensors {
-        Tensor::read_safetensors(path).map_err(|e| MetricsError::Checkpoint {
-            path: path.to_owned(),
-            // tch's safetensors errors repeat the path, which this error names once.
-            message: match e {
-                tch::TchError::SafeTensorError { err, .. } => format!("not a readable safetensors file: {err}"),
-                other => format!("not a readable safetensors file: {other}"),
-            },
-        })?
+    let format = if path.extension().is_some_and(|e| e == "safetensors") {
+        std::fs::File::open(path).map_err(|error| MetricsError::Io { path: path.to_owned(), error })?;
+        weight_files::WeightFormat::Safetensors
     } else {
-        let mut magic = [0u8; 4];
-        {
-            use std::io::Read;
-            let mut file = std::fs::File::open(path).map_err(io)?;
-            file.read_exact(&mut magic).map_err(io)?;
-        }
-        if magic != ZIP_MAGIC {
-            return Err(MetricsError::Checkpoint {
-                path: path.to_owned(),
-                message: "not a zip-format torch.save file (probably a legacy pickle checkpoint); convert it with \
-                          `python tools/metrics/convert_checkpoint.py IN OUT.safetensors`"
-                    .into(),
-            });
-        }
-        Tensor::loadz_multi(path).map_err(|e| MetricsError::Checkpoint {
-            path: path.to_owned(),
-            message: format!("cannot read the tensors of this torch.save file (is it a flat state dict?): {e}"),
-        })?
+        weight_files::detect_format(path)?
     };
-    Ok(entries
-        .into_iter()
-        .map(|(name, tensor)| {
-            let name = name.strip_prefix("module.").map(str::to_owned).unwrap_or(name);
-            (name, tensor)
-        })
-        .collect())
-}
-
-/// The dtypes a parameter may be stored in (safetensors names); loading casts them to the network's
-/// f32. Integer and bool tensors are refused where a parameter is expected: their bytes would become
-/// meaningless weights. Integer entries the network does not use (`num_batches_tracked`) are ignored.
-pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
-
-/// The safetensors name of a tensor kind (`F32`, `I64`, `BOOL`, ...).
-pub fn dtype_name(kind: Kind) -> String {
-    match kind {
-        Kind::Float => "F32".into(),
-        Kind::Half => "F16".into(),
-        Kind::BFloat16 => "BF16".into(),
-        Kind::Double => "F64".into(),
-        Kind::Int => "I32".into(),
-        Kind::Int64 => "I64".into(),
-        Kind::Int16 => "I16".into(),
-        Kind::Int8 => "I8".into(),
-        Kind::Uint8 => "U8".into(),
-        Kind::Bool => "BOOL".into(),
-        other => format!("{other:?}"),
-    }
+    let entries = weight_files_tch::read_state_dict_as(path, format)?;
+    Ok(entries.into_iter().map(|(name, tensor)| (weight_files::strip_module_prefix(name), tensor)).collect())
 }
 
 /// Copies a state dict into every variable of `vs`, casting f16, bf16 and f64 entries to the

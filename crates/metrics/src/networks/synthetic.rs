@@ -10,24 +10,11 @@ use tch::{Kind, Tensor, nn::VarStore};
 
 use crate::MetricsError;
 
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+pub use stable_hash::{splitmix64, symmetric_uniform};
 
-/// 64-bit FNV-1a hash of a string.
+/// 64-bit FNV-1a hash of a string (the `stable-hash` crate's).
 pub fn fnv1a64(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
-/// SplitMix64 output number `index` (0-based) of the stream seeded with `seed`.
-pub fn splitmix64(seed: u64, index: u64) -> u64 {
-    let mut z = seed.wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Value number `index` of the stream `seed`, uniform in [-1, 1) with 53 random bits.
-pub fn symmetric_uniform(seed: u64, index: u64) -> f64 {
-    (splitmix64(seed, index) >> 11) as f64 * (1.0 / (1u64 << 53) as f64) * 2.0 - 1.0
+    stable_hash::fnv1a64(text.as_bytes())
 }
 
 /// The synthetic value of a parameter, as float32, from its name and shape.

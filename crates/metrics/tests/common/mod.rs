@@ -77,8 +77,7 @@ pub fn image_from_spec(spec: &Value) -> RgbImage {
 
 /// FNV-1a 64 of bytes as 16 hex digits (`synthetic.bytes_fnv1a64`).
 pub fn bytes_fnv(bytes: &[u8]) -> String {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
-    format!("{h:016x}")
+    format!("{:016x}", stable_hash::fnv1a64(bytes))
 }
 
 /// Reads a safetensors fixture into a name -> tensor map.

@@ -64,7 +64,7 @@ impl Vdvae {
         Ok(model)
     }
 
-    /// Copies the tensors of a state dict file (zip `torch.save` or safetensors, `module.`
+    /// Copies the tensors of a state dict file (`torch.save`, zip or legacy, or safetensors, `module.`
     /// prefix stripped) into the model, casting f16, bf16 and f64 tensors to the model's precision.
     /// Every key, shape and dtype is checked first: on any difference nothing is copied and the
     /// error lists missing, unexpected and mis-shaped keys and tensors that are not floating point.
