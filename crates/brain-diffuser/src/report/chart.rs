@@ -1,5 +1,11 @@
-//! Grouped vertical bar charts with error bars, e.g. the paper's Figure 7: for each ROI, one bar per
-//! CLIP feature space (vision, text), error bars the SEM across subjects.
+//! Grouped vertical bar charts with error bars as PNG, e.g. the paper's Figure 7 (`weights-roi/figure7.png`):
+//! for each ROI, one bar per CLIP feature space (vision, text), error bars the SEM across subjects.
+//!
+//! The report page draws its charts with `plotters` as SVG ([`super::bar_chart_svg`]). This PNG chart
+//! stays because `plotters`' bitmap backend cannot draw text without a TrueType font: with neither its
+//! `ttf` feature (font-kit, reading the machine's system fonts) nor `ab_glyph` (a font file compiled in)
+//! it panics on the first label, and either would make the picture depend on a font outside this crate.
+//! Here the text is the built-in bitmap font's, the same pixels on every machine.
 
 use super::font::{GLYPH_ADVANCE, draw_text, text_height, text_width};
 use super::{INK, WHITE, wrap_words};

@@ -1,5 +1,6 @@
 //! Pictures for reports: image grids (ground truth | stage 1 | final, one row per image), labelled grids,
-//! text tables, vertical stacks and grouped bar charts.
+//! text tables, vertical stacks and grouped bar charts (PNG, and SVG through `plotters` for the report
+//! page), and the published results the report page shows next to a run's.
 //!
 //! Text is drawn with a small built-in bitmap font (5x7 glyphs plus descenders, printable ASCII, integer
 //! scales; see [`draw_text`]): the `image` crate draws no text, and a system font would make the pictures
@@ -8,8 +9,11 @@
 
 mod chart;
 mod font;
+pub mod published;
+mod svg_chart;
 
 pub use chart::{BarSeries, bar_chart};
+pub use svg_chart::{SVG_SIZE, bar_chart_svg};
 pub use font::{GLYPH_ADVANCE, LINE_HEIGHT, draw_text, text_height, text_width};
 
 use image::imageops::{FilterType, resize};
@@ -52,6 +56,9 @@ pub enum ReportError {
     /// A report of no image.
     #[error("a report of 0 images: expected at least 1")]
     NoImages,
+    /// The chart library refused to draw a chart.
+    #[error("the chart could not be drawn: {message}")]
+    Chart { message: String },
 }
 
 /// Checks that a `width` x `height` picture can be drawn: sides in 32 bits, at most [`MAX_PIXELS`].
