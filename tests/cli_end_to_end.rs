@@ -293,9 +293,15 @@ fn report_page_loads_every_image_in_a_browser(a: &RunDir, root: &Path) {
     for needle in ["http://", "https://", "<link", "@import", "url(", "src=\"/", "file:"] {
         assert!(!html.contains(needle), "the page refers outside its folder ({needle})");
     }
-    for text in ["published: Brain-Diffuser paper, Table 1, mean of subjects 1, 2, 5, 7", "published: MindEye2 paper, Table 1",
-        "ours: subj01, no-clip-vision", "ours: average, brain-diffuser", "ours: mean of subj01, subj02", "ecc40p", "figure7.svg"]
-    {
+    for text in [
+        "published: Brain-Diffuser paper, Table 1, mean of subjects 1, 2, 5, 7",
+        "published: MindEye2 paper, Table 1",
+        "ours: subj01, no-clip-vision",
+        "ours: average, brain-diffuser",
+        "ours: mean of subj01, subj02",
+        "ecc40p",
+        "figure7.svg",
+    ] {
         assert!(html.contains(text), "the page lacks {text:?}");
     }
     let browser = match browser::chromium() {
@@ -321,7 +327,10 @@ fn report_page_loads_every_image_in_a_browser(a: &RunDir, root: &Path) {
     files.retain(|f| f.ends_with(".png") || f.ends_with(".svg"));
     files.retain(|f| f != "grid.png");
     assert_eq!(shown, files, "the images shown are exactly the report folder's images");
-    assert!(shown.contains(&"figure7.svg".to_owned()) && shown.iter().any(|s| s.contains("/roi/brain-diffuser/12-ecc40p.png")));
+    assert!(
+        shown.contains(&"figure7.svg".to_owned())
+            && shown.iter().any(|s| s.contains("/roi/brain-diffuser/12-ecc40p.png"))
+    );
 
     let shot = browser::screenshot(&browser, &page, profile.path(), 1280, 1600);
     assert_eq!(shot.dimensions(), (1280, 1600));

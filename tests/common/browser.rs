@@ -30,12 +30,7 @@ fn headless(browser: &Path, page: &Path, args: &[String], profile: &Path) -> Str
         .arg(&url)
         .output()
         .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "chromium failed on {url}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "chromium failed on {url}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -85,7 +80,11 @@ pub fn screenshot(browser: &Path, page: &Path, profile: &Path, width: u32, heigh
     headless(
         browser,
         page,
-        &[format!("--screenshot={}", shot.display()), format!("--window-size={width},{height}"), "--hide-scrollbars".into()],
+        &[
+            format!("--screenshot={}", shot.display()),
+            format!("--window-size={width},{height}"),
+            "--hide-scrollbars".into(),
+        ],
         profile,
     );
     image::open(&shot).expect("chromium wrote a PNG screenshot").to_rgb8()

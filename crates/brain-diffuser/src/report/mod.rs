@@ -13,8 +13,8 @@ pub mod published;
 mod svg_chart;
 
 pub use chart::{BarSeries, bar_chart};
-pub use svg_chart::{SVG_SIZE, bar_chart_svg};
 pub use font::{GLYPH_ADVANCE, LINE_HEIGHT, draw_text, text_height, text_width};
+pub use svg_chart::{SVG_SIZE, bar_chart_svg};
 
 use image::imageops::{FilterType, resize};
 use image::{Rgb, RgbImage};

@@ -43,9 +43,12 @@ macro_rules! bd_row {
 
 /// The Brain-Diffuser paper's full-model rows (Table 1): mean of subjects 1, 2, 5, 7, and subject 1.
 pub const BRAIN_DIFFUSER_TABLE1: [PublishedRow; 2] = [
-    bd_row!(BD_TABLE1, "mean of subjects 1, 2, 5, 7", "brain-diffuser", [
-        0.254, 0.356, 0.942, 0.962, 0.872, 0.915, 0.775, 0.423
-    ]),
+    bd_row!(
+        BD_TABLE1,
+        "mean of subjects 1, 2, 5, 7",
+        "brain-diffuser",
+        [0.254, 0.356, 0.942, 0.962, 0.872, 0.915, 0.775, 0.423]
+    ),
     bd_row!(BD_TABLE1, "subject 1", "brain-diffuser", [0.305, 0.367, 0.967, 0.974, 0.878, 0.925, 0.768, 0.415]),
 ];
 
@@ -119,9 +122,7 @@ mod tests {
         let shown: Vec<String> = mean.values.iter().map(|&(m, v)| format_value(m, v)).collect();
         assert_eq!(shown, ["0.254", "0.356", "94.2%", "96.2%", "87.2%", "91.5%", "0.775", "0.423"]);
         let me: Vec<String> = MINDEYE2_BRAIN_DIFFUSER.values.iter().map(|&(m, v)| format_value(m, v)).collect();
-        assert_eq!(me, [
-            "0.273", "0.365", "94.4%", "96.6%", "91.3%", "90.9%", "0.728", "0.421", "18.8%", "26.3%"
-        ]);
+        assert_eq!(me, ["0.273", "0.365", "94.4%", "96.6%", "91.3%", "90.9%", "0.728", "0.421", "18.8%", "26.3%"]);
         assert_eq!(published_rows().len(), 7);
         assert!(published_rows().iter().all(|r| r.protocol == "brain-diffuser" || r.protocol == "mindeye"));
     }

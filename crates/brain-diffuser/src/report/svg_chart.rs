@@ -155,7 +155,10 @@ mod tests {
         let svg = bar_chart_svg(
             "Figure 7",
             &labels,
-            &[series("CLIP-Vision", &[0.2, 0.4, -0.2, f64::NAN], None, VISION), series("CLIP-Text", &[0.1; 4], None, TEXT)],
+            &[
+                series("CLIP-Vision", &[0.2, 0.4, -0.2, f64::NAN], None, VISION),
+                series("CLIP-Text", &[0.1; 4], None, TEXT),
+            ],
             "percentile difference",
         )
         .unwrap();
@@ -163,7 +166,7 @@ mod tests {
         // Three finite values: three bars and one legend swatch (12 x 12, the smallest).
         let mut bars = rects(&svg, VISION);
         assert_eq!(bars.len(), 4, "{bars:?}");
-        bars.sort_by(|a, b| a.2.mul_add(a.3, 0.0).total_cmp(&(b.2 * b.3)));
+        bars.sort_by(|a, b| (a.2 * a.3).total_cmp(&(b.2 * b.3)));
         let bars = &bars[1..];
         let by_x = |k: usize| {
             let mut b = bars.to_vec();

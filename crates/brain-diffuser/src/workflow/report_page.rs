@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use super::prepare::image_name;
 use super::roi::roi_image_names;
 use super::{OutputDir, RunDir, Variant, WorkflowError, write_text};
+use crate::report::BarSeries;
 use crate::report::bar_chart_svg;
 use crate::report::published::{PublishedRow, format_value, metric_key, published_rows};
-use crate::report::BarSeries;
 use crate::roi::ROI_NAMES;
 
 /// One output folder of the run: a subject's or the subject average's.
@@ -69,10 +69,19 @@ pub struct MetricValue {
     pub better: Option<String>,
 }
 
+/// The metrics of one `metrics.json` ([`read_metric_values`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsFile {
+    /// Every metric, in the file's order.
+    pub values: Vec<MetricValue>,
+    /// Set when the protocol ran with another SSIM than its published one, e.g. `"Gaussian2d SSIM"`.
+    pub note: Option<String>,
+}
+
 /// The metrics of one `metrics.json`, read generically: every entry of `rows` with a string `metric`
 /// and a numeric `value` (a `null` value, as JSON writes a non-finite number, reads as NaN), and a
 /// note when the protocol ran with another SSIM than its published one. `None` when the file is absent.
-pub fn read_metric_values(path: &Path) -> Result<Option<(Vec<MetricValue>, Option<String>)>, WorkflowError> {
+pub fn read_metric_values(path: &Path) -> Result<Option<MetricsFile>, WorkflowError> {
     if !path.exists() {
         return Ok(None);
     }
@@ -98,7 +107,7 @@ pub fn read_metric_values(path: &Path) -> Result<Option<(Vec<MetricValue>, Optio
         Some(s) if published.is_some() && Some(s) != published => Some(format!("{s:?} SSIM")),
         _ => None,
     };
-    Ok(Some((values, note)))
+    Ok(Some(MetricsFile { values, note }))
 }
 
 /// A row of a metrics table: its label, whether it is published, and its values.
@@ -114,7 +123,8 @@ impl TableRow {
     }
 
     fn published(row: &PublishedRow) -> Self {
-        let variant = if row.variant == Variant::BrainDiffuser.name() { String::new() } else { format!(", {}", row.variant) };
+        let variant =
+            if row.variant == Variant::BrainDiffuser.name() { String::new() } else { format!(", {}", row.variant) };
         Self {
             label: format!("published: {}, {}{variant}", row.source, row.what),
             published: true,
@@ -170,10 +180,8 @@ fn mean_row(rows: &[&Vec<MetricValue>]) -> Vec<MetricValue> {
         .iter()
         .filter_map(|m| {
             let key = metric_key(&m.metric);
-            let values: Vec<f64> = rows
-                .iter()
-                .filter_map(|r| r.iter().find(|x| metric_key(&x.metric) == key).map(|x| x.value))
-                .collect();
+            let values: Vec<f64> =
+                rows.iter().filter_map(|r| r.iter().find(|x| metric_key(&x.metric) == key).map(|x| x.value)).collect();
             (values.len() == rows.len())
                 .then(|| MetricValue { value: values.iter().sum::<f64>() / values.len() as f64, ..m.clone() })
         })
@@ -253,8 +261,16 @@ pub fn write_page(
         std::fs::remove_dir_all(&assets).map_err(|e| WorkflowError::io(&assets, e))?;
     }
     let mut html = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
-    let _ = write!(html, "<title>Brain-Diffuser report: {}</title><style>{STYLE}</style></head><body>\n", escape(&run.root().display().to_string()));
-    let _ = writeln!(html, "<h1>Brain-Diffuser report</h1><p>Run folder: <code>{}</code></p>", escape(&run.root().display().to_string()));
+    let _ = writeln!(
+        html,
+        "<title>Brain-Diffuser report: {}</title><style>{STYLE}</style></head><body>",
+        escape(&run.root().display().to_string())
+    );
+    let _ = writeln!(
+        html,
+        "<h1>Brain-Diffuser report</h1><p>Run folder: <code>{}</code></p>",
+        escape(&run.root().display().to_string())
+    );
     html.push_str("<p id=\"image-check\" class=\"note\">image check: needs JavaScript</p>\n");
     html.push_str(
         "<p class=\"note\">Rows in <span class=\"published-key\">italics</span>, labelled <em>published</em>, are the \
@@ -278,7 +294,12 @@ pub fn write_page(
         html.push_str("</tr></thead><tbody>");
         for (i, id) in shown.iter().enumerate() {
             let _ = write!(html, "<tr><th>{id}</th>");
-            html += &image_cell(&report, &truth.join(image_name(i)), &format!("images/ground_truth/{}", image_name(i)), &format!("ground truth {id}"))?;
+            html += &image_cell(
+                &report,
+                &truth.join(image_name(i)),
+                &format!("images/ground_truth/{}", image_name(i)),
+                &format!("ground truth {id}"),
+            )?;
             for &v in &variants {
                 let cell = match o.position.get(id) {
                     Some(&k) => image_cell(
@@ -301,11 +322,11 @@ pub fn write_page(
     let published = published_rows();
     let mut any = false;
     for protocol in protocols {
-        let mut measured: Vec<(&ReportOutput, Variant, Vec<MetricValue>, Option<String>)> = Vec::new();
+        let mut measured: Vec<(&ReportOutput, Variant, MetricsFile)> = Vec::new();
         for o in outputs {
             for v in PAGE_VARIANTS {
-                if let Some((values, note)) = read_metric_values(&o.out.metrics(v, protocol).join("metrics.json"))? {
-                    measured.push((o, v, values, note));
+                if let Some(file) = read_metric_values(&o.out.metrics(v, protocol).join("metrics.json"))? {
+                    measured.push((o, v, file));
                 }
             }
         }
@@ -320,27 +341,36 @@ pub fn write_page(
             format!("ours: {}, {}{note}", o.label, v.name())
         };
         // The full model: subjects, their mean, the subject average, then the published rows.
-        let full: Vec<&(&ReportOutput, Variant, Vec<MetricValue>, Option<String>)> =
+        let full: Vec<&(&ReportOutput, Variant, MetricsFile)> =
             measured.iter().filter(|m| m.1 == Variant::BrainDiffuser).collect();
-        let mut rows: Vec<TableRow> = full.iter().map(|m| TableRow::ours(label(m.0, m.1, &m.3), m.2.clone())).collect();
-        let subjects: Vec<&Vec<MetricValue>> = full.iter().filter(|m| m.0.label != "average").map(|m| &m.2).collect();
+        let mut rows: Vec<TableRow> =
+            full.iter().map(|m| TableRow::ours(label(m.0, m.1, &m.2.note), m.2.values.clone())).collect();
+        let subjects: Vec<&Vec<MetricValue>> =
+            full.iter().filter(|m| m.0.label != "average").map(|m| &m.2.values).collect();
         if subjects.len() > 1 {
             let names: Vec<&str> = full.iter().filter(|m| m.0.label != "average").map(|m| m.0.label.as_str()).collect();
-            rows.push(TableRow::ours(format!("ours: mean of {}, brain-diffuser", names.join(", ")), mean_row(&subjects)));
+            rows.push(TableRow::ours(
+                format!("ours: mean of {}, brain-diffuser", names.join(", ")),
+                mean_row(&subjects),
+            ));
         }
-        rows.extend(theirs.iter().filter(|r| r.variant == Variant::BrainDiffuser.name()).map(|r| TableRow::published(r)));
+        rows.extend(
+            theirs.iter().filter(|r| r.variant == Variant::BrainDiffuser.name()).map(|r| TableRow::published(r)),
+        );
         html.push_str("<p>Full model (subjects, their mean, and the reconstructions from predictions averaged over subjects):</p>\n");
         html += &metrics_table_html(&rows);
         // The ablations: every variant of every output, then the published ablations.
         let mut rows: Vec<TableRow> = Vec::new();
         for o in outputs {
             for m in measured.iter().filter(|m| m.0.label == o.label) {
-                rows.push(TableRow::ours(label(m.0, m.1, &m.3), m.2.clone()));
+                rows.push(TableRow::ours(label(m.0, m.1, &m.2.note), m.2.values.clone()));
             }
         }
         rows.extend(theirs.iter().filter(|r| r.what == "subject 1").map(|r| TableRow::published(r)));
-        html.push_str("<p>Ablations (the paper's Table 2: every variant):</p>\n");
-        html += &metrics_table_html(&rows);
+        if !rows.is_empty() {
+            html.push_str("<p>Ablations (the paper's Table 2: every variant):</p>\n");
+            html += &metrics_table_html(&rows);
+        }
     }
     if !any {
         tracing::warn!(run = %run.root().display(), "no metrics in the report page: not evaluated yet");
@@ -457,7 +487,7 @@ mod tests {
                 {"metric": "EffNet-B", "value": null, "better": "lower"}]}"#,
         )
         .unwrap();
-        let (values, note) = read_metric_values(&path).unwrap().unwrap();
+        let MetricsFile { values, note } = read_metric_values(&path).unwrap().unwrap();
         assert_eq!(note, None);
         assert_eq!(values.len(), 3);
         assert_eq!((values[1].metric.as_str(), values[1].value), ("Brain_retrieval", 0.5));
