@@ -241,13 +241,7 @@ pub fn bar_chart(title: &str, labels: &[String], series: &[BarSeries], y_label: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const VISION: Rgb<u8> = Rgb([31, 119, 180]);
-    const TEXT: Rgb<u8> = Rgb([255, 127, 14]);
-
-    fn series(name: &str, values: &[f64], errors: Option<&[f64]>, color: Rgb<u8>) -> BarSeries {
-        BarSeries { name: name.into(), values: values.to_vec(), errors: errors.map(<[f64]>::to_vec), color }
-    }
+    use crate::report::test_series::{TEXT, VISION, series};
 
     fn labels(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("ROI {i}")).collect()

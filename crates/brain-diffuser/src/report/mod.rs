@@ -22,6 +22,20 @@ use image::{Rgb, RgbImage};
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([0, 0, 0]);
 
+/// Two series colours and a [`BarSeries`] maker for the chart tests.
+#[cfg(test)]
+mod test_series {
+    use super::BarSeries;
+    use image::Rgb;
+
+    pub const VISION: Rgb<u8> = Rgb([31, 119, 180]);
+    pub const TEXT: Rgb<u8> = Rgb([255, 127, 14]);
+
+    pub fn series(name: &str, values: &[f64], errors: Option<&[f64]>, color: Rgb<u8>) -> BarSeries {
+        BarSeries { name: name.into(), values: values.to_vec(), errors: errors.map(<[f64]>::to_vec), color }
+    }
+}
+
 /// Padding around the titles and labels of [`labelled_grid`], in font pixels (times the text scale).
 const LABEL_PAD: u32 = 3;
 /// Text scale of [`table_image`].

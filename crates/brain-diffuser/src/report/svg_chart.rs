@@ -122,14 +122,8 @@ pub fn bar_chart_svg(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::test_series::{TEXT, VISION, series};
     use image::Rgb;
-
-    const VISION: Rgb<u8> = Rgb([31, 119, 180]);
-    const TEXT: Rgb<u8> = Rgb([255, 127, 14]);
-
-    fn series(name: &str, values: &[f64], errors: Option<&[f64]>, color: Rgb<u8>) -> BarSeries {
-        BarSeries { name: name.into(), values: values.to_vec(), errors: errors.map(<[f64]>::to_vec), color }
-    }
 
     /// The value of attribute `name` in an SVG element's text.
     fn attr(element: &str, name: &str) -> Option<f64> {
