@@ -8,7 +8,7 @@
 //! then runs the command line's own steps on subject 1: prepare, extract (VDVAE, CLIP-Vision,
 //! CLIP-Text), fit (three ridge regressions), predict, reconstruct (VDVAE stage 1, Versatile
 //! Diffusion stage 2), the ablation without CLIP-Text, the ROI-optimal images, evaluation and the
-//! report. Everything lands under `out/quickstart/`: PNGs, `report/grid.png`, metrics tables.
+//! report. Everything lands under `out/quickstart/`: PNGs, `report/grid.png`, metrics tables, `report/index.html`.
 //!
 //! The data and the models are synthetic: the images it writes show that every stage runs and
 //! composes, not what real reconstructions look like. Real data and weights go through the same
@@ -140,11 +140,12 @@ fn run(out: &Path, device: Device) -> Result<(), AnyError> {
             report.summary()
         );
     }
-    let grid = session.report(8, 64)?;
-    println!("[{:>5.1}s] report: {} and metrics.md", elapsed(), grid.display());
+    let report = session.report(8, 64)?;
+    println!("[{:>5.1}s] report: {} and metrics.md", elapsed(), report.grid.display());
     println!("\nOutputs: {}/subj01/reconstructions/<variant>/, roi/, metrics/; report/grid.png", demo.run.display());
     println!("\nReminder: synthetic data and tiny random models. For real NSD data and checkpoints, run the same");
     println!("steps with the brain-diffuser command line (README: \"Running on NSD\").");
+    println!("\nReport page (open in a browser, no server needed): {}", report.page.display());
     Ok(())
 }
 

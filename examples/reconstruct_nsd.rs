@@ -98,6 +98,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for (label, variant, report) in session.evaluate(&session.config.evaluation.protocols.clone(), 32)? {
         println!("{label}, {}:\n{}", variant.name(), report.summary());
     }
-    println!("report: {}", session.report(8, 128)?.display());
+    let report = session.report(8, 128)?;
+    println!("report: {} and {}", report.grid.display(), report.page.display());
     Ok(())
 }

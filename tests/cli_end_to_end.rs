@@ -21,6 +21,8 @@ use brain_diffuser::workflow::steps::Session;
 use brain_diffuser::workflow::{DataSplit, RunDir, Variant, load_npy};
 use brain_diffuser::{Config, TargetGroup};
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "common/tree.rs"]
 mod tree;
 use metrics::high_level::two_way_identification;
@@ -215,6 +217,8 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
         "models must say the folder is tiny"
     );
 
+    report_page_loads_every_image_in_a_browser(&a, &demo.root);
+
     // Run B: subject 1 again, interrupted and resumed.
     step(&demo, "b", &["--subjects", "1", "prepare"]);
     step(&demo, "b", &["--subjects", "1", "extract", "--shard", "2/2"]);
@@ -264,4 +268,81 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
     let fa =
         load_npy(&a.subject(1).features(&TargetGroup::VDVAE, DataSplit::Test).join("rows-000000-000040.npy")).unwrap();
     assert_eq!(fa.nrows(), n_test);
+}
+
+/// Files below `dir`, as paths relative to it with `/` separators.
+fn relative_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = walk(dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Run A's report page (every step, both subjects, the average, ROI images, Figure 7), moved out of
+/// the run folder, in headless Chromium through `file://`: every `<img>` loads (the page's script
+/// counts `naturalWidth > 0` on `load`), every image file of the folder is shown and every one shown
+/// is in the folder, and a screenshot is not blank. Deleting one image makes the check fail. Without
+/// Chromium (`.ci/run` installs it) this part is skipped with a message on stderr.
+fn report_page_loads_every_image_in_a_browser(a: &RunDir, root: &Path) {
+    let page = a.report().join("index.html");
+    let html = std::fs::read_to_string(&page).expect("report writes index.html");
+    // Self-contained: nothing fetched from elsewhere.
+    for needle in ["http://", "https://", "<link", "@import", "url(", "src=\"/", "file:"] {
+        assert!(!html.contains(needle), "the page refers outside its folder ({needle})");
+    }
+    for text in [
+        "published: Brain-Diffuser paper, Table 1, mean of subjects 1, 2, 5, 7",
+        "published: MindEye2 paper, Table 1",
+        "ours: subj01, no-clip-vision",
+        "ours: average, brain-diffuser",
+        "ours: mean of subj01, subj02",
+        "ecc40p",
+        "figure7.svg",
+    ] {
+        assert!(html.contains(text), "the page lacks {text:?}");
+    }
+    let browser = match browser::chromium() {
+        Ok(path) => path,
+        Err(reason) => {
+            eprintln!("SKIPPED: the report page browser check did not run: {reason}");
+            return;
+        }
+    };
+    // A moved copy: relative links only.
+    let moved = root.join("moved-report");
+    tree::copy_tree(&a.report(), &moved);
+    let page = moved.join("index.html");
+    let profile = tempfile::tempdir().unwrap();
+    let loaded = browser::load(&browser, &page, profile.path());
+    assert!(loaded.images > 100, "{} images on the page", loaded.images);
+    assert_eq!(loaded.images, loaded.sources.len(), "the script counted every <img> of the DOM");
+    assert_eq!(loaded.broken, 0, "{} of {} images did not load", loaded.broken, loaded.images);
+    let mut shown: Vec<String> = loaded.sources.clone();
+    shown.sort();
+    shown.dedup();
+    let mut files = relative_files(&moved);
+    files.retain(|f| f.ends_with(".png") || f.ends_with(".svg"));
+    files.retain(|f| f != "grid.png");
+    assert_eq!(shown, files, "the images shown are exactly the report folder's images");
+    assert!(
+        shown.contains(&"figure7.svg".to_owned())
+            && shown.iter().any(|s| s.contains("/roi/brain-diffuser/12-ecc40p.png"))
+    );
+
+    let shot = browser::screenshot(&browser, &page, profile.path(), 1280, 1600);
+    assert_eq!(shot.dimensions(), (1280, 1600));
+    let sd = browser::luma_sd(&shot);
+    let inked = shot.pixels().filter(|p| p.0.iter().any(|&c| c < 200)).count() as f64 / f64::from(1280 * 1600);
+    assert!(sd > 20.0 && inked > 0.05, "a blank-looking screenshot: luma sd {sd:.1}, {:.1}% inked", 100.0 * inked);
+
+    // The check can fail: one image removed, the page reports it broken.
+    let gone = &loaded.sources[1];
+    std::fs::remove_file(moved.join(gone)).unwrap();
+    let again = browser::load(&browser, &page, profile.path());
+    let expected = loaded.sources.iter().filter(|s| s == &gone).count();
+    assert_eq!((again.images, again.broken), (loaded.images, expected), "{gone} removed");
+    assert!(again.dom.contains("images did not load"), "the page says so");
 }

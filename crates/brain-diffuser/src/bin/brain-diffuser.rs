@@ -157,7 +157,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("wrote {}/figure7.csv and figure7.png", s.run.weights_roi().display());
         }
-        Command::Report { images, cell } => println!("wrote {}", s.report(images, cell)?.display()),
+        Command::Report { images, cell } => {
+            let files = s.report(images, cell)?;
+            println!("wrote {} and {}", files.grid.display(), files.metrics.display());
+            println!("report page: {}", files.page.display());
+        }
         Command::Demo { .. } | Command::Models | Command::Config => {}
     }
     Ok(())

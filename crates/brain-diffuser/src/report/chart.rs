@@ -1,5 +1,11 @@
-//! Grouped vertical bar charts with error bars, e.g. the paper's Figure 7: for each ROI, one bar per
-//! CLIP feature space (vision, text), error bars the SEM across subjects.
+//! Grouped vertical bar charts with error bars as PNG, e.g. the paper's Figure 7 (`weights-roi/figure7.png`):
+//! for each ROI, one bar per CLIP feature space (vision, text), error bars the SEM across subjects.
+//!
+//! The report page draws its charts with `plotters` as SVG ([`super::bar_chart_svg`]). This PNG chart
+//! stays because `plotters`' bitmap backend cannot draw text without a TrueType font: with neither its
+//! `ttf` feature (font-kit, reading the machine's system fonts) nor `ab_glyph` (a font file compiled in)
+//! it panics on the first label, and either would make the picture depend on a font outside this crate.
+//! Here the text is the built-in bitmap font's, the same pixels on every machine.
 
 use super::font::{GLYPH_ADVANCE, draw_text, text_height, text_width};
 use super::{INK, WHITE, wrap_words};
@@ -235,13 +241,7 @@ pub fn bar_chart(title: &str, labels: &[String], series: &[BarSeries], y_label: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const VISION: Rgb<u8> = Rgb([31, 119, 180]);
-    const TEXT: Rgb<u8> = Rgb([255, 127, 14]);
-
-    fn series(name: &str, values: &[f64], errors: Option<&[f64]>, color: Rgb<u8>) -> BarSeries {
-        BarSeries { name: name.into(), values: values.to_vec(), errors: errors.map(<[f64]>::to_vec), color }
-    }
+    use crate::report::test_series::{TEXT, VISION, series};
 
     fn labels(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("ROI {i}")).collect()

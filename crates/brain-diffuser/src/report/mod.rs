@@ -1,5 +1,6 @@
 //! Pictures for reports: image grids (ground truth | stage 1 | final, one row per image), labelled grids,
-//! text tables, vertical stacks and grouped bar charts.
+//! text tables, vertical stacks and grouped bar charts (PNG, and SVG through `plotters` for the report
+//! page), and the published results the report page shows next to a run's.
 //!
 //! Text is drawn with a small built-in bitmap font (5x7 glyphs plus descenders, printable ASCII, integer
 //! scales; see [`draw_text`]): the `image` crate draws no text, and a system font would make the pictures
@@ -8,15 +9,32 @@
 
 mod chart;
 mod font;
+pub mod published;
+mod svg_chart;
 
 pub use chart::{BarSeries, bar_chart};
 pub use font::{GLYPH_ADVANCE, LINE_HEIGHT, draw_text, text_height, text_width};
+pub use svg_chart::{SVG_SIZE, bar_chart_svg};
 
 use image::imageops::{FilterType, resize};
 use image::{Rgb, RgbImage};
 
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([0, 0, 0]);
+
+/// Two series colours and a [`BarSeries`] maker for the chart tests.
+#[cfg(test)]
+mod test_series {
+    use super::BarSeries;
+    use image::Rgb;
+
+    pub const VISION: Rgb<u8> = Rgb([31, 119, 180]);
+    pub const TEXT: Rgb<u8> = Rgb([255, 127, 14]);
+
+    pub fn series(name: &str, values: &[f64], errors: Option<&[f64]>, color: Rgb<u8>) -> BarSeries {
+        BarSeries { name: name.into(), values: values.to_vec(), errors: errors.map(<[f64]>::to_vec), color }
+    }
+}
 
 /// Padding around the titles and labels of [`labelled_grid`], in font pixels (times the text scale).
 const LABEL_PAD: u32 = 3;
@@ -52,6 +70,9 @@ pub enum ReportError {
     /// A report of no image.
     #[error("a report of 0 images: expected at least 1")]
     NoImages,
+    /// The chart library refused to draw a chart.
+    #[error("the chart could not be drawn: {message}")]
+    Chart { message: String },
 }
 
 /// Checks that a `width` x `height` picture can be drawn: sides in 32 bits, at most [`MAX_PIXELS`].

@@ -16,7 +16,7 @@
 //!   average/                         predictions averaged over subjects, their reconstructions and metrics
 //!                                    (settings.toml: the subject list and their predictions' records)
 //!   weights-roi/                     Figure 7 over subjects: table and bar chart
-//!   report/                          grid.png, metrics.md
+//!   report/                          grid.png, metrics.md, index.html (+ images/, figure7.svg)
 //! ```
 
 use std::path::{Path, PathBuf};

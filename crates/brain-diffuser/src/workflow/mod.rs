@@ -24,6 +24,7 @@ pub mod integrity;
 pub mod loaders;
 pub mod prepare;
 pub mod report;
+pub mod report_page;
 pub mod roi;
 pub mod steps;
 pub mod weights;

@@ -1,14 +1,16 @@
 //! `report`: one picture per run — test images down the rows, and across the columns the ground
 //! truth, then stage 1 and the final reconstruction of each subject (and of the subject average)
-//! — with the metrics table of every variant and protocol below it (also as `metrics.md`).
+//! — with the metrics table of every variant and protocol below it (also as `metrics.md`), and the
+//! self-contained report page `report/index.html` ([`super::report_page`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use metrics::EvaluationReport;
 
 use super::fit::load_subject_predicted_ids;
 use super::prepare::image_name;
+use super::report_page::{ReportOutput, write_page};
 use super::{OutputDir, RunDir, Variant, WorkflowError, load_png, save_png, write_text};
 use crate::report::{MAX_CELL, MIN_CELL, ReportError, check_grid, labelled_grid, stack_vertical, table_image};
 
@@ -79,17 +81,28 @@ fn image_or_blank(path: &Path, side: u32) -> Result<RgbImage, WorkflowError> {
     if path.exists() { load_png(path) } else { Ok(RgbImage::from_pixel(side, side, image::Rgb([255, 255, 255]))) }
 }
 
-/// Writes `report/grid.png` and `report/metrics.md` for `subjects` (and the average when present),
-/// showing the first `images` test images of the first subject's order (at least 1), in cells of
-/// `cell` pixels ([`MIN_CELL`]..=[`MAX_CELL`]). A grid too large to draw is refused before any image
-/// is read.
+/// The files `report` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFiles {
+    /// `report/grid.png`: the picture for papers.
+    pub grid: PathBuf,
+    /// `report/metrics.md`: the metrics table.
+    pub metrics: PathBuf,
+    /// `report/index.html`: the self-contained page (images under `report/images/`).
+    pub page: PathBuf,
+}
+
+/// Writes `report/grid.png`, `report/metrics.md` and the page `report/index.html` for `subjects`
+/// (and the average when present), showing the first `images` test images of the first subject's
+/// order (at least 1), in grid cells of `cell` pixels ([`MIN_CELL`]..=[`MAX_CELL`]). A grid too
+/// large to draw is refused before any image is read.
 pub fn write_report(
     run: &RunDir,
     subjects: &[u8],
     protocols: &[String],
     images: usize,
     cell: u32,
-) -> Result<(), WorkflowError> {
+) -> Result<ReportFiles, WorkflowError> {
     let Some(&first) = subjects.first() else {
         return Err(WorkflowError::Invalid("the report needs at least one subject".into()));
     };
@@ -108,6 +121,7 @@ pub fn write_report(
     let order = load_subject_predicted_ids(&run.subject(first))?;
     let mut titles = vec!["ground truth".to_owned()];
     let mut columns = Vec::new();
+    let mut page_outputs = Vec::new();
     for (k, (label, out)) in outputs.iter().enumerate() {
         let ids = match subjects.get(k) {
             Some(&s) => load_subject_predicted_ids(&run.subject(s))?,
@@ -119,6 +133,7 @@ pub fn write_report(
             titles.push(format!("{label} {}", if variant == Variant::OnlyVdvae { "stage 1" } else { "final" }));
             columns.push((out.reconstructions(variant), position.clone()));
         }
+        page_outputs.push(ReportOutput { label: label.clone(), out: out.clone(), position });
     }
     // The tiles alone must fit (the labels and the table add little): refuse before reading images.
     check_grid(images.min(order.len()), titles.len(), cell, GUTTER)?;
@@ -147,5 +162,8 @@ pub fn write_report(
         tracing::warn!(run = %run.root().display(), "no metrics in the report: not evaluated yet (run `brain-diffuser evaluate`)");
         md += &format!("\n{NOT_EVALUATED}\n");
     }
-    write_text(&run.report().join("metrics.md"), &md)
+    let metrics = run.report().join("metrics.md");
+    write_text(&metrics, &md)?;
+    let page = write_page(run, &page_outputs, &order, &truth, protocols, images)?;
+    Ok(ReportFiles { grid: run.report().join("grid.png"), metrics, page })
 }

@@ -678,9 +678,8 @@ impl Session {
         Ok(summary)
     }
 
-    /// `report`: the grid and the metrics table.
-    pub fn report(&self, images: usize, cell: u32) -> Result<PathBuf, WorkflowError> {
-        super::report::write_report(&self.run, &self.subjects, &self.config.evaluation.protocols, images, cell)?;
-        Ok(self.run.report().join("grid.png"))
+    /// `report`: the grid, the metrics table and the self-contained page `report/index.html`.
+    pub fn report(&self, images: usize, cell: u32) -> Result<super::report::ReportFiles, WorkflowError> {
+        super::report::write_report(&self.run, &self.subjects, &self.config.evaluation.protocols, images, cell)
     }
 }
