@@ -26,7 +26,10 @@ use brain_diffuser::{
 use image::{Rgb, RgbImage};
 use metrics::high_level::two_way_identification;
 use ndarray::{Array2, Axis};
-use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
+use nsd_io::synth::write_synthetic_nsd;
+
+#[path = "common/synth.rs"]
+mod synth;
 
 /// The synthetic truth's features of each stimulus image, found by its pixels, tiled `tokens`
 /// times.
@@ -172,19 +175,7 @@ fn single_training_trials_run_the_same_steps() {
 
 fn run_swapped(train_trials: nsd_io::TrainTrials) {
     let dir = tempfile::tempdir().unwrap();
-    let synth = SynthConfig {
-        seed: 3,
-        sessions: 4,
-        trials_per_session: 150,
-        volume: [14, 14, 10],
-        n_images: 600,
-        images_per_subject: 200,
-        n_shared: 40,
-        image_size: 16,
-        n_features: 16,
-        noise_sd: 0.5,
-        ..SynthConfig::default()
-    };
+    let synth = synth::small_synth_config(3);
     let nsd = write_synthetic_nsd(&dir.path().join("nsd"), &synth).unwrap();
     let truth = &nsd.truth;
     let ids: HashMap<Vec<u8>, usize> =
