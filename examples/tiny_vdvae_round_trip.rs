@@ -4,7 +4,8 @@
 //!
 //! Decoding is deterministic here (prior mean for the remaining blocks, the output mixture's
 //! mode), so any resemblance comes from the latents alone. For each scale `k` of the posterior's
-//! last convolution (`decoder.dec_blocks.*.enc.c4.weight`; `k = 1` is the demo's model) it prints
+//! last convolution (`decoder.dec_blocks.*.enc.c4`, weight and bias, so its whole output; `k = 1`
+//! is the demo's model) it prints
 //! the spread of the extracted posterior means, their correlation with the generating latents, and
 //! PixCorr of decode(encode(decode(z))) against decode(z), matched and against a shifted pairing.
 //!
