@@ -1,18 +1,22 @@
 //! Quickstart: checks this machine, then runs every stage of Brain-Diffuser end to end on a
-//! synthetic mini-NSD with tiny random-weight models, in a minute or two on a laptop CPU.
+//! synthetic mini-NSD with tiny models, in a minute or two on a laptop CPU.
 //!
 //! What it does, in order: prints the libtorch it was built against and loaded, CUDA availability,
-//! the device and thread count; writes the demo of `brain-diffuser demo` — a synthetic NSD in the
-//! native formats (NIfTI betas and ROIs, MAT v5 design, HDF5 stimuli, npy captions) whose fMRI come
-//! from a known linear encoding model, and tiny random models in the real checkpoint formats — and
-//! then runs the command line's own steps on subject 1: prepare, extract (VDVAE, CLIP-Vision,
-//! CLIP-Text), fit (three ridge regressions), predict, reconstruct (VDVAE stage 1, Versatile
-//! Diffusion stage 2), the ablation without CLIP-Text, the ROI-optimal images, evaluation and the
-//! report. Everything lands under `out/quickstart/`: PNGs, `report/grid.png`, metrics tables, `report/index.html`.
+//! the device and thread count; writes the demo of `brain-diffuser demo` — tiny models in the real
+//! checkpoint formats and a synthetic NSD in the native formats (NIfTI betas and ROIs, MAT v5
+//! design, HDF5 stimuli, npy captions) whose stimuli the tiny VDVAE decodes from seeded latents
+//! and whose fMRI are a known linear map of those latents and of the stimuli's CLIP-Vision
+//! features — and then runs the command line's own steps on subject 1: prepare, extract (VDVAE,
+//! CLIP-Vision, CLIP-Text), fit (three ridge regressions), predict, reconstruct (VDVAE stage 1,
+//! Versatile Diffusion stage 2), the ablation without CLIP-Text, the ROI-optimal images,
+//! evaluation, stage 1 against a shuffled pairing, and the report. Everything lands under
+//! `out/quickstart/`: PNGs, `report/grid.png`, metrics tables, `report/index.html`.
 //!
-//! The data and the models are synthetic: the images it writes show that every stage runs and
-//! composes, not what real reconstructions look like. Real data and weights go through the same
-//! steps with `brain-diffuser` (see the README).
+//! Stage 1 has a known answer here: its images must resemble the ground truth, and the quickstart
+//! prints by how much (PixCorr and SSIM against the same images paired at random). Stage 2 runs a
+//! tiny random Versatile Diffusion: its images show that the step runs and composes, not what real
+//! reconstructions look like. Real data and weights go through the same steps with
+//! `brain-diffuser` (see the README).
 //!
 //! Run with `scripts/quickstart` (sets up libtorch on first use), or `cargo run --example quickstart`.
 
@@ -24,6 +28,7 @@ use brain_diffuser::demo::write_demo;
 use brain_diffuser::models::ModelsDir;
 use brain_diffuser::runtime::{LibtorchInfo, default_device, loaded_libtorch_paths};
 use brain_diffuser::shard::Shard;
+use brain_diffuser::workflow::evaluate::shuffled_control;
 use brain_diffuser::workflow::features::FeatureFiles;
 use brain_diffuser::workflow::fit::load_subject_predicted;
 use brain_diffuser::workflow::steps::Session;
@@ -92,10 +97,11 @@ fn environment_report() -> Result<Device, String> {
 fn run(out: &Path, device: Device) -> Result<(), AnyError> {
     let start = Instant::now();
     let elapsed = || start.elapsed().as_secs_f64();
-    println!("SYNTHETIC DATA AND TINY RANDOM MODELS: this run shows that every stage works and composes;");
-    println!("its images are not reconstructions of real scenes.\n");
+    println!("SYNTHETIC DATA AND TINY MODELS: this run shows that every stage works and composes. Stage 1 has a");
+    println!("known answer (the stimuli are decoded by the tiny VDVAE from latents the fMRI encode); stage 2's");
+    println!("tiny random Versatile Diffusion does not: its images are not reconstructions of real scenes.\n");
 
-    // 1. The demo: a synthetic NSD in the native formats, tiny random models in the real formats.
+    // 1. The demo: a synthetic NSD in the native formats, tiny models in the real formats.
     let demo = write_demo(out, SEED)?;
     if demo.run.exists() {
         std::fs::remove_dir_all(&demo.run)?; // a fresh run each time (the steps would resume otherwise)
@@ -140,12 +146,31 @@ fn run(out: &Path, device: Device) -> Result<(), AnyError> {
             report.summary()
         );
     }
+    print_stage1_control(&session)?;
     let report = session.report(8, 64)?;
     println!("[{:>5.1}s] report: {} and metrics.md", elapsed(), report.grid.display());
     println!("\nOutputs: {}/subj01/reconstructions/<variant>/, roi/, metrics/; report/grid.png", demo.run.display());
-    println!("\nReminder: synthetic data and tiny random models. For real NSD data and checkpoints, run the same");
+    println!("\nReminder: synthetic data and tiny models. For real NSD data and checkpoints, run the same");
     println!("steps with the brain-diffuser command line (README: \"Running on NSD\").");
     println!("\nReport page (open in a browser, no server needed): {}", report.page.display());
+    Ok(())
+}
+
+/// Stage 1 against its known answer: the demo's stimuli are decoded by its VDVAE from latents that
+/// the fMRI encode, so the VDVAE images decoded from the predicted latents must resemble them.
+fn print_stage1_control(session: &Session) -> Result<(), AnyError> {
+    let dir = session.run.subject(1);
+    let c = shuffled_control(&dir.outputs, &dir.ground_truth(), Variant::OnlyVdvae, &session.config)?;
+    let (pixcorr_margin, ssim_margin) = c.margins();
+    println!("\nStage 1 (VDVAE) against the ground truth, {} test images (brain-diffuser protocol):", c.images);
+    println!("  {:<8} {:>8} {:>24} {:>10}", "", "matched", "shuffled (mean +- SE)", "margin");
+    for (metric, matched, shuffled, se, margin) in [
+        ("PixCorr", c.pixcorr, c.shuffled_pixcorr, c.null_se_pixcorr, pixcorr_margin),
+        ("SSIM", c.ssim, c.shuffled_ssim, c.null_se_ssim, ssim_margin),
+    ] {
+        println!("  {metric:<8} {matched:>8.3} {:>24} {:>7.1} SE", format!("{shuffled:.3} +- {se:.3}"), margin);
+    }
+    println!("  (shuffled: each ground truth against the reconstructions of the next {} images)", c.shifts.len());
     Ok(())
 }
 

@@ -1,28 +1,30 @@
-//! Measures whether the demo's tiny random VDVAE can carry a "known answer" for stage 1 (issue 17,
-//! point 1): stimuli decoded from seeded latents, their encoder latents extracted as the pipeline
-//! does (posterior means of the first blocks), and those latents decoded again.
+//! Measures whether a tiny VDVAE can carry a "known answer" for stage 1 (issue 17, point 1):
+//! stimuli decoded from seeded latents and upscaled as the demo's are, their latents extracted as
+//! `extract` does (posterior samples of the first 4 blocks from the stimuli resized to the model's
+//! 16x16), and those latents decoded again as stage 1 does (prior temperature 1, sampled output).
 //!
-//! Decoding is deterministic here (prior mean for the remaining blocks, the output mixture's
-//! mode), so any resemblance comes from the latents alone. For each scale `k` of the posterior's
-//! last convolution (`decoder.dec_blocks.*.enc.c4`, weight and bias, so its whole output; `k = 1`
-//! is the demo's model) it prints
-//! the spread of the extracted posterior means, their correlation with the generating latents, and
-//! PixCorr of decode(encode(decode(z))) against decode(z), matched and against a shifted pairing.
+//! Two models of the demo's configuration: a random one with the reference initialisation, and
+//! the demo's own, built so that its encoder inverts its decoder (`brain_diffuser::demo::mosaic_vdvae`).
+//! For each it prints the spread of the extracted latents, their correlation with the generating
+//! latents, and PixCorr of the round trip against its stimulus, matched and shifted by one image.
 //!
 //! `cargo run --example tiny_vdvae_round_trip`
 
 use std::error::Error;
 
-use brain_diffuser::models::{ModelsDir, write_tiny_models};
+use brain_diffuser::demo::tiny_models::{VDVAE_LATENT_BLOCKS, write_tiny_models};
+use brain_diffuser::models::ModelsDir;
 use image::RgbImage;
+use image::imageops::{FilterType, resize};
 use metrics::MetricsError;
 use metrics::low_level::{pearson, pearson_u8};
 use tch::{Device, Kind, Tensor};
-use vdvae::{DecodeOptions, EncodeOptions, Latents, OutputDraw, PosteriorDraw};
+use vdvae::{DecodeOptions, EncodeOptions, Latents, OutputDraw, PosteriorDraw, Vdvae, WeightInit};
 
 const IMAGES: usize = 40;
-const LATENT_BLOCKS: usize = 4;
 const SEED: i64 = 1;
+/// The demo's stimulus side (the VDVAE's 16x16 images repeated 4x).
+const STIMULUS_SIDE: u32 = 64;
 
 /// Mean PixCorr of `a[i]` with `b[i]` and with `b[i + 1]` (the shuffled control); a constant
 /// image (NaN correlation) counts as 0, no resemblance.
@@ -42,38 +44,39 @@ fn matched_and_shifted(a: &[RgbImage], b: &[RgbImage]) -> Result<(f64, f64), Met
 fn main() -> Result<(), Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
     let tiny = write_tiny_models(dir.path(), 0)?;
-    let dim = tiny.vdvae.latent_layout(LATENT_BLOCKS)?.dim();
+    let dim = tiny.vdvae.latent_layout(VDVAE_LATENT_BLOCKS)?.dim();
     tch::manual_seed(SEED);
     let z = Vec::<f32>::try_from(Tensor::randn([(IMAGES * dim) as i64], (Kind::Float, Device::Cpu)))?;
-    let generating = Latents { n_blocks: LATENT_BLOCKS, dim, values: z.clone() };
-    let decode = DecodeOptions { temperature: 0.0, output: OutputDraw::Mode, seed: 0, batch_size: IMAGES };
-    let encode = EncodeOptions { n_blocks: LATENT_BLOCKS, posterior: PosteriorDraw::Mean, seed: 0, batch_size: IMAGES };
     let z64: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
-    let demo_model = ModelsDir::new(dir.path()).load_vdvae(Device::Cpu)?;
-    let zeros = Latents { n_blocks: LATENT_BLOCKS, dim, values: vec![0.0; dim] };
-    let grey = &demo_model.decode(&zeros, &decode)?[0];
-    let lowest = grey.as_raw().iter().copied().min().unwrap_or_default();
-    let highest = grey.as_raw().iter().copied().max().unwrap_or_default();
-    println!("the demo's model decodes all-zero latents to pixel values {lowest}..={highest}");
-    println!("{IMAGES} images, {LATENT_BLOCKS} latent blocks ({dim} values), latents ~ N(0, 1), seed {SEED}");
-    println!("| posterior c4 scale | posterior-mean rms | corr(encoded, z) | PixCorr matched | PixCorr shifted |");
+    let generating = Latents { n_blocks: VDVAE_LATENT_BLOCKS, dim, values: z };
+    let deterministic = DecodeOptions { temperature: 0.0, output: OutputDraw::Mode, seed: 0, batch_size: IMAGES };
+    let stage1 = DecodeOptions { seed: 2, batch_size: IMAGES, ..DecodeOptions::default() };
+    let extract =
+        EncodeOptions { n_blocks: VDVAE_LATENT_BLOCKS, posterior: PosteriorDraw::Sample, seed: 3, batch_size: IMAGES };
+    println!("{IMAGES} images, {VDVAE_LATENT_BLOCKS} latent blocks ({dim} values), latents ~ N(0, 1), seed {SEED}");
+    println!("| model | extracted-latent rms | corr(extracted, z) | PixCorr matched | PixCorr shifted |");
     println!("|---|---|---|---|---|");
-    for scale in [1.0, 30.0, 300.0, 1000.0] {
-        let model = ModelsDir::new(dir.path()).load_vdvae(Device::Cpu)?;
-        tch::no_grad(|| {
-            for (name, mut weight) in model.var_store().variables() {
-                if name.contains(".enc.c4.") {
-                    let _ = weight.g_mul_scalar_(scale);
-                }
-            }
-        });
-        let stimuli = model.decode(&generating, &decode)?;
-        let encoded = model.encode(&stimuli, &encode)?;
-        let rms =
-            (encoded.values.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / encoded.values.len() as f64).sqrt();
-        let encoded64: Vec<f64> = encoded.values.iter().map(|&v| f64::from(v)).collect();
-        let (matched, shifted) = matched_and_shifted(&model.decode(&encoded, &decode)?, &stimuli)?;
-        println!("| {scale} | {rms:.2e} | {:.3} | {matched:.3} | {shifted:.3} |", pearson(&encoded64, &z64)?);
+    let random = Vdvae::new(&tiny.vdvae, Device::Cpu, WeightInit::Reference { seed: 0 })?;
+    let demo = ModelsDir::new(dir.path()).load_vdvae(Device::Cpu)?;
+    for (name, model) in
+        [("random, reference initialisation", &random), ("the demo's (mosaic, built to invert)", &demo)]
+    {
+        let stimuli: Vec<RgbImage> = model
+            .decode(&generating, &deterministic)?
+            .iter()
+            .map(|small| resize(small, STIMULUS_SIDE, STIMULUS_SIDE, FilterType::Nearest))
+            .collect();
+        let extracted = model.encode(&stimuli, &extract)?;
+        let rms = (extracted.values.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / extracted.values.len() as f64)
+            .sqrt();
+        let extracted64: Vec<f64> = extracted.values.iter().map(|&v| f64::from(v)).collect();
+        let round_trip: Vec<RgbImage> = model
+            .decode(&extracted, &stage1)?
+            .iter()
+            .map(|small| resize(small, STIMULUS_SIDE, STIMULUS_SIDE, FilterType::Nearest))
+            .collect();
+        let (matched, shifted) = matched_and_shifted(&round_trip, &stimuli)?;
+        println!("| {name} | {rms:.2e} | {:.3} | {matched:.3} | {shifted:.3} |", pearson(&extracted64, &z64)?);
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use brain_diffuser::TargetGroup;
-use brain_diffuser::demo::demo_synth_config;
+use brain_diffuser::demo::{DemoWorld, demo_synth_config};
 use brain_diffuser::workflow::{DataSplit, RunDir, Variant};
 
 const SEED: u64 = 2023;
@@ -104,7 +104,7 @@ fn logs_without_a_terminal_give_k_of_n_progress_and_no_colour_codes() {
     let subject = demo.run().subject(1);
 
     let log = demo.step(&["prepare"]);
-    let sessions = demo_synth_config(SEED).sessions;
+    let sessions = demo_synth_config(SEED, DemoWorld::default()).sessions;
     let expected: Vec<String> = (1..=sessions).map(|k| format!("subj01 sessions: {k} of {sessions}")).collect();
     let got: Vec<&str> = lines_with(&log, "subj01 sessions:").into_iter().map(message).collect();
     assert_eq!(got, expected, "{log}");

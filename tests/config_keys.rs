@@ -63,7 +63,7 @@ const PROBES: &[(&str, &str, Effect)] = &[
     ("data.n_images", "700", Refused("prepare")),
     ("data.train_trials", "\"single\"", Refused("prepare")),
     ("vdvae.layers", "3", Refused("extract")),
-    ("vdvae.target", "\"posterior-sample\"", Refused("extract")),
+    ("vdvae.target", "\"posterior-mean\"", Refused("extract")),
     ("vdvae.temperature", "0.5", Refused("reconstruct")),
     ("vdvae.pixel_sampling", "\"mode\"", Refused("reconstruct")),
     ("vdvae.image_size", "32", Refused("extract")),

@@ -143,7 +143,7 @@ pub enum Command {
     },
     /// Checks the models folder: every expected file present with valid keys and shapes.
     Models,
-    /// Writes a synthetic mini-NSD, tiny random-weight models and a matching config, to try every step.
+    /// Writes a synthetic mini-NSD, tiny models and a matching config, to try every step.
     Demo {
         /// Output folder.
         #[arg(long)]
@@ -151,6 +151,10 @@ pub enum Command {
         /// Seed of the data and the models (0 to 2^63-1: it is recorded in TOML).
         #[arg(long, default_value_t = 2023, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
         seed: u64,
+        /// What the stimuli are: decoded by the demo's VDVAE from latents the fMRI encode (stage 1
+        /// has a known answer), or the earlier colour gratings.
+        #[arg(long, value_enum, default_value_t = crate::demo::DemoWorld::VdvaeLatents)]
+        world: crate::demo::DemoWorld,
     },
     /// Prints the effective configuration as TOML.
     Config,

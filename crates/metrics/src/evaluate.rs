@@ -140,6 +140,83 @@ fn pixel_metrics(gt: &[RgbImage], rec: &[RgbImage], protocol: &Protocol) -> Resu
         .collect()
 }
 
+/// PixCorr and SSIM of the matched pairs next to the same metrics on shuffled pairings of the
+/// same images: the level a reconstruction reaches that carries nothing of its own stimulus
+/// (similar colours and layouts across a test set score above zero), and how far the matched
+/// scores lie above it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShuffledControl {
+    /// Image pairs.
+    pub images: usize,
+    /// The shuffled pairings: ground truth `i` with reconstruction `(i + shift) mod images`.
+    pub shifts: Vec<usize>,
+    /// Mean PixCorr of the matched pairs.
+    pub pixcorr: f64,
+    /// Mean SSIM of the matched pairs.
+    pub ssim: f64,
+    /// Mean PixCorr over every shuffled pair.
+    pub shuffled_pixcorr: f64,
+    /// Mean SSIM over every shuffled pair.
+    pub shuffled_ssim: f64,
+    /// Standard error of a mean PixCorr of `images` pairs when nothing corresponds: the standard
+    /// deviation over the shuffled pairs divided by `sqrt(images)`.
+    pub null_se_pixcorr: f64,
+    /// The same for SSIM.
+    pub null_se_ssim: f64,
+}
+
+impl ShuffledControl {
+    /// How many null standard errors the matched means lie above the shuffled ones: (PixCorr, SSIM).
+    pub fn margins(&self) -> (f64, f64) {
+        (
+            (self.pixcorr - self.shuffled_pixcorr) / self.null_se_pixcorr,
+            (self.ssim - self.shuffled_ssim) / self.null_se_ssim,
+        )
+    }
+}
+
+/// Scores the matched pairs of `gt` and `rec` and their pairings shifted by each of `shifts`
+/// (each in `1..n`, so that no image meets its own reconstruction) with the PixCorr and SSIM of
+/// `protocol`.
+pub fn shuffled_control(
+    gt: &[RgbImage],
+    rec: &[RgbImage],
+    protocol: &Protocol,
+    shifts: &[usize],
+) -> Result<ShuffledControl, MetricsError> {
+    let n = gt.len();
+    let names: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    check_inputs(gt, rec, &names)?;
+    if shifts.is_empty() || shifts.iter().any(|&s| s == 0 || s >= n) {
+        return Err(invalid("shifts", format!("{shifts:?}: need at least one shift, each in 1..{n}")));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let sd = |v: &[f64]| {
+        let m = mean(v);
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1).max(1) as f64).sqrt()
+    };
+    let (pixcorr, ssim): (Vec<f64>, Vec<f64>) = pixel_metrics(gt, rec, protocol)?.into_iter().unzip();
+    let (mut null_pixcorr, mut null_ssim) = (Vec::new(), Vec::new());
+    for &shift in shifts {
+        let shifted: Vec<RgbImage> = (0..n).map(|i| rec[(i + shift) % n].clone()).collect();
+        for (p, s) in pixel_metrics(gt, &shifted, protocol)? {
+            null_pixcorr.push(p);
+            null_ssim.push(s);
+        }
+    }
+    let root_n = (n as f64).sqrt();
+    Ok(ShuffledControl {
+        images: n,
+        shifts: shifts.to_vec(),
+        pixcorr: mean(&pixcorr),
+        ssim: mean(&ssim),
+        shuffled_pixcorr: mean(&null_pixcorr),
+        shuffled_ssim: mean(&null_ssim),
+        null_se_pixcorr: sd(&null_pixcorr) / root_n,
+        null_se_ssim: sd(&null_ssim) / root_n,
+    })
+}
+
 /// Resizes and normalises images into one `[n, 3, size, size]` float32 batch, as the protocol's
 /// torchvision preprocessing does.
 pub fn preprocess_batch(

@@ -23,6 +23,9 @@ pub mod pixels;
 pub mod protocol;
 
 pub use error::MetricsError;
-pub use evaluate::{EvaluationReport, Extractors, ImagePairs, MetricRow, evaluate, evaluate_folders, load_pairs};
+pub use evaluate::{
+    EvaluationReport, Extractors, ImagePairs, MetricRow, ShuffledControl, evaluate, evaluate_folders, load_pairs,
+    shuffled_control,
+};
 pub use networks::{FeatureExtractor, Normalization, TorchvisionExtractor, TorchvisionNetwork};
 pub use protocol::Protocol;

@@ -298,3 +298,55 @@ fn network_inputs_equal_torchvision_preprocessing() {
         }
     }
 }
+
+/// The shuffled control scores every shifted pair as `evaluate` scores it when handed that
+/// pairing (brute force, one `evaluate` per pair), and perfect reconstructions lie far above it.
+#[test]
+fn shuffled_control_equals_evaluating_each_shifted_pairing() {
+    let n = 6;
+    let gt: Vec<image::RgbImage> = (0..n).map(|i| structured_image(i as u64, 24, 24)).collect();
+    let rec: Vec<image::RgbImage> = (0..n).map(|i| reconstruction_of(i as u64, 24, 24, 16, 16, 30)).collect();
+    for protocol in [Protocol::brain_diffuser(), Protocol::mindeye()] {
+        let control = metrics::shuffled_control(&gt, &rec, &protocol, &[1, 4]).unwrap();
+        let score = |pairs: &[(usize, usize)]| {
+            let (mut p, mut s) = (Vec::new(), Vec::new());
+            for &(g, r) in pairs {
+                // `evaluate` needs two pairs: score the pair twice.
+                let names = vec!["a".to_owned(), "b".to_owned()];
+                let report = metrics::evaluate(
+                    &[gt[g].clone(), gt[g].clone()],
+                    &[rec[r].clone(), rec[r].clone()],
+                    &names,
+                    &protocol,
+                    &Extractors::new(),
+                    1,
+                )
+                .unwrap();
+                p.push(report.pixcorr_per_image[0]);
+                s.push(report.ssim_per_image[0]);
+            }
+            (p, s)
+        };
+        let matched: Vec<(usize, usize)> = (0..n).map(|i| (i, i)).collect();
+        let shuffled: Vec<(usize, usize)> =
+            [1, 4].iter().flat_map(|&k| (0..n).map(move |i| (i, (i + k) % n))).collect();
+        let (mp, ms) = score(&matched);
+        let (sp, ss) = score(&shuffled);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let sd = |v: &[f64]| (v.iter().map(|x| (x - mean(v)).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+        let near = |a: f64, b: f64, what: &str| assert!((a - b).abs() < 1e-12, "{}: {what} {a} vs {b}", protocol.name);
+        near(control.pixcorr, mean(&mp), "PixCorr");
+        near(control.ssim, mean(&ms), "SSIM");
+        near(control.shuffled_pixcorr, mean(&sp), "shuffled PixCorr");
+        near(control.shuffled_ssim, mean(&ss), "shuffled SSIM");
+        near(control.null_se_pixcorr, sd(&sp) / (n as f64).sqrt(), "null SE of PixCorr");
+        near(control.null_se_ssim, sd(&ss) / (n as f64).sqrt(), "null SE of SSIM");
+        let perfect = metrics::shuffled_control(&gt, &gt, &protocol, &[1, 2, 3]).unwrap();
+        assert!((perfect.pixcorr - 1.0).abs() < 1e-9 && (perfect.ssim - 1.0).abs() < 1e-9, "{perfect:?}");
+        assert!(perfect.margins().0 > 5.0 && perfect.margins().1 > 5.0, "{perfect:?}");
+    }
+    for bad in [&[][..], &[0], &[6]] {
+        let err = metrics::shuffled_control(&gt, &rec, &Protocol::brain_diffuser(), bad).unwrap_err().to_string();
+        assert!(err.contains("each in 1..6"), "{err}");
+    }
+}

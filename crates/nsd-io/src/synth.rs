@@ -9,6 +9,10 @@
 //! stored as int16 `round(beta_scale * r)` (NSD's percent-signal-change x 300 convention). Voxels
 //! in the brain outside nsdgeneral carry noise only; voxels outside the brain are 0.
 //!
+//! A caller can replace the gratings (and the features) with its own stimuli through
+//! [`GroundTruth::with_stimuli`] and [`write_synthetic_nsd_from`], keeping the design, the encoding
+//! weights and the file formats: brain-diffuser's demo decodes its stimuli with its own VDVAE.
+//!
 //! ```no_run
 //! use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
 //! let nsd = write_synthetic_nsd(std::path::Path::new("/tmp/mini-nsd"), &SynthConfig::default())?;
@@ -195,9 +199,19 @@ pub struct GroundTruth {
     pub design: ExpDesign,
     /// Per-subject truth, in the order of [`SynthConfig::subjects`].
     pub subjects: Vec<SubjectTruth>,
-    /// Rendering patterns, `(n_features, size, size, 3)` flattened per feature.
-    patterns: Vec<Vec<f32>>,
+    /// Where the stimulus images come from.
+    pictures: Pictures,
     image_size: usize,
+}
+
+/// The stimulus images of a [`GroundTruth`].
+#[derive(Debug, Clone, PartialEq)]
+enum Pictures {
+    /// Colour gratings weighted by the features: patterns `(n_features, size, size, 3)`, flattened
+    /// per feature.
+    Gratings(Vec<Vec<f32>>),
+    /// Images supplied by [`GroundTruth::with_stimuli`], `size x size x 3` u8 each.
+    Given(Vec<Vec<u8>>),
 }
 
 impl GroundTruth {
@@ -216,13 +230,45 @@ impl GroundTruth {
         Array3::from_shape_vec((s, s, 3), self.render(nsd_id)).map_err(|e| NsdError::Shape { message: e.to_string() })
     }
 
+    /// The same truth (design, subjects and their encoding weights) with other stimuli: `images`
+    /// (one `size x size x 3` image per stimulus, `size` = [`SynthConfig::image_size`]) and the
+    /// `features` (`(n_images, n_features)`) that drive the responses to them and the captions.
+    /// This is how a caller makes a world whose images come from a model of its own (for example
+    /// decoded by a generative model from the features), while the fMRI stay the known linear map.
+    pub fn with_stimuli(self, features: Array2<f32>, images: Vec<Array3<u8>>) -> Result<Self> {
+        let (n, d) = (self.features.nrows(), self.features.ncols());
+        if features.dim() != (n, d) {
+            return Err(NsdError::Shape {
+                message: format!("stimulus features {:?}: expected ({n}, {d}) (n_images, n_features)", features.dim()),
+            });
+        }
+        let s = self.image_size;
+        if images.len() != n {
+            return Err(NsdError::Shape { message: format!("{} stimulus images: expected {n}", images.len()) });
+        }
+        let mut pictures = Vec::with_capacity(n);
+        for (id, image) in images.into_iter().enumerate() {
+            if image.dim() != (s, s, 3) {
+                return Err(NsdError::Shape {
+                    message: format!("stimulus image {id}: shape {:?}, expected ({s}, {s}, 3)", image.dim()),
+                });
+            }
+            pictures.push(image.as_standard_layout().iter().copied().collect());
+        }
+        Ok(Self { features, pictures: Pictures::Given(pictures), ..self })
+    }
+
     fn render(&self, nsd_id: usize) -> Vec<u8> {
+        let patterns = match &self.pictures {
+            Pictures::Given(images) => return images[nsd_id].clone(),
+            Pictures::Gratings(patterns) => patterns,
+        };
         let z = self.features.row(nsd_id);
-        let amp = 90.0 / (self.patterns.len() as f32).sqrt();
+        let amp = 90.0 / (patterns.len() as f32).sqrt();
         let len = self.image_size * self.image_size * 3;
         (0..len)
             .map(|p| {
-                let v: f32 = self.patterns.iter().zip(z.iter()).map(|(b, &zk)| b[p] * zk).sum();
+                let v: f32 = patterns.iter().zip(z.iter()).map(|(b, &zk)| b[p] * zk).sum();
                 (128.0 + amp * v).round().clamp(0.0, 255.0) as u8
             })
             .collect()
@@ -369,7 +415,7 @@ pub fn ground_truth(config: &SynthConfig) -> Result<GroundTruth> {
             Ok(SubjectTruth { subject, mask, weights })
         })
         .collect::<Result<_>>()?;
-    Ok(GroundTruth { features, design, subjects, patterns, image_size: s })
+    Ok(GroundTruth { features, design, subjects, pictures: Pictures::Gratings(patterns), image_size: s })
 }
 
 /// NSD-like design: shared images first in every `subjectim` row; each image shown up to 3 times
@@ -398,7 +444,23 @@ fn design(c: &SynthConfig) -> ExpDesign {
 /// Writes a synthetic NSD under `root` (any existing files of the same names are replaced) and
 /// returns its layout and truth. Every file is written atomically.
 pub fn write_synthetic_nsd(root: &Path, config: &SynthConfig) -> Result<SynthNsd> {
-    let truth = ground_truth(config)?;
+    write_synthetic_nsd_from(root, config, ground_truth(config)?)
+}
+
+/// [`write_synthetic_nsd`] from a given truth: [`ground_truth`] of `config`, possibly with other
+/// stimuli ([`GroundTruth::with_stimuli`]).
+pub fn write_synthetic_nsd_from(root: &Path, config: &SynthConfig, truth: GroundTruth) -> Result<SynthNsd> {
+    config.validate()?;
+    if truth.features.dim() != (config.n_images, config.n_features) || truth.image_size != config.image_size {
+        return Err(NsdError::Config(format!(
+            "the truth holds {:?} features of {t}x{t} images; the configuration asks for ({}, {}) of {c}x{c}",
+            truth.features.dim(),
+            config.n_images,
+            config.n_features,
+            t = truth.image_size,
+            c = config.image_size
+        )));
+    }
     let layout = NsdLayout::new(root);
     info!(root = %root.display(), ?config, "writing synthetic NSD");
     truth.design.write(&layout.expdesign())?;

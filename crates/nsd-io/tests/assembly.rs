@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array1, Array2, Axis};
 use ndarray_npy::read_npy;
-use nsd_io::synth::{SynthConfig, write_synthetic_nsd};
+use nsd_io::synth::{SynthConfig, ground_truth, write_synthetic_nsd, write_synthetic_nsd_from};
 use nsd_io::{AssemblyOptions, CaptionTable, NsdLayout, SubjectData, assemble_subject};
 
 fn mini() -> (NsdLayout, PathBuf) {
@@ -197,6 +197,40 @@ fn ground_truth_encoding_model_identifies_the_test_images() {
     let b = nsd.truth.image(subject.test_ids[1]).unwrap();
     assert_eq!(a.dim(), (32, 32, 3));
     assert_ne!(a, b);
+}
+
+/// A caller's stimuli (here: each image a flat colour that encodes its id) are written as given,
+/// and the responses follow the caller's features, not the ones drawn for the gratings.
+#[test]
+fn given_stimuli_and_features_replace_the_gratings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SynthConfig { noise_sd: 0.3, ..SynthConfig::default() };
+    let drawn = ground_truth(&config).unwrap();
+    // Other features: the drawn ones negated and reversed in order (a different, known truth).
+    let features = drawn.features.slice(ndarray::s![..;-1, ..]).mapv(|v| -v);
+    let s = config.image_size;
+    let images: Vec<ndarray::Array3<u8>> =
+        (0..config.n_images).map(|id| ndarray::Array3::from_elem((s, s, 3), (id % 251) as u8)).collect();
+    let truth = drawn.with_stimuli(features.clone(), images).unwrap();
+    let nsd = write_synthetic_nsd_from(dir.path(), &config, truth).unwrap();
+    assert_eq!(nsd.truth.features, features);
+    let brick = nsd_io::hdf5::StimulusBrick::open(&nsd.layout.stimuli()).unwrap();
+    let read = brick.read(&[0, 7, 300]).unwrap();
+    for (row, id) in [0usize, 7, 300].into_iter().enumerate() {
+        assert!(read.index_axis(Axis(0), row).iter().all(|&v| usize::from(v) == id % 251), "image {id}");
+    }
+    let mut subject = assemble_subject(&nsd.layout, 1, &config.assembly_options()).unwrap();
+    subject.divide(config.beta_scale as f64);
+    let weights = nsd.truth.subject(1).unwrap();
+    let given = weights.response(features.select(Axis(0), &subject.test_ids).view());
+    let drawn = weights.response(ground_truth(&config).unwrap().features.select(Axis(0), &subject.test_ids).view());
+    for i in 0..subject.test_ids.len() {
+        let (own, old) = (corr(subject.test_fmri.row(i), given.row(i)), corr(subject.test_fmri.row(i), drawn.row(i)));
+        assert!(own > 0.7 && old.abs() < own - 0.3, "image {i}: {own} with the given features, {old} with the drawn");
+    }
+    // Shapes that do not match the configuration are refused with what was expected.
+    let wrong = ground_truth(&config).unwrap().with_stimuli(features.slice(ndarray::s![..3, ..]).to_owned(), vec![]);
+    assert!(wrong.unwrap_err().to_string().contains(&format!("expected ({}, {})", config.n_images, config.n_features)));
 }
 
 #[test]

@@ -77,8 +77,8 @@ fn session(global: &Global) -> Result<Session> {
 fn run(cli: Cli) -> Result<()> {
     let global = &cli.global;
     let s = match cli.command {
-        Command::Demo { out, seed } => {
-            println!("{}", brain_diffuser::demo::write_demo(&out, seed)?);
+        Command::Demo { out, seed, world } => {
+            println!("{}", brain_diffuser::demo::write_demo_world(&out, seed, world)?);
             return Ok(());
         }
         Command::Models => {

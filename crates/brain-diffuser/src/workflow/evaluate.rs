@@ -79,3 +79,23 @@ pub fn evaluate_variant(
     report.write(&outputs.metrics(variant, &protocol.name))?;
     Ok(Some(report))
 }
+
+/// The shuffled pairings of [`shuffled_control`]: ground truth `i` against reconstruction `i + k`,
+/// `k` = 1..=5 (those below the number of images), 200 null pairs for 40 test images.
+pub const CONTROL_SHIFTS: [usize; 5] = [1, 2, 3, 4, 5];
+
+/// PixCorr and SSIM of `variant`'s reconstructions in `outputs` against the ground truth and
+/// against shuffled pairings of the same images ([`CONTROL_SHIFTS`]), under the `brain-diffuser`
+/// protocol as configured: how far the images lie above what unrelated images of the same test
+/// set score. The quickstart prints it for stage 1 and the end-to-end test asserts it.
+pub fn shuffled_control(
+    outputs: &OutputDir,
+    ground_truth: &Path,
+    variant: Variant,
+    config: &Config,
+) -> Result<metrics::ShuffledControl, WorkflowError> {
+    let pairs = metrics::load_pairs(ground_truth, &outputs.reconstructions(variant))?;
+    let protocol = config.evaluation.protocol(&metrics::Protocol::brain_diffuser().name)?;
+    let shifts: Vec<usize> = CONTROL_SHIFTS.into_iter().filter(|&k| k < pairs.names.len()).collect();
+    Ok(metrics::shuffled_control(&pairs.ground_truths, &pairs.reconstructions, &protocol, &shifts)?)
+}

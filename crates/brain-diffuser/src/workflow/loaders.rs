@@ -347,7 +347,7 @@ mod tests {
     fn tiny() -> (tempfile::TempDir, TinyModels, Config) {
         let tmp = tempfile::tempdir().unwrap();
         let tiny = write_tiny_models(tmp.path(), 9).unwrap();
-        let config = demo_config(&demo_synth_config(1), &tiny);
+        let config = demo_config(&demo_synth_config(1, crate::demo::DemoWorld::default()), &tiny);
         (tmp, tiny, config)
     }
 
