@@ -208,7 +208,7 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
 
     // One composition: the library's `Session`, built from the same models, configuration and
     // predictions (a copy of run A without its images), makes the command line's images byte
-    // for byte (stage 1 and the final images, both subjects).
+    // for byte (stage 1 and the final images, both subjects), here 3 images per generator call.
     let library = demo.root.join("library");
     tree::copy_tree(&demo.root.join("a"), &library);
     for s in [1, 2] {
@@ -221,7 +221,8 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
         ModelsDir::new(demo.root.join("demo/models")),
         vec![1, 2],
         tch::Device::Cpu,
-    );
+    )
+    .with_image_batch(3);
     session.reconstruct(Shard::WHOLE).unwrap();
     for s in [1, 2] {
         for variant in [Variant::OnlyVdvae, Variant::BrainDiffuser] {
@@ -265,13 +266,15 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
     step(&demo, "b", &["--subjects", "1", "fit"]);
     step(&demo, "b", &["--subjects", "1", "predict"]);
     let finals = b.subject(1).root().join("reconstructions/brain-diffuser");
-    let interrupted = run_and_kill(&demo, "b", &["--subjects", "1", "reconstruct"], &finals, "png");
+    // Run A made its images 4 per generator call (the default `--batch`); run B makes them one
+    // at a time until killed, then 3 at a time: the images must not change.
+    let interrupted = run_and_kill(&demo, "b", &["--subjects", "1", "--batch", "1", "reconstruct"], &finals, "png");
     assert!(interrupted, "reconstruction finished before it could be interrupted");
     let partial = count_files(&finals, "png");
     assert!(partial < n_test, "the interrupted run made {partial} of {n_test} final images");
     std::fs::remove_file(b.subject(1).root().join("reconstructions/only-vdvae/0003.png")).ok();
-    step(&demo, "b", &["--subjects", "1", "reconstruct", "--shard", "2/3"]);
-    step(&demo, "b", &["--subjects", "1", "reconstruct"]);
+    step(&demo, "b", &["--subjects", "1", "--batch", "3", "reconstruct", "--shard", "2/3"]);
+    step(&demo, "b", &["--subjects", "1", "--batch", "3", "reconstruct"]);
 
     let (tree_a, tree_b) = (tree(a.subject(1).root()), tree(b.subject(1).root()));
     let compared = [

@@ -206,8 +206,13 @@ impl Generator for Painter {
     }
 
     fn generate(&self, condition: &LatentCondition, _seeds: &[u64]) -> Result<Vec<image::RgbImage>, StageError> {
-        let v = (condition.latents[[0, 0]].abs() * 50.0) as u8;
-        Ok(vec![image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v]))])
+        let grey = |v: f32| (v.abs() * 50.0) as u8;
+        Ok(condition
+            .latents
+            .rows()
+            .into_iter()
+            .map(|row| image::RgbImage::from_pixel(64, 64, image::Rgb([grey(row[0]); 3])))
+            .collect())
     }
 }
 
@@ -232,11 +237,12 @@ impl Generator for Swapper {
 
     fn generate(&self, condition: &GuidedCondition, seeds: &[u64]) -> Result<Vec<image::RgbImage>, StageError> {
         brain_diffuser::check_seed_count(self.name(), condition.init_images.len(), seeds)?;
-        let tint = (condition.text[[0, 0, 0]].abs() * 10.0 + self.0 as f32 * 100.0) as u8;
         Ok(condition
             .init_images
             .iter()
-            .map(|img| {
+            .enumerate()
+            .map(|(k, img)| {
+                let tint = (condition.text[[k, 0, 0]].abs() * 10.0 + self.0 as f32 * 100.0) as u8;
                 image::RgbImage::from_fn(32, 32, |x, y| {
                     let p = img.get_pixel(x % img.width(), y % img.height()).0;
                     image::Rgb([p[2], p[0], tint])
@@ -320,7 +326,8 @@ fn evaluate_refuses_images_made_with_other_settings_or_from_other_predictions() 
     let names: Vec<String> = (0..p.ids.len()).map(|i| format!("{i:04}.png")).collect();
     let folder = dir.outputs.reconstructions(Variant::OnlyVdvae);
     let settings = image_settings(config, Variant::OnlyVdvae, &predicted);
-    generate_images(&folder, &names, &p, None, 0..names.len(), &Painter, config.seeds.vdvae_decode, &settings).unwrap();
+    generate_images(&folder, &names, &p, None, 0..names.len(), &Painter, config.seeds.vdvae_decode, &settings, 1)
+        .unwrap();
     check_image_settings(&folder, &settings).unwrap();
     // The decoder's temperature edited in the configuration after `reconstruct`.
     let mut edited = config.clone();

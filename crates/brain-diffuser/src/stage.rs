@@ -221,13 +221,16 @@ impl<G: Generator + ?Sized> AnyGenerator for G {
     }
 }
 
-/// The one image a generator returned for a one-item condition; another count is an error
-/// naming the generator.
-pub(crate) fn single_image(generator: &str, images: Vec<RgbImage>) -> Result<RgbImage, StageError> {
-    let count = images.len();
-    match <[RgbImage; 1]>::try_from(images) {
-        Ok([image]) => Ok(image),
-        Err(_) => Err(StageError::new(generator, format!("returned {count} images for one item"))),
+/// The images a generator returned for `items` items; another count is an error naming the
+/// generator.
+pub(crate) fn checked_images(
+    generator: &str,
+    images: Vec<RgbImage>,
+    items: usize,
+) -> Result<Vec<RgbImage>, StageError> {
+    match images.len() == items {
+        true => Ok(images),
+        false => Err(StageError::new(generator, format!("returned {} images for {items} items", images.len()))),
     }
 }
 

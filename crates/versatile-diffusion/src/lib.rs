@@ -33,7 +33,8 @@ pub use config::{SchedulerConfig, UNetConfig, VaeConfig};
 pub use ddim::{DdimScheduler, Img2ImgSchedule, NoiseTimestep};
 pub use error::{DiffusionError, KeyProblem};
 pub use pipeline::{
-    Conditioning, Img2ImgSettings, Noise, PosteriorMode, Quantize, RgbImages, StepProgress, VersatileDiffusion,
+    BatchForward, Conditioning, Img2ImgSettings, Noise, PosteriorMode, Quantize, RgbImages, StepProgress,
+    VersatileDiffusion,
 };
 pub use unet::{DualUNet, UNetRun};
 pub use vae::AutoencoderKl;

@@ -158,6 +158,10 @@ pub enum Noise {
     /// Drawn on the host from ChaCha8 seeded with this value, in the order: posterior noise (if
     /// sampling), init noise, then per-step noise (if eta > 0).
     Seed(u64),
+    /// One seed per image of the batch: image `k` draws from ChaCha8 seeded with `seeds[k]`, in
+    /// the order of [`Noise::Seed`] for one image, so that every image of a batch gets the noise
+    /// it would get alone (a batch of one with `[s]` equals `Seed(s)`).
+    PerImage(Vec<u64>),
     /// Supplied standard normal draws: `posterior` and `initial` `[n, 4, h/8, w/8]`, `steps`
     /// `[denoising steps, n, 4, h/8, w/8]` (needed only when eta > 0).
     Supplied {
@@ -181,6 +185,21 @@ pub struct StepProgress {
     pub timestep: i64,
 }
 
+/// How a batch of images goes through the U-Net and the autoencoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BatchForward {
+    /// One forward per step for the whole batch on CUDA; image by image on the CPU, whose
+    /// kernels are not batch-invariant (oneDNN's convolutions: one image alone and inside a batch
+    /// of 6 differ by 2e-5): there every image of a batch comes out exactly as it does alone.
+    #[default]
+    Auto,
+    /// One forward for the whole batch on every device (on the CPU, images then equal their
+    /// batch-of-one selves only to a rounding level).
+    Together,
+    /// Image by image on every device.
+    OneByOne,
+}
+
 /// The loaded models: dual U-Net, autoencoder and scheduler.
 pub struct VersatileDiffusion {
     /// The dual-guided U-Net.
@@ -190,6 +209,7 @@ pub struct VersatileDiffusion {
     /// The DDIM scheduler.
     pub scheduler: DdimScheduler,
     device: Device,
+    batch_forward: BatchForward,
 }
 
 fn standard_normal(rng: &mut ChaCha8Rng, shape: &[i64]) -> Tensor {
@@ -215,12 +235,34 @@ impl VersatileDiffusion {
         let source = WeightSource::from_state_dict(vae, format!("{origin} (VAE)"), device, vae_kind);
         let vae = AutoencoderKl::new(&vae_config, &source)?;
         source.finish("AutoencoderKL")?;
-        Ok(Self { unet, vae, scheduler: DdimScheduler::new(scheduler_config)?, device })
+        Ok(Self {
+            unet,
+            vae,
+            scheduler: DdimScheduler::new(scheduler_config)?,
+            device,
+            batch_forward: BatchForward::Auto,
+        })
     }
 
     /// Assembles already-built models that live on `device`.
     pub fn from_parts(unet: DualUNet, vae: AutoencoderKl, scheduler: DdimScheduler, device: Device) -> Self {
-        Self { unet, vae, scheduler, device }
+        Self { unet, vae, scheduler, device, batch_forward: BatchForward::Auto }
+    }
+
+    /// The models with another way of running a batch (default [`BatchForward::Auto`]).
+    pub fn with_batch_forward(mut self, batch_forward: BatchForward) -> Self {
+        self.batch_forward = batch_forward;
+        self
+    }
+
+    /// Whether a batch of `n` images runs image by image.
+    fn one_by_one(&self, n: i64) -> bool {
+        n > 1
+            && match self.batch_forward {
+                BatchForward::Auto => self.device == Device::Cpu,
+                BatchForward::Together => false,
+                BatchForward::OneByOne => true,
+            }
     }
 
     /// Loads a diffusers folder or a merged safetensors file (see [`VdWeights::open`]).
@@ -240,20 +282,40 @@ impl VersatileDiffusion {
         mode: PosteriorMode,
         noise: Option<&Tensor>,
     ) -> Result<Tensor, DiffusionError> {
-        let posterior = self.vae.encode(&images.to_tensor(self.device))?;
-        let z = match (mode, noise) {
-            (PosteriorMode::Mean, _) => posterior.mean.shallow_clone(),
-            (PosteriorMode::Sample, Some(noise)) => posterior.sample_with(&noise.to_device(self.device)),
-            (PosteriorMode::Sample, None) => {
-                return Err(DiffusionError::invalid("posterior", "sampling needs a noise tensor"));
+        let pixels = images.to_tensor(self.device);
+        let encode = |pixels: &Tensor, noise: Option<Tensor>| -> Result<Tensor, DiffusionError> {
+            let posterior = self.vae.encode(pixels)?;
+            match (mode, noise) {
+                (PosteriorMode::Mean, _) => Ok(posterior.mean.shallow_clone()),
+                (PosteriorMode::Sample, Some(noise)) => Ok(posterior.sample_with(&noise.to_device(self.device))),
+                (PosteriorMode::Sample, None) => {
+                    Err(DiffusionError::invalid("posterior", "sampling needs a noise tensor"))
+                }
             }
+        };
+        let n = pixels.size()[0];
+        let z = if self.one_by_one(n) {
+            let parts = (0..n)
+                .map(|k| encode(&pixels.narrow(0, k, 1), noise.map(|t| t.narrow(0, k, 1))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Tensor::cat(&parts, 0)
+        } else {
+            encode(&pixels, noise.map(Tensor::shallow_clone))?
         };
         Ok(z.to_kind(Kind::Float) * self.vae.config().scaling_factor)
     }
 
     /// Decodes scaled latents to images in about [-1, 1] (f32 NCHW).
     pub fn decode_latents(&self, latents: &Tensor) -> Result<Tensor, DiffusionError> {
-        Ok(self.vae.decode(&(latents / self.vae.config().scaling_factor))?.to_kind(Kind::Float))
+        let n = latents.size().first().copied().unwrap_or(1);
+        let decode = |z: &Tensor| -> Result<Tensor, DiffusionError> {
+            Ok(self.vae.decode(&(z / self.vae.config().scaling_factor))?.to_kind(Kind::Float))
+        };
+        if self.one_by_one(n) {
+            let parts = (0..n).map(|k| decode(&latents.narrow(0, k, 1))).collect::<Result<Vec<_>, _>>()?;
+            return Ok(Tensor::cat(&parts, 0));
+        }
+        decode(latents)
     }
 
     /// Converts decoded images in [-1, 1] to bytes.
@@ -281,7 +343,8 @@ impl VersatileDiffusion {
     ) -> Result<Tensor, DiffusionError> {
         let schedule = self.scheduler.img2img(settings.steps, settings.strength, settings.noise_timestep)?;
         let n = z0.size()[0];
-        let context = self.context(cond, n, settings.guidance_scale > 1.0)?;
+        let guidance = settings.guidance_scale > 1.0;
+        let context = self.context(cond, n, guidance)?;
         let coefficients = schedule
             .timesteps
             .iter()
@@ -308,13 +371,30 @@ impl VersatileDiffusion {
         let total = schedule.timesteps.len();
         for (i, (&t, c)) in schedule.timesteps.iter().zip(&coefficients).enumerate() {
             let feature = features.get(i as i64).unsqueeze(0);
-            let eps = if settings.guidance_scale > 1.0 {
-                let input = Tensor::cat(&[&latents, &latents], 0);
-                let both = self.unet.forward_with_features(&input, &feature, &context, &run)?.to_kind(Kind::Float);
-                let halves = both.chunk(2, 0);
-                &halves[0] + (&halves[1] - &halves[0]) * settings.guidance_scale
+            // The unconditional and conditional halves of each image go through one forward.
+            let eps_of = |latents: &Tensor, context: &Tensor| -> Result<Tensor, DiffusionError> {
+                Ok(if guidance {
+                    let input = Tensor::cat(&[latents, latents], 0);
+                    let both = self.unet.forward_with_features(&input, &feature, context, &run)?.to_kind(Kind::Float);
+                    let halves = both.chunk(2, 0);
+                    &halves[0] + (&halves[1] - &halves[0]) * settings.guidance_scale
+                } else {
+                    self.unet.forward_with_features(latents, &feature, context, &run)?.to_kind(Kind::Float)
+                })
+            };
+            let eps = if self.one_by_one(n) {
+                let parts = (0..n)
+                    .map(|k| {
+                        let rows = match guidance {
+                            true => Tensor::cat(&[context.narrow(0, k, 1), context.narrow(0, n + k, 1)], 0),
+                            false => context.narrow(0, k, 1),
+                        };
+                        eps_of(&latents.narrow(0, k, 1), &rows)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Tensor::cat(&parts, 0)
             } else {
-                self.unet.forward_with_features(&latents, &feature, &context, &run)?.to_kind(Kind::Float)
+                eps_of(&latents, &context)?
             };
             latents = &latents * c.x_coef + eps * c.eps_coef;
             if let Some(noise) = &step_noise {
@@ -379,6 +459,34 @@ impl VersatileDiffusion {
                 step_shape.extend_from_slice(&latent_shape);
                 let steps = (settings.eta > 0.0).then(|| standard_normal(&mut rng, &step_shape));
                 (posterior, initial, steps)
+            }
+            Noise::PerImage(seeds) => {
+                if seeds.len() != init.count {
+                    return Err(DiffusionError::invalid(
+                        "noise seeds",
+                        format!("{} seeds for {} images", seeds.len(), init.count),
+                    ));
+                }
+                let mut one = latent_shape;
+                one[0] = 1;
+                let mut one_step = vec![denoise_steps as i64];
+                one_step.extend_from_slice(&one);
+                let (mut posterior, mut initial, mut steps) = (Vec::new(), Vec::new(), Vec::new());
+                for &seed in &seeds {
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    if sample {
+                        posterior.push(standard_normal(&mut rng, &one));
+                    }
+                    initial.push(standard_normal(&mut rng, &one));
+                    if settings.eta > 0.0 {
+                        steps.push(standard_normal(&mut rng, &one_step));
+                    }
+                }
+                (
+                    sample.then(|| Tensor::cat(&posterior, 0)),
+                    Tensor::cat(&initial, 0),
+                    (settings.eta > 0.0).then(|| Tensor::cat(&steps, 1)),
+                )
             }
             Noise::Supplied { posterior, initial, steps } => (posterior, initial, steps),
         };

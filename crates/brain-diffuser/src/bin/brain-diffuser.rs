@@ -71,7 +71,7 @@ fn session(global: &Global) -> Result<Session> {
         None => NsdLayout::new(&global.nsd),
     };
     let subjects = config.data.subjects_or(&global.subjects);
-    Ok(Session::new(run, config, nsd, ModelsDir::new(&global.models), subjects, device))
+    Ok(Session::new(run, config, nsd, ModelsDir::new(&global.models), subjects, device).with_image_batch(global.batch))
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -113,15 +113,19 @@ impl Generator for VdvaeDecoder {
     }
 
     /// Row `k` draws its prior and pixel samples from `seeds[k]` alone, in batches of
-    /// `options.batch_size` rows.
+    /// `options.batch_size` rows on CUDA and one by one on the CPU.
     fn generate(&self, condition: &LatentCondition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
         check_seed_count(&self.name, condition.latents.nrows(), seeds)?;
         let rows = condition.latents.as_standard_layout();
         let latents = Latents { n_blocks: self.n_blocks, dim: rows.ncols(), values: rows.iter().copied().collect() };
-        let images = self
-            .model
-            .decode_per_image_seeds(&latents, &self.options, seeds)
-            .map_err(|e| StageError::new(&self.name, e))?;
+        // On the CPU row by row: oneDNN's convolutions are not batch-invariant, and one row at a
+        // time every image is the same whatever batch of rows it came in.
+        let options = match self.model.device() {
+            tch::Device::Cpu => DecodeOptions { batch_size: 1, ..self.options },
+            _ => self.options,
+        };
+        let images =
+            self.model.decode_per_image_seeds(&latents, &options, seeds).map_err(|e| StageError::new(&self.name, e))?;
         match self.upscale_to {
             Some(size) => {
                 images.iter().map(|img| vdvae::upscale(img, size).map_err(|e| StageError::new(&self.name, e))).collect()

@@ -1,9 +1,12 @@
-//! Stage 1 and stage 2 image by image, so that `reconstruct`, `ablate`, `average` and `roi` resume
-//! at the first missing image and shards split the images.
+//! Stage 1 and stage 2 in batches of images, so that `reconstruct`, `ablate`, `average` and `roi`
+//! resume at the first missing image and shards split the images.
 //!
-//! Image `i` of a folder is generated alone with the seed [`item_seed`]`(seed, i)` (the rule of
-//! [`crate::seeds`]): its pixels depend only on its own condition, the configured seed and its
-//! index — never on the shard, the batch or an interrupted earlier run.
+//! Image `i` of a folder is generated with the seed [`item_seed`]`(seed, i)` (the rule of
+//! [`crate::seeds`]), and a generator draws every random number of an image from its own seed:
+//! its pixels depend only on its own condition, the configured seed and its index — never on the
+//! shard, the batch or an interrupted earlier run. While the generator works on one batch, a
+//! reader thread loads the next batch's start images and a writer thread encodes and writes the
+//! previous batch's PNGs.
 
 use std::ops::Range;
 use std::path::Path;
@@ -16,7 +19,7 @@ use super::{Progress, Variant, WorkflowError, check_settings, load_png, save_png
 use crate::AnyGenerator;
 use crate::config::{Config, DiffusionSection};
 use crate::seeds::{ITEM_SEED_RULE, item_seed};
-use crate::stage::single_image;
+use crate::stage::checked_images;
 
 /// The part of an image folder's settings record that the configuration and the conditions
 /// determine (everything but the generator's name and the groups it consumes, which the folder's
@@ -67,8 +70,8 @@ pub fn check_image_settings(folder: &Path, settings: &str) -> Result<(), Workflo
 /// that does not decode is made again, with a warning). The folder's record holds the generator's
 /// name, the groups it consumes with their feature shapes, `settings` ([`image_settings`]) and
 /// the start images (with the fingerprint of the stage-1 folder's record); images made otherwise
-/// are refused. Image `i` is made alone with the seed [`item_seed`]`(seed, i)`. Returns the number
-/// of images made now.
+/// are refused. Image `i` is made with the seed [`item_seed`]`(seed, i)`, in calls of at most
+/// `batch` consecutive images (which changes no image). Returns the number of images made now.
 #[allow(clippy::too_many_arguments)]
 pub fn generate_images(
     folder: &Path,
@@ -79,6 +82,7 @@ pub fn generate_images(
     generator: &dyn AnyGenerator,
     seed: u64,
     settings: &str,
+    batch: usize,
 ) -> Result<usize, WorkflowError> {
     let stage = if init.is_some() { "stage 2" } else { "stage 1" };
     let consumed = generator.consumes();
@@ -108,25 +112,91 @@ pub fn generate_images(
     let part = range.clone();
     let todo: Vec<usize> = range.filter(|&i| !reusable(&folder.join(&names[i]), check_png)).collect();
     let bar = Progress::each(todo.len(), &format!("{stage} ({})", short_name(generator.name())));
-    for &i in &todo {
-        let init_images = match &init {
-            None => Vec::new(),
-            Some(InitImages::Folder(dir)) => {
-                let path = dir.join(&names[i]);
-                if !path.exists() {
-                    return Err(WorkflowError::missing(format!("stage-1 image {}", names[i]), &path, "reconstruct"));
+    let batches = contiguous_batches(&todo, batch.max(1));
+    let start_images = |batch: &Range<usize>| -> Result<Vec<RgbImage>, WorkflowError> {
+        batch
+            .clone()
+            .map(|i| match &init {
+                None => Ok(None),
+                Some(InitImages::Folder(dir)) => {
+                    let path = dir.join(&names[i]);
+                    if !path.exists() {
+                        return Err(WorkflowError::missing(
+                            format!("stage-1 image {}", names[i]),
+                            &path,
+                            "reconstruct",
+                        ));
+                    }
+                    load_png(&path).map(Some)
                 }
-                vec![load_png(&path)?]
+                Some(InitImages::Grey(side)) => Ok(Some(RgbImage::from_pixel(*side, *side, Rgb([127, 127, 127])))),
+            })
+            .filter_map(Result::transpose)
+            .collect()
+    };
+    let (batches, start_images, bar, part) = (&batches, &start_images, &bar, &part);
+    std::thread::scope(|scope| -> Result<(), WorkflowError> {
+        // Reader: the start images of each batch, one batch ahead of the generator.
+        let (loaded_tx, loaded_rx) = std::sync::mpsc::sync_channel(1);
+        let reader = scope.spawn(move || {
+            for b in batches {
+                if loaded_tx.send(start_images(b)).is_err() {
+                    break;
+                }
             }
-            Some(InitImages::Grey(side)) => vec![RgbImage::from_pixel(*side, *side, Rgb([127, 127, 127]))],
-        };
-        let inputs = features.inputs(&consumed, i..i + 1, init_images)?;
-        let image = single_image(generator.name(), generator.generate_from(&inputs, &[item_seed(seed, i)])?)?;
-        save_png(&folder.join(&names[i]), &image)?;
-        bar.inc_with(1, |done, len| position_line(stage, i, names.len(), &part, done, len, folder));
-    }
+        });
+        // Writer: PNG encoding and atomic writes, off the generator's thread.
+        let (made_tx, made_rx) = std::sync::mpsc::sync_channel::<(usize, RgbImage)>(batch.max(1));
+        let writer = scope.spawn(move || -> Result<(), WorkflowError> {
+            for (i, image) in made_rx {
+                save_png(&folder.join(&names[i]), &image)?;
+                bar.inc_with(1, |done, len| position_line(stage, i, names.len(), part, done, len, folder));
+            }
+            Ok(())
+        });
+        let mut generated = Ok(());
+        for b in batches {
+            let made = loaded_rx
+                .recv()
+                .map_err(|_| WorkflowError::Invalid("the start-image reader stopped early".into()))
+                .and_then(|start| start)
+                .and_then(|start| {
+                    let inputs = features.inputs(&consumed, b.clone(), start)?;
+                    let seeds: Vec<u64> = b.clone().map(|i| item_seed(seed, i)).collect();
+                    Ok(checked_images(generator.name(), generator.generate_from(&inputs, &seeds)?, b.len())?)
+                });
+            match made {
+                Ok(images) => {
+                    if b.clone().zip(images).try_for_each(|item| made_tx.send(item)).is_err() {
+                        break; // the writer stopped: its error is reported below
+                    }
+                }
+                Err(e) => {
+                    generated = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(made_tx);
+        drop(loaded_rx);
+        let written = writer.join().map_err(|_| WorkflowError::Invalid("the PNG writer panicked".into()))?;
+        reader.join().map_err(|_| WorkflowError::Invalid("the start-image reader panicked".into()))?;
+        generated.and(written)
+    })?;
     bar.finish_and_clear();
     Ok(todo.len())
+}
+
+/// `todo` (ascending image indices) cut into runs of consecutive indices of at most `batch`.
+fn contiguous_batches(todo: &[usize], batch: usize) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for &i in todo {
+        match out.last_mut() {
+            Some(last) if last.end == i && last.len() < batch => last.end = i + 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
 }
 
 /// A generator's name up to its first `:` or `@` (`versatile-diffusion`), for progress labels.
@@ -216,8 +286,11 @@ mod cache_tests {
         }
 
         fn generate(&self, condition: &LatentCondition, seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
-            let (v, seed) = (condition.latents[[0, 0]], seeds[0]);
-            Ok(vec![RgbImage::from_fn(24, 24, |x, y| Rgb([(v as u32 + x) as u8, (seed as u32 + y) as u8, 7]))])
+            let paint = |k: usize| {
+                let (v, seed) = (condition.latents[[k, 0]], seeds[k]);
+                RgbImage::from_fn(24, 24, |x, y| Rgb([(v as u32 + x) as u8, (seed as u32 + y) as u8, 7]))
+            };
+            Ok((0..seeds.len()).map(paint).collect())
         }
     }
 
@@ -240,9 +313,12 @@ mod cache_tests {
         }
 
         fn generate(&self, condition: &GuidedCondition, _seeds: &[u64]) -> Result<Vec<RgbImage>, StageError> {
-            let mut image = condition.init_images[0].clone();
-            image.pixels_mut().for_each(|p| p.0 = p.0.map(|c| 255 - c));
-            Ok(vec![image])
+            let invert = |image: &RgbImage| {
+                let mut image = image.clone();
+                image.pixels_mut().for_each(|p| p.0 = p.0.map(|c| 255 - c));
+                image
+            };
+            Ok(condition.init_images.iter().map(invert).collect())
         }
     }
 
@@ -274,20 +350,24 @@ mod cache_tests {
         let config = Config::default();
         let s1 = image_settings(&config, Variant::OnlyVdvae, "fnv1a64:0000000000000001");
         let s2 = image_settings(&config, Variant::BrainDiffuser, "fnv1a64:0000000000000001");
-        let run = |range: Range<usize>, s1: &str| -> Result<(usize, usize), WorkflowError> {
-            let a = generate_images(&stage1, &names, &features, None, range.clone(), &Painter, 5, s1)?;
-            let b = generate_images(
-                &stage2,
-                &names,
-                &features,
-                Some(InitImages::Folder(&stage1)),
-                range,
-                &Inverter,
-                5,
-                &s2,
-            )?;
-            Ok((a, b))
-        };
+        let run_in =
+            |out: &Path, range: Range<usize>, s1: &str, batch: usize| -> Result<(usize, usize), WorkflowError> {
+                let (stage1, stage2) = (out.join("only-vdvae"), out.join("brain-diffuser"));
+                let a = generate_images(&stage1, &names, &features, None, range.clone(), &Painter, 5, s1, batch)?;
+                let b = generate_images(
+                    &stage2,
+                    &names,
+                    &features,
+                    Some(InitImages::Folder(&stage1)),
+                    range,
+                    &Inverter,
+                    5,
+                    &s2,
+                    batch,
+                )?;
+                Ok((a, b))
+            };
+        let run = |range: Range<usize>, s1: &str| run_in(dir.path(), range, s1, 3);
         assert_eq!(run(0..4, &s1).unwrap(), (4, 4));
         let record = std::fs::read_to_string(stage2.join("settings.toml")).unwrap();
         assert!(
@@ -297,6 +377,12 @@ mod cache_tests {
         let bytes =
             |folder: &Path| -> Vec<Vec<u8>> { names.iter().map(|n| std::fs::read(folder.join(n)).unwrap()).collect() };
         let (first1, first2) = (bytes(&stage1), bytes(&stage2));
+        // One image per call, and in two shards: the same bytes as batches of 3.
+        let single = dir.path().join("single");
+        assert_eq!(run_in(&single, 2..4, &s1, 1).unwrap(), (2, 2));
+        assert_eq!(run_in(&single, 0..2, &s1, 1).unwrap(), (2, 2));
+        let (single1, single2) = (single.join("only-vdvae"), single.join("brain-diffuser"));
+        assert_eq!((bytes(&single1), bytes(&single2)), (first1.clone(), first2.clone()));
         assert_eq!(run(0..4, &s1).unwrap(), (0, 0), "whole images are kept");
         // A truncated stage-1 image and an empty final image: both made again, identical.
         std::fs::write(stage1.join(&names[1]), &first1[1][..first1[1].len() / 2]).unwrap();
@@ -333,7 +419,7 @@ mod cache_tests {
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = (0..2).map(crate::workflow::prepare::image_name).collect();
         let run = |features: &PredictedFeatures| {
-            generate_images(dir.path(), &names, features, Some(InitImages::Grey(4)), 0..2, &Inverter, 5, "")
+            generate_images(dir.path(), &names, features, Some(InitImages::Grey(4)), 0..2, &Inverter, 5, "", 2)
         };
         let no_text = predicted(2, &[(TargetGroup::CLIP_VISION, vec![3, 2])]);
         let err = run(&no_text).unwrap_err().to_string();
