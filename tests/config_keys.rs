@@ -73,6 +73,7 @@ const PROBES: &[(&str, &str, Effect)] = &[
     ("clip.text_tokens", "9", Refused("extract")),
     ("clip.embedding_dim", "32", Refused("extract")),
     ("clip.vision_resize", "48", Refused("extract")),
+    ("clip.cuda_precision", "\"bf16\"", Refused("extract")),
     ("regression.vdvae_alpha", "123.0", Refused("fit")),
     ("regression.clip_vision_alpha", "123.0", Refused("fit")),
     ("regression.clip_text_alpha", "123.0", Refused("fit")),

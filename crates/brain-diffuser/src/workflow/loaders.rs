@@ -12,7 +12,7 @@ use vdvae::Vdvae;
 
 use super::WorkflowError;
 use super::integrity::weights_fingerprint;
-use crate::config::{Config, DiffusionSection, Precision};
+use crate::config::{Config, DiffusionSection};
 use crate::models::{ModelError, ModelsDir};
 use crate::stages::clip::{ClipTextEncoder, ClipVisionEncoder};
 use crate::stages::vdvae::{VdvaeDecoder, VdvaeEncoder};
@@ -177,10 +177,10 @@ impl StageLoader<'_> {
         ))
     }
 
-    /// CLIP-Vision in Versatile Diffusion's normalisation (f32). `clip.vision_tokens` and
-    /// `clip.embedding_dim` are checked against the checkpoint.
+    /// CLIP-Vision in Versatile Diffusion's normalisation (f32 on the CPU, `clip.cuda_precision`
+    /// on CUDA). `clip.vision_tokens` and `clip.embedding_dim` are checked against the checkpoint.
     pub fn clip_vision(&self) -> Result<ClipVisionEncoder, WorkflowError> {
-        let model = self.models.load_clip_vision(self.device, Kind::Float)?;
+        let model = self.models.load_clip_vision(self.device, self.config.clip.cuda_precision.kind_on(self.device))?;
         let c = &self.config.clip;
         let file = self.models.clip_checkpoint("image_encoder");
         let positions = "vision_model.embeddings.position_embedding.weight";
@@ -218,7 +218,8 @@ impl StageLoader<'_> {
     /// CLIP-Text in Versatile Diffusion's normalisation (f32). `clip.text_tokens` and
     /// `clip.embedding_dim` are checked against the tokenizer and the checkpoint.
     pub fn clip_text(&self) -> Result<ClipTextEncoder, WorkflowError> {
-        let (model, tokenizer) = self.models.load_clip_text(self.device, Kind::Float)?;
+        let (model, tokenizer) =
+            self.models.load_clip_text(self.device, self.config.clip.cuda_precision.kind_on(self.device))?;
         let c = &self.config.clip;
         let file = self.models.clip_checkpoint("text_encoder");
         let positions = "text_model.embeddings.position_embedding.weight";
@@ -269,11 +270,7 @@ impl StageLoader<'_> {
             text.feature_shape(),
         )?;
         drop((vision, text));
-        let unet_kind = match (self.device, diffusion.cuda_precision) {
-            (Device::Cpu, _) | (_, Precision::F32) => Kind::Float,
-            (_, Precision::F16) => Kind::Half,
-            (_, Precision::Bf16) => Kind::BFloat16,
-        };
+        let unet_kind = diffusion.cuda_precision.kind_on(self.device);
         let model = self.models.load_versatile_diffusion(self.device, unet_kind, unet_kind)?;
         self.check_diffusion(&model, diffusion)?;
         Ok(VersatileDiffusionRefiner::new(

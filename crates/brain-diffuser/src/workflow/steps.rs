@@ -345,7 +345,9 @@ impl Session {
                 c.vdvae.layers, c.vdvae.target, c.seeds.vdvae_targets, c.vdvae.batch_size
             )
         } else if *group == TargetGroup::CLIP_VISION {
-            format!("vision_resize = {}\n", c.clip.vision_resize)
+            format!("vision_resize = {}\ncuda_precision = {:?}\n", c.clip.vision_resize, c.clip.cuda_precision)
+        } else if *group == TargetGroup::CLIP_TEXT {
+            format!("cuda_precision = {:?}\n", c.clip.cuda_precision)
         } else {
             String::new()
         }
