@@ -10,6 +10,7 @@ use tracing::info;
 
 use super::features::{CHUNK_ROWS, chunk_path, chunks, write_chunk};
 use super::integrity::{check_npy, fingerprint, ids_fingerprint, reusable};
+use super::overlap::overlapped;
 use super::prepare::StimulusSource;
 use super::{Progress, WorkflowError, check_settings};
 use crate::Encoder;
@@ -26,28 +27,34 @@ pub struct Extracted {
 
 /// Encodes items `0..n` (those of `shard`) with `encoder` into chunk files in `dir`; `load` gives
 /// the items of a row range. Chunks already on disk are kept; see [`extract_rows_with`].
-pub fn extract_rows<I>(
+pub fn extract_rows<I: Send>(
     dir: &Path,
     encoder: &dyn Encoder<Input = I>,
     n: usize,
     shard: Shard,
-    load: &dyn Fn(Range<usize>) -> Result<Vec<I>, WorkflowError>,
+    load: &Loader<'_, I>,
     label: &str,
 ) -> Result<Extracted, WorkflowError> {
     extract_rows_with(dir, encoder, n, "", shard, load, label)
 }
 
+/// Loads the items of a row range for [`extract_rows`]; it runs on a reader thread, one chunk
+/// ahead of the encoder.
+pub type Loader<'a, I> = dyn Fn(Range<usize>) -> Result<Vec<I>, WorkflowError> + Sync + 'a;
+
 /// [`extract_rows`] whose settings record also holds `inputs` (lines naming what the features
 /// depend on beyond the encoder's name: its options, the fingerprint of the ids or captions).
 /// A chunk already on disk is kept only when it is whole (its `.npy` header, dtype, shape `rows x
 /// feature width` and length check out); a damaged chunk is computed again, with a warning.
-pub fn extract_rows_with<I>(
+/// While the encoder works on one chunk, a reader thread loads the next one and a writer thread
+/// writes the previous one.
+pub fn extract_rows_with<I: Send>(
     dir: &Path,
     encoder: &dyn Encoder<Input = I>,
     n: usize,
     inputs: &str,
     shard: Shard,
-    load: &dyn Fn(Range<usize>) -> Result<Vec<I>, WorkflowError>,
+    load: &Loader<'_, I>,
     label: &str,
 ) -> Result<Extracted, WorkflowError> {
     let shape = encoder.feature_shape();
@@ -67,30 +74,41 @@ pub fn extract_rows_with<I>(
     let width: usize = shape.iter().product();
     let mut outcome = Extracted::default();
     let bar = Progress::each(mine.iter().map(Range::len).sum(), label);
+    let mut todo = Vec::new();
     for range in mine {
         let whole = |p: &Path| check_npy(p, "<f4", &[Some(range.len()), Some(width)]).map(|_| ());
         if reusable(&chunk_path(dir, range), whole) {
             outcome.reused += 1;
             bar.skip(range.len() as u64);
         } else {
-            let items = load(range.clone())?;
-            let rows = encoder.encode_at(range.start, &items)?;
-            if rows.dim() != (range.len(), width) {
-                return Err(WorkflowError::Invalid(format!(
-                    "encoder '{}' returned {:?} for {} items of {width} values",
-                    encoder.name(),
-                    rows.dim(),
-                    range.len()
-                )));
-            }
-            write_chunk(dir, range, &rows)?;
-            outcome.computed += 1;
-            bar.inc_with(range.len() as u64, |done, len| match mine.len() == all.len() {
-                true => format!("{label}: {done} of {len} stimuli"),
-                false => format!("{label}: {done} of {len} stimuli (shard {shard} of {n})"),
-            });
+            todo.push(range.clone());
         }
     }
+    let whole_set = mine.len() == all.len();
+    /// A chunk's rows and its features.
+    type Chunk = (Range<usize>, ndarray::Array2<f32>);
+    let write = |(range, rows): Chunk| -> Result<(), WorkflowError> {
+        write_chunk(dir, &range, &rows)?;
+        bar.inc_with(range.len() as u64, |done, len| match whole_set {
+            true => format!("{label}: {done} of {len} stimuli"),
+            false => format!("{label}: {done} of {len} stimuli (shard {shard} of {n})"),
+        });
+        Ok(())
+    };
+    let encode = |range: &Range<usize>, items: Vec<I>| -> Result<Vec<Chunk>, WorkflowError> {
+        let rows = encoder.encode_at(range.start, &items)?;
+        if rows.dim() != (range.len(), width) {
+            return Err(WorkflowError::Invalid(format!(
+                "encoder '{}' returned {:?} for {} items of {width} values",
+                encoder.name(),
+                rows.dim(),
+                range.len()
+            )));
+        }
+        Ok(vec![(range.clone(), rows)])
+    };
+    overlapped(&todo, 1, &|range: &Range<usize>| load(range.clone()), encode, &write)?;
+    outcome.computed += todo.len();
     bar.finish_and_clear();
     info!(dir = %dir.display(), computed = outcome.computed, reused = outcome.reused, "features");
     Ok(outcome)

@@ -15,6 +15,7 @@ use image::{Rgb, RgbImage};
 
 use super::fit::PredictedFeatures;
 use super::integrity::{check_png, read_record, record_fingerprint, reusable};
+use super::overlap::overlapped;
 use super::{Progress, Variant, WorkflowError, check_settings, load_png, save_png};
 use crate::AnyGenerator;
 use crate::config::{Config, DiffusionSection};
@@ -134,55 +135,18 @@ pub fn generate_images(
             .filter_map(Result::transpose)
             .collect()
     };
-    let (batches, start_images, bar, part) = (&batches, &start_images, &bar, &part);
-    std::thread::scope(|scope| -> Result<(), WorkflowError> {
-        // Reader: the start images of each batch, one batch ahead of the generator.
-        let (loaded_tx, loaded_rx) = std::sync::mpsc::sync_channel(1);
-        let reader = scope.spawn(move || {
-            for b in batches {
-                if loaded_tx.send(start_images(b)).is_err() {
-                    break;
-                }
-            }
-        });
-        // Writer: PNG encoding and atomic writes, off the generator's thread.
-        let (made_tx, made_rx) = std::sync::mpsc::sync_channel::<(usize, RgbImage)>(batch.max(1));
-        let writer = scope.spawn(move || -> Result<(), WorkflowError> {
-            for (i, image) in made_rx {
-                save_png(&folder.join(&names[i]), &image)?;
-                bar.inc_with(1, |done, len| position_line(stage, i, names.len(), part, done, len, folder));
-            }
-            Ok(())
-        });
-        let mut generated = Ok(());
-        for b in batches {
-            let made = loaded_rx
-                .recv()
-                .map_err(|_| WorkflowError::Invalid("the start-image reader stopped early".into()))
-                .and_then(|start| start)
-                .and_then(|start| {
-                    let inputs = features.inputs(&consumed, b.clone(), start)?;
-                    let seeds: Vec<u64> = b.clone().map(|i| item_seed(seed, i)).collect();
-                    Ok(checked_images(generator.name(), generator.generate_from(&inputs, &seeds)?, b.len())?)
-                });
-            match made {
-                Ok(images) => {
-                    if b.clone().zip(images).try_for_each(|item| made_tx.send(item)).is_err() {
-                        break; // the writer stopped: its error is reported below
-                    }
-                }
-                Err(e) => {
-                    generated = Err(e);
-                    break;
-                }
-            }
-        }
-        drop(made_tx);
-        drop(loaded_rx);
-        let written = writer.join().map_err(|_| WorkflowError::Invalid("the PNG writer panicked".into()))?;
-        reader.join().map_err(|_| WorkflowError::Invalid("the start-image reader panicked".into()))?;
-        generated.and(written)
-    })?;
+    let write = |(i, image): (usize, RgbImage)| -> Result<(), WorkflowError> {
+        save_png(&folder.join(&names[i]), &image)?;
+        bar.inc_with(1, |done, len| position_line(stage, i, names.len(), &part, done, len, folder));
+        Ok(())
+    };
+    let generate = |b: &Range<usize>, start: Vec<RgbImage>| -> Result<Vec<(usize, RgbImage)>, WorkflowError> {
+        let inputs = features.inputs(&consumed, b.clone(), start)?;
+        let seeds: Vec<u64> = b.clone().map(|i| item_seed(seed, i)).collect();
+        let images = checked_images(generator.name(), generator.generate_from(&inputs, &seeds)?, b.len())?;
+        Ok(b.clone().zip(images).collect())
+    };
+    overlapped(&batches, batch.max(1), &start_images, generate, &write)?;
     bar.finish_and_clear();
     Ok(todo.len())
 }

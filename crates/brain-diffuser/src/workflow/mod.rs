@@ -22,6 +22,7 @@ pub mod fit;
 pub mod generate;
 pub mod integrity;
 pub mod loaders;
+mod overlap;
 pub mod prepare;
 pub mod report;
 pub mod report_page;

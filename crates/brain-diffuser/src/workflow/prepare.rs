@@ -13,8 +13,8 @@ use super::{SubjectDir, WorkflowError, check_settings, progress_bar, save_npy, s
 use crate::config::Config;
 use crate::roi::{ROI_NAMES, RoiLabels, roi_patterns};
 
-/// Reads images of the NSD stimulus set by 0-based id.
-pub trait StimulusSource {
+/// Reads images of the NSD stimulus set by 0-based id (from a reader thread: `Sync`).
+pub trait StimulusSource: Sync {
     /// The images `ids`, in order.
     fn images(&self, ids: &[usize]) -> Result<Vec<RgbImage>, WorkflowError>;
 }
