@@ -126,10 +126,10 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
         &["extract"],
         &["fit"],
         &["predict"],
-        &["reconstruct"],
-        &["ablate", "--subject", "1"],
-        &["average"],
-        &["roi"],
+        &["--batch", "4", "reconstruct"],
+        &["--batch", "4", "ablate", "--subject", "1"],
+        &["--batch", "4", "average"],
+        &["--batch", "4", "roi"],
         &["weights-roi"],
         &["evaluate", "--batch-size", "8"],
         &["report", "--images", "4", "--cell", "32"],
@@ -266,9 +266,9 @@ fn every_step_runs_and_an_interrupted_run_resumes_to_identical_outputs() {
     step(&demo, "b", &["--subjects", "1", "fit"]);
     step(&demo, "b", &["--subjects", "1", "predict"]);
     let finals = b.subject(1).root().join("reconstructions/brain-diffuser");
-    // Run A made its images 4 per generator call (the default `--batch`); run B makes them one
-    // at a time until killed, then 3 at a time: the images must not change.
-    let interrupted = run_and_kill(&demo, "b", &["--subjects", "1", "--batch", "1", "reconstruct"], &finals, "png");
+    // Run A made its images 4 per generator call; run B makes them one at a time (the CPU's
+    // default `--batch`) until killed, then 3 at a time: the images must not change.
+    let interrupted = run_and_kill(&demo, "b", &["--subjects", "1", "reconstruct"], &finals, "png");
     assert!(interrupted, "reconstruction finished before it could be interrupted");
     let partial = count_files(&finals, "png");
     assert!(partial < n_test, "the interrupted run made {partial} of {n_test} final images");

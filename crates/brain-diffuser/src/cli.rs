@@ -64,12 +64,11 @@ pub struct Global {
     /// cpu, cuda or cuda:N. Default: BRAIN_DIFFUSER_DEVICE, else the first GPU, else the CPU.
     #[arg(long, global = true)]
     pub device: Option<String>,
-    /// Images per generator call in reconstruct, ablate, average and roi (1 to 1024). Every image
-    /// is the same whatever the batch (each draws from its own seed); larger batches keep a GPU
-    /// busier and take more memory.
-    #[arg(long, global = true, default_value_t = crate::workflow::steps::DEFAULT_IMAGE_BATCH,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_BATCH_SIZE))]
-    pub batch: usize,
+    /// Images per generator call in reconstruct, ablate, average and roi (1 to 1024; default 4 on
+    /// CUDA, 1 on the CPU). Every image is the same whatever the batch (each draws from its own
+    /// seed); larger batches keep a GPU busier and take more memory.
+    #[arg(long, global = true, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_BATCH_SIZE))]
+    pub batch: Option<usize>,
     /// Subjects to process, distinct, from 1 to 8, e.g. 1,2 (default: the configuration's data.subjects).
     #[arg(long, global = true, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
     pub subjects: Vec<u8>,

@@ -71,7 +71,11 @@ fn session(global: &Global) -> Result<Session> {
         None => NsdLayout::new(&global.nsd),
     };
     let subjects = config.data.subjects_or(&global.subjects);
-    Ok(Session::new(run, config, nsd, ModelsDir::new(&global.models), subjects, device).with_image_batch(global.batch))
+    let session = Session::new(run, config, nsd, ModelsDir::new(&global.models), subjects, device);
+    Ok(match global.batch {
+        Some(batch) => session.with_image_batch(batch),
+        None => session,
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -98,14 +98,20 @@ pub struct Session {
     /// Makes the stage-2 generator of a variant's diffusion settings in place of Versatile
     /// Diffusion's ([`Session::with_refiner`]).
     pub refiner: Option<Box<RefinerFactory>>,
-    /// Images per generator call in the image steps ([`DEFAULT_IMAGE_BATCH`] unless set with
-    /// [`Session::with_image_batch`]): it changes speed and memory, never an image.
+    /// Images per generator call in the image steps ([`default_image_batch`] of the device unless
+    /// set with [`Session::with_image_batch`]): it changes speed and memory, never an image.
     pub image_batch: usize,
 }
 
-/// The default [`Session::image_batch`] (the command line's `--batch`): 4 images per generator
-/// call, 8 U-Net rows per forward with guidance at 512x512, within a 12 GB card in f16.
-pub const DEFAULT_IMAGE_BATCH: usize = 4;
+/// The default [`Session::image_batch`] (the command line's `--batch`) on `device`: 4 on CUDA
+/// (8 U-Net rows per forward with guidance at 512x512), 1 on the CPU, which runs a batch image by
+/// image anyway (`versatile_diffusion::BatchForward::Auto`) and measured no gain from larger ones.
+pub fn default_image_batch(device: Device) -> usize {
+    match device {
+        Device::Cpu => 1,
+        _ => 4,
+    }
+}
 
 /// An encoder handed to a [`Session`] for one target group: of the stimulus images, or of their
 /// captions.
@@ -177,7 +183,7 @@ impl Session {
             encoders: Vec::new(),
             decoder: None,
             refiner: None,
-            image_batch: DEFAULT_IMAGE_BATCH,
+            image_batch: default_image_batch(device),
         }
     }
 
