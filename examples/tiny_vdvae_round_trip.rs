@@ -6,7 +6,8 @@
 //! Two models of the demo's configuration: a random one with the reference initialisation, and
 //! the demo's own, built so that its encoder inverts its decoder (`brain_diffuser::demo::mosaic_vdvae`).
 //! For each it prints the spread of the extracted latents, their correlation with the generating
-//! latents, and PixCorr of the round trip against its stimulus, matched and shifted by one image.
+//! latents, and PixCorr of the round trip against its stimulus, matched and shifted by one image
+//! (`metrics::shuffled_control`, brain-diffuser protocol).
 //!
 //! `cargo run --example tiny_vdvae_round_trip`
 
@@ -16,8 +17,8 @@ use brain_diffuser::demo::tiny_models::{VDVAE_LATENT_BLOCKS, write_tiny_models};
 use brain_diffuser::models::ModelsDir;
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
-use metrics::MetricsError;
-use metrics::low_level::{pearson, pearson_u8};
+use metrics::Protocol;
+use metrics::low_level::pearson;
 use tch::{Device, Kind, Tensor};
 use vdvae::{DecodeOptions, EncodeOptions, Latents, OutputDraw, PosteriorDraw, Vdvae, WeightInit};
 
@@ -25,21 +26,6 @@ const IMAGES: usize = 40;
 const SEED: i64 = 1;
 /// The demo's stimulus side (the VDVAE's 16x16 images repeated 4x).
 const STIMULUS_SIDE: u32 = 64;
-
-/// Mean PixCorr of `a[i]` with `b[i]` and with `b[i + 1]` (the shuffled control); a constant
-/// image (NaN correlation) counts as 0, no resemblance.
-fn matched_and_shifted(a: &[RgbImage], b: &[RgbImage]) -> Result<(f64, f64), MetricsError> {
-    let n = a.len();
-    let mean = |shift: usize| -> Result<f64, MetricsError> {
-        let mut sum = 0.0;
-        for i in 0..n {
-            let r = pearson_u8(a[i].as_raw(), b[(i + shift) % n].as_raw())?;
-            sum += if r.is_nan() { 0.0 } else { r };
-        }
-        Ok(sum / n as f64)
-    };
-    Ok((mean(0)?, mean(1)?))
-}
 
 fn main() -> Result<(), Box<dyn Error>> {
     let dir = tempfile::tempdir()?;
@@ -75,7 +61,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             .iter()
             .map(|small| resize(small, STIMULUS_SIDE, STIMULUS_SIDE, FilterType::Nearest))
             .collect();
-        let (matched, shifted) = matched_and_shifted(&round_trip, &stimuli)?;
+        // The brain-diffuser protocol's PixCorr, matched and with each stimulus against the next round trip.
+        let control = metrics::shuffled_control(&stimuli, &round_trip, &Protocol::brain_diffuser(), &[1])?;
+        let (matched, shifted) = (control.pixcorr, control.shuffled_pixcorr);
         println!("| {name} | {rms:.2e} | {:.3} | {matched:.3} | {shifted:.3} |", pearson(&extracted64, &z64)?);
     }
     Ok(())

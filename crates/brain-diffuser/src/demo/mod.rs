@@ -287,6 +287,14 @@ mod tests {
     }
 
     #[test]
+    fn world_names_are_the_command_line_values() {
+        use clap::ValueEnum;
+        for world in DemoWorld::value_variants() {
+            assert_eq!(world.to_possible_value().map(|v| v.get_name().to_owned()), Some(world.name().to_owned()));
+        }
+    }
+
+    #[test]
     fn a_seed_that_toml_cannot_record_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("demo");
