@@ -148,8 +148,23 @@ impl VoxelWeightNorms {
         if block.nrows() != self.l1.len() {
             return Err(format!("weight block has {} voxel rows, expected {}", block.nrows(), self.l1.len()));
         }
-        for (sum, row) in self.l1.iter_mut().zip(block.rows()) {
-            *sum += row.iter().map(|&w| f64::from(w.abs())).sum::<f64>();
+        // Walk the block in memory order (ridge's weight blocks arrive as the transpose of a
+        // row-major targets x voxels matrix, so their columns are contiguous); either way each
+        // voxel's block sum adds its targets in order, so both give the same bits.
+        if block.ncols() > 1 && block.strides()[0] == 1 {
+            let mut block_sums = vec![0f64; self.l1.len()];
+            for column in block.columns() {
+                for (sum, &w) in block_sums.iter_mut().zip(column) {
+                    *sum += f64::from(w.abs());
+                }
+            }
+            for (sum, block_sum) in self.l1.iter_mut().zip(block_sums) {
+                *sum += block_sum;
+            }
+        } else {
+            for (sum, row) in self.l1.iter_mut().zip(block.rows()) {
+                *sum += row.iter().map(|&w| f64::from(w.abs())).sum::<f64>();
+            }
         }
         Ok(())
     }
@@ -308,6 +323,13 @@ mod tests {
         norms.add_block(array![[-3.0f32], [0.25]].view()).unwrap();
         assert_eq!(norms.norms().to_vec(), vec![6.0, 0.75]);
         assert!(norms.add_block(array![[1.0f32]].view()).is_err());
+        // A block given as the transpose of a targets x voxels matrix (as the workflow hands
+        // ridge's weights over) is walked by columns and gives the same bits.
+        let coef = Array2::from_shape_fn((5, 3), |(j, v)| ((j * 3 + v) as f32 * 0.37).sin());
+        let (mut by_rows, mut by_columns) = (VoxelWeightNorms::new(3), VoxelWeightNorms::new(3));
+        by_rows.add_block(coef.t().as_standard_layout().view()).unwrap();
+        by_columns.add_block(coef.t()).unwrap();
+        assert_eq!(by_rows.norms(), by_columns.norms());
     }
 
     #[test]

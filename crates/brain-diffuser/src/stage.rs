@@ -42,7 +42,7 @@ pub trait Encoder {
 ///
 /// The workflow's `fit` step calls it: [`Regressor::prepare`] once per subject with the training fMRI and the fMRI to predict (the
 /// test trials, the ROI patterns, ...), then [`PreparedRegressor::fit_predict`] once per target
-/// group, whose targets stream from a [`TargetSource`] in column blocks (the CLIP-Vision targets
+/// group, whose targets stream from a [`TargetSource`] in blocks of rows or columns (the CLIP-Vision targets
 /// of one subject are 7 GB). Fitting returns the predictions, so nothing can be predicted before
 /// it is fitted. Implemented by the `ridge` adapter, which computes one Gram matrix in `prepare`
 /// and shares it between the groups.

@@ -17,16 +17,35 @@ use std::time::Instant;
 /// Tuning of the streaming loop.
 #[derive(Clone, Debug)]
 pub struct FitOptions {
-    /// Targets per block. A block of `n x block_cols` f32 values is the unit of reading and of
-    /// GEMM; 8,192 at `n = 8,859` is 290 MB, and at most three blocks are alive at once (one
-    /// being read, one queued, one computed). Wider blocks mean longer contiguous reads.
+    /// Size of a block: `n x block_cols` f32 values, the unit of reading and of GEMM; 8,192 at
+    /// `n = 8,859` is 290 MB, and at most three blocks are alive at once (one being read, one
+    /// queued, one computed). Row blocks hold as many values (`block_cols * n / d` rows).
     pub block_cols: usize,
+    /// Which way fixed-alpha fits read the targets.
+    pub streaming: Streaming,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { block_cols: 8192 }
+        FitOptions { block_cols: 8192, streaming: Streaming::Auto }
     }
+}
+
+/// How a fit with one alpha for all targets reads them. The predictions agree to f32 rounding
+/// whichever is used (tests hold both to scikit-learn's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Streaming {
+    /// Rows when the source says they are contiguous
+    /// ([`TargetSource::rows_are_contiguous`]), else columns.
+    #[default]
+    Auto,
+    /// Blocks of whole rows, accumulating `P += S[:, rows] Y[rows, :]`: one contiguous read per
+    /// block of a row-major file and no transposition.
+    Rows,
+    /// Blocks of whole columns (all rows of some targets): strided reads of a row-major file.
+    /// Alpha grids and several distinct alphas always stream columns, since choosing an alpha
+    /// needs every row of a target.
+    Columns,
 }
 
 /// The result of [`RidgeProblem::fit_predict`].
@@ -72,33 +91,43 @@ fn block_ranges(d: usize, block: usize) -> Vec<Range<usize>> {
     (0..d).step_by(block).map(|start| start..(start + block).min(d)).collect()
 }
 
-/// Reads the blocks `ranges` on a reader thread, one block ahead of `consume`, so that disk
-/// reads (strided on row-major files) overlap the GEMMs. Adds the reader's busy time to
-/// `read_s`. Stops at the first error of either side.
+/// Reads the column blocks `ranges` on a reader thread, one block ahead of `consume`.
 fn stream_blocks(
     problem: &RidgeProblem,
     targets: &mut dyn TargetSource,
     ranges: Vec<Range<usize>>,
     read_s: &mut f64,
-    mut consume: impl FnMut(TargetBlock) -> Result<()>,
+    consume: impl FnMut(TargetBlock) -> Result<()>,
+) -> Result<()> {
+    read_ahead(ranges, |range| read_block(problem, targets, range), read_s, consume)
+}
+
+/// Runs `read` on each job on a reader thread, one job ahead of `consume`, so that disk reads
+/// overlap the GEMMs. Adds the reader's busy time to `read_s`. Stops at the first error of
+/// either side.
+pub(crate) fn read_ahead<J: Send, T: Send>(
+    jobs: Vec<J>,
+    mut read: impl FnMut(J) -> Result<T> + Send,
+    read_s: &mut f64,
+    mut consume: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(TargetBlock, f64)>>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(T, f64)>>(1);
         let reader = scope.spawn(move || {
-            for range in ranges {
+            for job in jobs {
                 let t = Instant::now();
-                let block = read_block(problem, targets, range).map(|b| (b, t.elapsed().as_secs_f64()));
-                let failed = block.is_err();
-                if tx.send(block).is_err() || failed {
+                let item = read(job).map(|b| (b, t.elapsed().as_secs_f64()));
+                let failed = item.is_err();
+                if tx.send(item).is_err() || failed {
                     break;
                 }
             }
         });
         let mut result = Ok(());
         for item in rx.iter() {
-            match item.and_then(|(block, secs)| {
+            match item.and_then(|(item, secs)| {
                 *read_s += secs;
-                consume(block)
+                consume(item)
             }) {
                 Ok(()) => {}
                 Err(e) => {
@@ -183,6 +212,62 @@ pub(crate) fn read_block(
         });
     }
     Ok(TargetBlock { first: range.start, cols: b, data, means, centred: false })
+}
+
+/// Rows of every target, row-major (`rows.len() x d` f32), as read.
+struct RowBlock {
+    rows: Range<usize>,
+    data: Vec<f32>,
+}
+
+/// Reads and checks rows `rows` of all the targets.
+fn read_row_block(targets: &mut dyn TargetSource, rows: Range<usize>) -> Result<RowBlock> {
+    let d = targets.n_cols();
+    let mut data = vec![0f32; rows.len() * d];
+    targets.read_rows(rows.clone(), 0..d, &mut data)?;
+    validate::finite_rows(&format!("targets {}", targets.describe()), &data, d, rows.start, 0)?;
+    Ok(RowBlock { rows, data })
+}
+
+/// Column sums in f64 of a row-major matrix with `d` columns, rows split across the pool.
+pub(crate) fn column_sums(data: &[f32], d: usize) -> Vec<f64> {
+    let rows = data.len() / d.max(1);
+    let per_task = rows.div_ceil(rayon::current_num_threads()).max(1);
+    data.par_chunks(per_task * d)
+        .map(|part| {
+            let mut sums = vec![0f64; d];
+            for row in part.chunks_exact(d) {
+                for (s, &v) in sums.iter_mut().zip(row) {
+                    *s += f64::from(v);
+                }
+            }
+            sums
+        })
+        .reduce(|| vec![0f64; d], add_into)
+}
+
+/// Subtracts `shift` from every row of a row-major matrix with `d` columns and returns the
+/// column sums (f64) of the shifted values, in one pass, rows split across the pool.
+fn shift_and_sum(data: &mut [f32], d: usize, shift: &[f32]) -> Vec<f64> {
+    let rows = data.len() / d.max(1);
+    let per_task = rows.div_ceil(rayon::current_num_threads()).max(1);
+    data.par_chunks_mut(per_task * d)
+        .map(|part| {
+            let mut sums = vec![0f64; d];
+            for row in part.chunks_exact_mut(d) {
+                for ((v, c), s) in row.iter_mut().zip(shift).zip(sums.iter_mut()) {
+                    *v -= c;
+                    *s += f64::from(*v);
+                }
+            }
+            sums
+        })
+        .reduce(|| vec![0f64; d], add_into)
+}
+
+fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+    a
 }
 
 pub(crate) fn check_targets(problem: &RidgeProblem, targets: &dyn TargetSource) -> Result<()> {
@@ -521,10 +606,11 @@ fn choose(scorer: &Scorer, grid: &[f64], scores: MatRef<'_, f64>, group: usize) 
 
 impl RidgeProblem {
     /// Fits every target of `targets` and predicts each evaluation set, streaming the targets
-    /// in column blocks: neither all targets nor any `p x d` weights are ever held.
+    /// in blocks: neither all targets nor any `p x d` weights are ever held.
     ///
     /// Fixed alphas cost one `m x n` operator per alpha and evaluation set, then `2 m n` flops
-    /// per target. A grid uses the Gram eigendecomposition (computed once per problem) and
+    /// per target, in f32 GEMMs; one alpha for all targets streams blocks of rows from
+    /// row-major sources (see [`Streaming`]), anything else blocks of columns. A grid uses the Gram eigendecomposition (computed once per problem) and
     /// scores every candidate per target before predicting with the chosen one; when a group
     /// of targets that shares an alpha spans several blocks, the targets are read twice.
     pub fn fit_predict(
@@ -564,6 +650,16 @@ impl RidgeProblem {
             }
         };
         let mut timings = FitTimings::default();
+        let by_rows = columns_by_alpha(&alphas).len() == 1
+            && match options.streaming {
+                Streaming::Rows => true,
+                Streaming::Columns => false,
+                Streaming::Auto => targets.rows_are_contiguous(),
+            };
+        if by_rows {
+            self.predict_by_rows(targets, alphas[0], evals, options, &mut outputs, &mut timings)?;
+            return Ok(RidgeFit { alphas, predictions: outputs, grid: Vec::new(), scores: None, timings });
+        }
         timed(&mut timings.operators_s, || prepare_operators(self, evals, &alphas))?;
         let mut predict_s = 0.0;
         stream_blocks(self, targets, block_ranges(d, options.block_cols), &mut timings.read_s, |mut block| {
@@ -574,6 +670,95 @@ impl RidgeProblem {
         })?;
         timings.predict_s = predict_s;
         Ok(RidgeFit { alphas, predictions: outputs, grid: Vec::new(), scores: None, timings })
+    }
+
+    /// One alpha for every target, streamed in blocks of whole rows ([`Streaming::Rows`]).
+    ///
+    /// With `c` the mean of each target over the first row block, the GEMMs accumulate
+    /// `G = S (Y - 1 c^T)` in f32 block by block (`G += S[:, rows] (Y[rows, :] - 1 c^T)`), on
+    /// values as small as centred targets; the predictions are then
+    /// `G + (S 1)(c - mu)^T + 1 mu^T` in f64, `mu` the training means (zero without intercept).
+    /// With an intercept `S 1` vanishes in exact arithmetic (the smoother of centred data), so
+    /// this equals `S (Y - 1 mu^T) + 1 mu^T`, the column path's centred product.
+    fn predict_by_rows(
+        &self,
+        targets: &mut dyn TargetSource,
+        alpha: f64,
+        evals: &[&EvaluationSet],
+        options: &FitOptions,
+        outputs: &mut [Array2<f32>],
+        timings: &mut FitTimings,
+    ) -> Result<()> {
+        let (n, d) = (self.n_samples(), targets.n_cols());
+        let started = Instant::now();
+        let smoothers: Vec<Arc<Mat<f32>>> =
+            timed(&mut timings.operators_s, || evals.iter().map(|e| e.smoother(self, alpha)).collect())?;
+        let row_sums: Vec<Vec<f64>> = smoothers
+            .iter()
+            .map(|s| (0..s.nrows()).map(|i| (0..n).map(|k| f64::from(s[(i, k)])).sum()).collect())
+            .collect();
+        let rows_per_block = (options.block_cols.saturating_mul(n) / d).clamp(1, n);
+        let mut shift: Option<Vec<f32>> = None;
+        let mut sums = vec![0f64; d];
+        let mut predict_s = 0.0;
+        let ranges = block_ranges(n, rows_per_block);
+        read_ahead(
+            ranges,
+            |rows| read_row_block(targets, rows),
+            &mut timings.read_s,
+            |mut block| {
+                let t = Instant::now();
+                let r = block.rows.len();
+                let c = shift.get_or_insert_with(|| {
+                    column_sums(&block.data, d).into_iter().map(|s| (s / r as f64) as f32).collect()
+                });
+                for (s, v) in sums.iter_mut().zip(shift_and_sum(&mut block.data, d, c)) {
+                    *s += v;
+                }
+                // The row-major `r x d` block seen column-major is `Y^T` (`d x r`); the row-major
+                // `m x d` predictions likewise are `P^T`: `P^T += Y^T S[:, rows]^T`.
+                let yt = MatRef::from_column_major_slice(&block.data, d, r);
+                for (s, out) in smoothers.iter().zip(outputs.iter_mut()) {
+                    let m = out.nrows();
+                    let slice = out
+                        .as_slice_mut()
+                        .ok_or_else(|| RidgeError::Invalid("prediction buffer is not contiguous".into()))?;
+                    let dst = MatMut::from_column_major_slice_mut(slice, d, m);
+                    let lhs = s.as_ref().as_ref().subcols(block.rows.start, r).transpose();
+                    if block.rows.start == 0 {
+                        linalg::gemm(dst, yt, lhs, 1.0f32);
+                    } else {
+                        linalg::gemm_add(dst, yt, lhs, 1.0f32);
+                    }
+                }
+                predict_s += t.elapsed().as_secs_f64();
+                tracing::debug!(
+                    done = block.rows.end,
+                    of = n,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "ridge: rows"
+                );
+                Ok(())
+            },
+        )?;
+        let t = Instant::now();
+        let c: Vec<f64> = shift.unwrap_or_else(|| vec![0.0; d]).into_iter().map(f64::from).collect();
+        let mu: Vec<f64> = if self.fit_intercept() {
+            c.iter().zip(&sums).map(|(c, s)| c + s / n as f64).collect()
+        } else {
+            vec![0.0; d]
+        };
+        for (out, s1) in outputs.iter_mut().zip(&row_sums) {
+            let slice =
+                out.as_slice_mut().ok_or_else(|| RidgeError::Invalid("prediction buffer is not contiguous".into()))?;
+            slice.par_chunks_mut(d).zip(s1.par_iter()).for_each(|(row, &s1)| {
+                for ((v, c), mu) in row.iter_mut().zip(&c).zip(&mu) {
+                    *v = (f64::from(*v) + s1 * (c - mu) + mu) as f32;
+                }
+            });
+        }
+        timings.predict_s = predict_s + t.elapsed().as_secs_f64();
+        Ok(())
     }
 
     fn fit_predict_grid(

@@ -5,7 +5,8 @@
 //! (kernel form `Xc Xc^T` when samples < features, else the primal `Xc^T Xc`) is formed once
 //! in f64; fixed alphas cost one Cholesky solve per alpha, alpha grids one eigendecomposition
 //! scored by GCV, exact leave-one-out or k-fold, per target, per group of targets or per fit.
-//! Targets stream from memory, `.npy` or `.safetensors` in column blocks ([`TargetSource`]),
+//! Targets stream from memory, `.npy` or `.safetensors` in blocks of rows (fixed alphas, from
+//! row-major storage) or of columns (alpha grids) ([`TargetSource`], [`Streaming`]),
 //! and predictions of new rows ([`EvaluationSet`]) never materialise the `p x d` weights;
 //! weights can still be produced in column blocks ([`RidgeProblem::weights_by_block`]) or
 //! kept as a [`RidgeModel`] saved as safetensors that numpy reads. Intercepts are fitted by
@@ -39,8 +40,8 @@ mod weights;
 
 pub use alpha::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion};
 pub use error::{Result, RidgeError};
-pub use fit::{FitOptions, FitTimings, RidgeFit};
+pub use fit::{FitOptions, FitTimings, RidgeFit, Streaming};
 pub use model::{MODEL_FORMAT, RidgeModel};
-pub use problem::{EvaluationSet, ProblemOptions, RidgeProblem, SolverForm};
-pub use source::{NpyTargets, SafetensorsTargets, TargetSource};
+pub use problem::{EvaluationSet, GramPrecision, ProblemOptions, RidgeProblem, SolverForm};
+pub use source::{NpyTargets, SafetensorsTargets, TargetSource, check_rows_request};
 pub use weights::WeightBlock;

@@ -7,7 +7,7 @@ use crate::validate;
 use faer::{Mat, MatRef};
 use ndarray::ArrayView2;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 static NEXT_PROBLEM_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -28,13 +28,36 @@ pub struct ProblemOptions {
     pub fit_intercept: bool,
     /// Force a form; `None` picks the kernel form when features > samples (scikit-learn's rule).
     pub form: Option<SolverForm>,
+    /// Arithmetic of the Gram matrix and of the evaluation cross-kernels.
+    pub gram: GramPrecision,
 }
 
 impl Default for ProblemOptions {
     fn default() -> Self {
-        ProblemOptions { fit_intercept: true, form: None }
+        ProblemOptions { fit_intercept: true, form: None, gram: GramPrecision::F64 }
     }
 }
+
+/// The arithmetic of the Gram matrix. Factorisations, solves and the evaluation sets'
+/// cross-kernels are f64 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GramPrecision {
+    /// f64 GEMMs (the default): the Gram matrix to f64 rounding, as scikit-learn's.
+    #[default]
+    F64,
+    /// f32 GEMMs on the centred design rounded to f32 (about twice faer's f64 rate here), the
+    /// product kept in f64, for every alpha far above its rounding: an entry is off by about the
+    /// f32 rounding of a length-`p` dot product, estimated as `eps_f32 sqrt(p) max_i K_ii`, and
+    /// an alpha at least 1e5 times that perturbs `(K + alpha I)^-1` by at most ~1e-5 relative
+    /// (the reference alphas at NSD subject-1 scale: estimate 0.23 against 50,000; predictions
+    /// then agree with scikit-learn's to ~1e-7, docs/ridge.md). Smaller alphas, and the
+    /// eigendecomposition of alpha grids, use the f64 Gram matrix, computed on first need.
+    F32,
+}
+
+/// How far below an alpha the estimated f32 rounding of the Gram matrix must stay for the f32
+/// Gram matrix to serve it ([`GramPrecision::F32`]).
+const F32_GRAM_MARGIN: f64 = 1e-5;
 
 /// The eigendecomposition of the Gram matrix, shared by every alpha of a grid.
 ///
@@ -87,6 +110,14 @@ impl Spectrum {
     }
 }
 
+/// The Gram matrix of the centred design in f64: kernel `Xc Xc^T`, primal `Xc^T Xc`.
+fn exact_gram(form: SolverForm, xc: MatRef<'_, f64>) -> Mat<f64> {
+    match form {
+        SolverForm::Kernel => linalg::gram_rows(xc),
+        SolverForm::Primal => linalg::gram_rows(xc.transpose()),
+    }
+}
+
 /// A ridge problem built once from the training design matrix `X` (`n` samples x `p` features).
 ///
 /// It holds the centred `X` and its Gram matrix (f64), and lazily the Gram eigendecomposition
@@ -97,9 +128,15 @@ pub struct RidgeProblem {
     id: u64,
     form: SolverForm,
     fit_intercept: bool,
+    precision: GramPrecision,
     x_mean: Vec<f64>,
     xc: Mat<f64>,
+    /// The Gram matrix in the problem's precision.
     gram: Mat<f64>,
+    /// [`GramPrecision::F32`]: the estimated rounding of `gram` (0 for f64), and the f64 Gram
+    /// matrix once an alpha or the spectrum needs it.
+    f32_rounding: f64,
+    exact_gram: OnceLock<Mat<f64>>,
     spectrum: Mutex<Option<Arc<Spectrum>>>,
 }
 
@@ -120,9 +157,12 @@ impl RidgeProblem {
     ///
     /// Errors: [`RidgeError::Empty`] for no rows or columns, [`RidgeError::NonFinite`] for a
     /// NaN or infinity.
-    pub fn new<T: Copy + Into<f64>>(x: ArrayView2<'_, T>, options: ProblemOptions) -> Result<Self> {
+    pub fn new<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, options: ProblemOptions) -> Result<Self> {
         validate::finite_matrix("training design matrix X", x)?;
-        let xm = Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[[i, j]].into());
+        let xm = match x.as_slice() {
+            Some(data) => linalg::from_row_major(data, x.nrows(), x.ncols()),
+            None => Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[[i, j]].into()),
+        };
         Ok(Self::from_f64(xm, options))
     }
 
@@ -141,18 +181,35 @@ impl RidgeProblem {
             }
         }
         let started = std::time::Instant::now();
-        let gram = match form {
-            SolverForm::Kernel => linalg::gram_rows(xc.as_ref()),
-            SolverForm::Primal => linalg::gram_rows(xc.transpose()),
+        let gram = match (form, options.gram) {
+            (_, GramPrecision::F64) => exact_gram(form, xc.as_ref()),
+            (SolverForm::Kernel, GramPrecision::F32) => linalg::gram_rows_f32(linalg::to_f32(xc.as_ref()).as_ref()),
+            (SolverForm::Primal, GramPrecision::F32) => {
+                linalg::gram_rows_f32(linalg::to_f32(xc.as_ref()).as_ref().transpose())
+            }
+        };
+        let f32_rounding = match options.gram {
+            GramPrecision::F64 => 0.0,
+            GramPrecision::F32 => {
+                let largest = (0..gram.nrows()).map(|i| gram[(i, i)]).fold(0.0, f64::max);
+                let length = match form {
+                    SolverForm::Kernel => p,
+                    SolverForm::Primal => n,
+                };
+                f64::from(f32::EPSILON) * (length as f64).sqrt() * largest
+            }
         };
         tracing::debug!(n, p, ?form, seconds = started.elapsed().as_secs_f64(), "ridge: Gram matrix formed");
         RidgeProblem {
             id: NEXT_PROBLEM_ID.fetch_add(1, Ordering::Relaxed),
             form,
             fit_intercept: options.fit_intercept,
+            precision: options.gram,
             x_mean,
             xc,
             gram,
+            f32_rounding,
+            exact_gram: OnceLock::new(),
             spectrum: Mutex::new(None),
         }
     }
@@ -170,6 +227,11 @@ impl RidgeProblem {
     /// The form in use.
     pub fn form(&self) -> SolverForm {
         self.form
+    }
+
+    /// The arithmetic of the Gram matrix and cross-kernels.
+    pub fn precision(&self) -> GramPrecision {
+        self.precision
     }
 
     /// Whether an intercept is fitted (targets and X centred on the training means).
@@ -190,8 +252,36 @@ impl RidgeProblem {
         self.xc.as_ref()
     }
 
+    /// The Gram matrix to f64 rounding (computed now if the problem's is f32).
     pub(crate) fn gram(&self) -> MatRef<'_, f64> {
-        self.gram.as_ref()
+        match self.precision {
+            GramPrecision::F64 => self.gram.as_ref(),
+            GramPrecision::F32 => self
+                .exact_gram
+                .get_or_init(|| {
+                    tracing::info!("ridge: f64 Gram matrix needed (alpha grid or small alpha)");
+                    exact_gram(self.form, self.xc.as_ref())
+                })
+                .as_ref(),
+        }
+    }
+
+    /// Which Gram matrix a fixed `alpha` is factorised with: the problem's own, unless it is f32
+    /// and its estimated rounding is not negligible next to `alpha` ([`GramPrecision::F32`]).
+    pub fn precision_for(&self, alpha: f64) -> GramPrecision {
+        if self.precision == GramPrecision::F32 && self.f32_rounding <= F32_GRAM_MARGIN * alpha {
+            GramPrecision::F32
+        } else {
+            GramPrecision::F64
+        }
+    }
+
+    /// The Gram matrix to factorise with `alpha` ([`RidgeProblem::precision_for`]).
+    pub(crate) fn gram_for(&self, alpha: f64) -> MatRef<'_, f64> {
+        match self.precision_for(alpha) {
+            GramPrecision::F32 => self.gram.as_ref(),
+            GramPrecision::F64 => self.gram(),
+        }
     }
 
     /// Computes the eigendecomposition now (it is otherwise computed on first need by an alpha
@@ -221,13 +311,13 @@ impl RidgeProblem {
             if n < 2 {
                 (Vec::new(), Mat::zeros(n, 0))
             } else {
-                let restricted = linalg::onto_constant_complement(self.gram.as_ref());
+                let restricted = linalg::onto_constant_complement(self.gram());
                 let (values, w) = linalg::symmetric_eigen(what, restricted.as_ref())?;
                 drop(restricted);
                 (values, linalg::from_constant_complement(w.as_ref()))
             }
         } else {
-            linalg::symmetric_eigen(what, self.gram.as_ref())?
+            linalg::symmetric_eigen(what, self.gram())?
         };
         let largest = values.last().copied().unwrap_or(0.0);
         let dim = self.n_samples().max(self.n_features()) as f64;
@@ -290,7 +380,10 @@ impl RidgeProblem {
     /// A new problem on a subset of the training rows (its own centring), for k-fold.
     pub(crate) fn row_subset(&self, rows: &[usize]) -> Self {
         let xs = Mat::from_fn(rows.len(), self.n_features(), |i, j| self.xc[(rows[i], j)]);
-        Self::from_f64(xs, ProblemOptions { fit_intercept: self.fit_intercept, form: Some(self.form) })
+        Self::from_f64(
+            xs,
+            ProblemOptions { fit_intercept: self.fit_intercept, form: Some(self.form), gram: self.precision },
+        )
     }
 
     /// Prepares new rows (`m x p`) for prediction: centred on the training means and, in the
@@ -393,11 +486,11 @@ impl EvaluationSet {
             let mut z = self.design.transpose().to_owned();
             match problem.form() {
                 SolverForm::Kernel => {
-                    linalg::solve_shifted("kernel Gram matrix", problem.gram(), alpha, z.as_mut())?;
+                    linalg::solve_shifted("kernel Gram matrix", problem.gram_for(alpha), alpha, z.as_mut())?;
                     z.transpose().to_owned()
                 }
                 SolverForm::Primal => {
-                    linalg::solve_shifted("covariance", problem.gram(), alpha, z.as_mut())?;
+                    linalg::solve_shifted("covariance", problem.gram_for(alpha), alpha, z.as_mut())?;
                     linalg::mul(problem.xc(), z.as_ref()).transpose().to_owned()
                 }
             }

@@ -1,7 +1,9 @@
-//! Targets that stream in column blocks: in-memory arrays, `.npy` files and `.safetensors`
-//! tensors. A block is delivered column-major (`rows x cols`, f32) so that it feeds the GEMMs
-//! directly; files are read with one positioned read per row, so a 12 GB target file never has
-//! to fit in memory (and is never memory-mapped, which would count towards the RSS).
+//! Targets that stream in blocks: in-memory arrays, `.npy` files and `.safetensors` tensors.
+//! A source delivers a column block column-major ([`TargetSource::read_columns`]) or any
+//! submatrix row-major ([`TargetSource::read_rows`]); row-major files are read with one
+//! positioned read per row, so a 12 GB target file never has to fit in memory (and is never
+//! memory-mapped, which would count towards the RSS). Row blocks of a row-major file are
+//! contiguous, which is why fixed-alpha fits stream them ([`TargetSource::rows_are_contiguous`]).
 
 use crate::error::{Result, RidgeError};
 use ndarray::ArrayView2;
@@ -10,8 +12,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// A matrix of targets (`rows` samples x `cols` targets) that can be read one column block at a
-/// time. `Send` because blocks are read on a thread of their own, ahead of the computation.
+/// A matrix of targets (`rows` samples x `cols` targets) that can be read one block at a time.
+/// `Send` because blocks are read on a thread of their own, ahead of the computation.
 pub trait TargetSource: Send {
     /// Number of samples (must equal the problem's training rows).
     fn n_rows(&self) -> usize;
@@ -19,20 +21,51 @@ pub trait TargetSource: Send {
     fn n_cols(&self) -> usize;
     /// Writes columns `cols` into `out`, column-major (`out.len() == n_rows * cols.len()`).
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()>;
+    /// Writes the submatrix `rows x cols` into `out`, row-major
+    /// (`out.len() == rows.len() * cols.len()`).
+    ///
+    /// The default goes through [`read_columns`](TargetSource::read_columns) in column blocks of
+    /// all rows, so it reads every row whatever `rows` is: sources stored by rows override it
+    /// (and say so with [`rows_are_contiguous`](TargetSource::rows_are_contiguous)).
+    fn read_rows(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_rows_request(self, &rows, &cols, out)?;
+        let (n, b) = (self.n_rows(), cols.len());
+        const COLUMNS_PER_READ: usize = 256;
+        let mut block = Vec::new();
+        for start in (cols.start..cols.end).step_by(COLUMNS_PER_READ) {
+            let end = (start + COLUMNS_PER_READ).min(cols.end);
+            block.resize(n * (end - start), 0.0);
+            self.read_columns(start..end, &mut block)?;
+            for (k, column) in block.chunks_exact(n).enumerate() {
+                for (r, i) in rows.clone().enumerate() {
+                    out[r * b + start - cols.start + k] = column[i];
+                }
+            }
+        }
+        Ok(())
+    }
+    /// Whether blocks of whole rows are the cheap read (row-major storage): then fits with a
+    /// fixed alpha stream row blocks, which need neither strided reads nor a transposition.
+    /// False unless a source says otherwise.
+    fn rows_are_contiguous(&self) -> bool {
+        false
+    }
     /// A short name for error messages (a path, or "in-memory targets").
     fn describe(&self) -> String;
 }
 
-/// Checks a request against the source's shape: `cols` inside `0..n_cols`, `out` of the right size.
-fn check_request(src: &dyn TargetSource, cols: &Range<usize>, out: &[f32]) -> Result<()> {
-    if cols.start > cols.end || cols.end > src.n_cols() {
-        return Err(RidgeError::Invalid(format!(
-            "{}: column range {:?} outside 0..{}",
-            src.describe(),
-            cols,
-            src.n_cols()
-        )));
+/// Checks a range of `axis` (`"row"` or `"column"`) against its length `len`.
+fn check_range(src: &(impl TargetSource + ?Sized), axis: &str, range: &Range<usize>, len: usize) -> Result<()> {
+    if range.start > range.end || range.end > len {
+        return Err(RidgeError::Invalid(format!("{}: {axis} range {range:?} outside 0..{len}", src.describe())));
     }
+    Ok(())
+}
+
+/// Checks a column request against the source's shape: `cols` inside `0..n_cols`, `out` of
+/// the right size.
+fn check_request(src: &(impl TargetSource + ?Sized), cols: &Range<usize>, out: &[f32]) -> Result<()> {
+    check_range(src, "column", cols, src.n_cols())?;
     if out.len() != src.n_rows() * cols.len() {
         return Err(RidgeError::Shape {
             what: format!("output buffer for columns {cols:?} of {}", src.describe()),
@@ -41,6 +74,52 @@ fn check_request(src: &dyn TargetSource, cols: &Range<usize>, out: &[f32]) -> Re
         });
     }
     Ok(())
+}
+
+/// Checks a submatrix request (rows, columns, output size) against the source's shape. Public
+/// so that sources written elsewhere check their requests the same way.
+pub fn check_rows_request(
+    src: &(impl TargetSource + ?Sized),
+    rows: &Range<usize>,
+    cols: &Range<usize>,
+    out: &[f32],
+) -> Result<()> {
+    check_range(src, "row", rows, src.n_rows())?;
+    check_range(src, "column", cols, src.n_cols())?;
+    if out.len() != rows.len() * cols.len() {
+        return Err(RidgeError::Shape {
+            what: format!("output buffer for rows {rows:?} x columns {cols:?} of {}", src.describe()),
+            expected: rows.len() * cols.len(),
+            got: out.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Columns `cols` of an in-memory matrix, column-major.
+fn view_columns<T: Copy>(a: &ArrayView2<'_, T>, cols: Range<usize>, out: &mut [f32], to_f32: impl Fn(T) -> f32) {
+    let n = a.nrows();
+    for (k, j) in cols.enumerate() {
+        for (o, v) in out[k * n..(k + 1) * n].iter_mut().zip(a.column(j)) {
+            *o = to_f32(*v);
+        }
+    }
+}
+
+/// The submatrix `rows x cols` of an in-memory matrix, row-major.
+fn view_rows<T: Copy>(
+    a: &ArrayView2<'_, T>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut [f32],
+    to_f32: impl Fn(T) -> f32,
+) {
+    let b = cols.len();
+    for (r, i) in rows.enumerate() {
+        for (o, v) in out[r * b..(r + 1) * b].iter_mut().zip(a.row(i).slice(ndarray::s![cols.clone()])) {
+            *o = to_f32(*v);
+        }
+    }
 }
 
 impl TargetSource for ArrayView2<'_, f32> {
@@ -52,13 +131,17 @@ impl TargetSource for ArrayView2<'_, f32> {
     }
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
         check_request(self, &cols, out)?;
-        let n = self.nrows();
-        for (k, j) in cols.enumerate() {
-            for (i, v) in self.column(j).iter().enumerate() {
-                out[k * n + i] = *v;
-            }
-        }
+        view_columns(self, cols, out, |v| v);
         Ok(())
+    }
+    fn read_rows(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_rows_request(self, &rows, &cols, out)?;
+        view_rows(self, rows, cols, out, |v| v);
+        Ok(())
+    }
+    /// In memory either direction is cheap; rows are the fit's faster path.
+    fn rows_are_contiguous(&self) -> bool {
+        true
     }
     fn describe(&self) -> String {
         "in-memory targets".into()
@@ -74,13 +157,16 @@ impl TargetSource for ArrayView2<'_, f64> {
     }
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
         check_request(self, &cols, out)?;
-        let n = self.nrows();
-        for (k, j) in cols.enumerate() {
-            for (i, v) in self.column(j).iter().enumerate() {
-                out[k * n + i] = *v as f32;
-            }
-        }
+        view_columns(self, cols, out, |v| v as f32);
         Ok(())
+    }
+    fn read_rows(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_rows_request(self, &rows, &cols, out)?;
+        view_rows(self, rows, cols, out, |v| v as f32);
+        Ok(())
+    }
+    fn rows_are_contiguous(&self) -> bool {
+        true
     }
     fn describe(&self) -> String {
         "in-memory targets".into()
@@ -113,7 +199,10 @@ struct FileMatrix {
     cols: usize,
     element: Element,
     column_major: bool,
+    /// Raw bytes of the last read.
     scratch: Vec<u8>,
+    /// Row-major values of a column block before its transposition.
+    by_rows: Vec<f32>,
 }
 
 impl FileMatrix {
@@ -127,39 +216,91 @@ impl FileMatrix {
             read_at(&self.path, &mut self.file, offset, &mut self.scratch)?;
             decode(self.element, &self.scratch, out);
         } else {
-            self.read_row_segments(cols.start, b, out)?;
+            // One segment per row into a row-major buffer, then a tiled transposition (writing
+            // each value straight to its column-major place would stride through `out`).
+            let mut by_rows = std::mem::take(&mut self.by_rows);
+            by_rows.resize(n * b, 0.0);
+            let read = self.read_row_segments(0..n, cols, &mut by_rows);
+            if read.is_ok() {
+                transpose(&by_rows, n, b, out);
+            }
+            self.by_rows = by_rows;
+            read?;
         }
         Ok(())
     }
 
-    /// Row-major file: one segment of `b` values per row, strided through the file. A single
-    /// stream of such reads is bound by the disk's latency, so on Unix several threads issue
-    /// positioned reads at once (they wait on the disk, not on the CPU).
+    fn read_rows(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        if !self.column_major {
+            return self.read_row_segments(rows, cols, out);
+        }
+        // Column-major file: one segment per column, scattered into the rows of `out`.
+        let (n, es, b, r) = (self.rows, self.element.size(), cols.len(), rows.len());
+        self.scratch.resize(r * es, 0);
+        let mut values = vec![0f32; r];
+        for (k, j) in cols.enumerate() {
+            let offset = self.data_start + ((j * n + rows.start) * es) as u64;
+            read_at(&self.path, &mut self.file, offset, &mut self.scratch)?;
+            decode(self.element, &self.scratch, &mut values);
+            for (i, v) in values.iter().enumerate() {
+                out[i * b + k] = *v;
+            }
+        }
+        Ok(())
+    }
+
+    /// Row-major file: the submatrix `rows x cols` into `out`, row-major. Each row is one
+    /// segment of the file (whole rows are one contiguous range). A single stream of positioned
+    /// reads is bound by the disk's latency, so on Unix several threads read (and decode) a
+    /// share of the rows each; they wait on the disk, not on the CPU.
     #[cfg(unix)]
-    fn read_row_segments(&mut self, first_col: usize, b: usize, out: &mut [f32]) -> Result<()> {
+    fn read_row_segments(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
         use std::os::unix::fs::FileExt;
         const READERS: usize = 8;
-        let (n, es) = (self.rows, self.element.size());
+        let (es, b) = (self.element.size(), cols.len());
         let row_bytes = b * es;
-        if n == 0 || row_bytes == 0 {
+        if rows.is_empty() || row_bytes == 0 {
             return Ok(());
         }
-        self.scratch.resize(n * row_bytes, 0);
-        let rows_per_reader = n.div_ceil(READERS);
-        let (file, path, data_start, cols) = (&self.file, &self.path, self.data_start, self.cols);
+        let whole_rows = b == self.cols;
+        let direct = self.element == Element::F32 && cfg!(target_endian = "little");
+        self.scratch.resize(if direct { 0 } else { rows.len() * row_bytes }, 0);
+        let rows_per_reader = rows.len().div_ceil(READERS);
+        let (file, path, data_start, width, element) =
+            (&self.file, &self.path, self.data_start, self.cols, self.element);
+        let (first_row, first_col) = (rows.start, cols.start);
         std::thread::scope(|scope| {
-            let readers: Vec<_> = self
-                .scratch
-                .chunks_mut(rows_per_reader * row_bytes)
+            let mut byte_chunks = self.scratch.chunks_mut(rows_per_reader * row_bytes);
+            let readers: Vec<_> = out
+                .chunks_mut(rows_per_reader * b)
                 .enumerate()
-                .map(|(t, chunk)| {
+                .map(|(t, values)| {
+                    let bytes = byte_chunks.next();
                     scope.spawn(move || -> Result<()> {
-                        for (r, row) in chunk.chunks_mut(row_bytes).enumerate() {
-                            let i = t * rows_per_reader + r;
-                            let offset = data_start + ((i * cols + first_col) * es) as u64;
-                            file.read_exact_at(row, offset).map_err(|e| {
-                                RidgeError::file(path, format!("read of {row_bytes} bytes at {offset}: {e}"))
-                            })?;
+                        let first = first_row + t * rows_per_reader;
+                        let read = |buf: &mut [u8], row: usize| {
+                            let offset = data_start + ((row * width + first_col) * es) as u64;
+                            file.read_exact_at(buf, offset).map_err(|e| {
+                                RidgeError::file(path, format!("read of {} bytes at {offset}: {e}", buf.len()))
+                            })
+                        };
+                        // Little-endian f32 is read straight into the values (no second copy);
+                        // anything else through the byte buffer and a decode.
+                        let read_all = |target: &mut [u8]| -> Result<()> {
+                            if whole_rows {
+                                return read(target, first);
+                            }
+                            for (r, segment) in target.chunks_mut(row_bytes).enumerate() {
+                                read(segment, first + r)?;
+                            }
+                            Ok(())
+                        };
+                        match bytes {
+                            Some(bytes) if !direct => {
+                                read_all(bytes)?;
+                                decode(element, bytes, values);
+                            }
+                            _ => read_all(bytemuck::cast_slice_mut(values))?,
                         }
                         Ok(())
                     })
@@ -168,32 +309,42 @@ impl FileMatrix {
             readers
                 .into_iter()
                 .try_for_each(|h| h.join().map_err(|_| RidgeError::file(path, "a reader thread panicked"))?)
-        })?;
-        let mut row_values = vec![0f32; b];
-        for (i, row) in self.scratch.chunks_exact(row_bytes).enumerate() {
-            decode(self.element, row, &mut row_values);
-            for (k, v) in row_values.iter().enumerate() {
-                out[k * n + i] = *v;
-            }
-        }
-        Ok(())
+        })
     }
 
     #[cfg(not(unix))]
-    fn read_row_segments(&mut self, first_col: usize, b: usize, out: &mut [f32]) -> Result<()> {
-        let (n, es) = (self.rows, self.element.size());
+    fn read_row_segments(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        let (es, b) = (self.element.size(), cols.len());
         self.scratch.resize(b * es, 0);
-        let mut row_values = vec![0f32; b];
-        for i in 0..n {
-            let offset = self.data_start + ((i * self.cols + first_col) * es) as u64;
+        for (r, i) in rows.enumerate() {
+            let offset = self.data_start + ((i * self.cols + cols.start) * es) as u64;
             read_at(&self.path, &mut self.file, offset, &mut self.scratch)?;
-            decode(self.element, &self.scratch, &mut row_values);
-            for (k, v) in row_values.iter().enumerate() {
-                out[k * n + i] = *v;
-            }
+            decode(self.element, &self.scratch, &mut out[r * b..(r + 1) * b]);
         }
         Ok(())
     }
+}
+
+/// Writes the row-major `rows x cols` matrix `by_rows` into `out` column-major, in square tiles
+/// (so that reads and writes both stay in cache), columns split across the rayon pool.
+fn transpose(by_rows: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    use rayon::prelude::*;
+    const TILE: usize = 64;
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    out.par_chunks_mut(rows * TILE).enumerate().for_each(|(t, columns)| {
+        let first_col = t * TILE;
+        let width = columns.len() / rows;
+        for i0 in (0..rows).step_by(TILE) {
+            for k in 0..width {
+                let column = &mut columns[k * rows..(k + 1) * rows];
+                for i in i0..(i0 + TILE).min(rows) {
+                    column[i] = by_rows[i * cols + first_col + k];
+                }
+            }
+        }
+    });
 }
 
 fn read_at(path: &Path, file: &mut File, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -265,7 +416,17 @@ impl NpyTargets {
         let rows = shape[0];
         let cols = shape[1..].iter().product::<usize>();
         check_file_size(&path, &file, data_start + (rows * cols * element.size()) as u64)?;
-        Ok(NpyTargets(FileMatrix { path, file, data_start, rows, cols, element, column_major, scratch: Vec::new() }))
+        Ok(NpyTargets(FileMatrix {
+            path,
+            file,
+            data_start,
+            rows,
+            cols,
+            element,
+            column_major,
+            scratch: Vec::new(),
+            by_rows: Vec::new(),
+        }))
     }
 }
 
@@ -279,6 +440,13 @@ impl TargetSource for NpyTargets {
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
         check_request(self, &cols, out)?;
         self.0.read_columns(cols, out)
+    }
+    fn read_rows(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_rows_request(self, &rows, &cols, out)?;
+        self.0.read_rows(rows, cols, out)
+    }
+    fn rows_are_contiguous(&self) -> bool {
+        !self.0.column_major
     }
     fn describe(&self) -> String {
         self.0.path.display().to_string()
@@ -319,6 +487,7 @@ impl SafetensorsTargets {
             element,
             column_major: false,
             scratch: Vec::new(),
+            by_rows: Vec::new(),
         }))
     }
 }
@@ -333,6 +502,13 @@ impl TargetSource for SafetensorsTargets {
     fn read_columns(&mut self, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
         check_request(self, &cols, out)?;
         self.0.read_columns(cols, out)
+    }
+    fn read_rows(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> Result<()> {
+        check_rows_request(self, &rows, &cols, out)?;
+        self.0.read_rows(rows, cols, out)
+    }
+    fn rows_are_contiguous(&self) -> bool {
+        !self.0.column_major
     }
     fn describe(&self) -> String {
         self.0.path.display().to_string()

@@ -31,6 +31,20 @@ pub(crate) fn finite_block(what: &str, data: &[f32], rows: usize, first_col: usi
     Ok(())
 }
 
+/// Rejects a non-finite value in a row-major block with `cols` columns whose first row and
+/// column are `first_row` and `first_col` in the caller's numbering.
+pub(crate) fn finite_rows(what: &str, data: &[f32], cols: usize, first_row: usize, first_col: usize) -> Result<()> {
+    if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
+        return Err(RidgeError::NonFinite {
+            what: what.to_string(),
+            row: first_row + pos / cols,
+            col: first_col + pos % cols,
+            value: f64::from(data[pos]),
+        });
+    }
+    Ok(())
+}
+
 /// Rejects alphas that are not finite and strictly positive.
 pub(crate) fn alpha(what: &str, alpha: f64) -> Result<()> {
     if alpha.is_finite() && alpha > 0.0 {

@@ -2,16 +2,17 @@
 //! full `p x d` matrix.
 
 use crate::error::{Result, RidgeError};
-use crate::fit::{check_targets, columns_by_alpha, read_block};
+use crate::fit::{check_targets, column_sums, columns_by_alpha, read_ahead, read_block};
 use crate::linalg;
 use crate::problem::{RidgeProblem, SolverForm};
 use crate::source::TargetSource;
 use crate::validate;
-use faer::Mat;
-use faer::linalg::solvers::{Llt, Solve};
+use faer::linalg::solvers::Solve;
+use faer::{Mat, MatMut, MatRef};
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::ops::Range;
 
 /// Weights of a block of consecutive targets, in scikit-learn's `coef_` layout.
 #[derive(Debug)]
@@ -30,14 +31,17 @@ impl RidgeProblem {
     /// time, handing each block to `sink`. `alphas` holds one alpha per target (e.g.
     /// [`RidgeFit::alphas`](crate::RidgeFit)).
     ///
-    /// With few distinct alphas each is factorised once by Cholesky; with more, the Gram
-    /// eigendecomposition serves them all.
+    /// With at most two distinct alphas (and no eigendecomposition computed) each alpha gets a
+    /// weight operator `O_alpha` (`p x n`, f32: `W = O_alpha Yc`, one Cholesky factorisation
+    /// and one solve with the `p` columns of `Xc` in f64), so that a target costs one `2 p n`
+    /// f32 GEMM column; the blocks stream in from a reader thread, row-major (no
+    /// transposition). With more alphas the Gram eigendecomposition serves them all, in f64.
     pub fn weights_by_block(
         &self,
         targets: &mut dyn TargetSource,
         alphas: &[f64],
         block_cols: usize,
-        mut sink: impl FnMut(WeightBlock<'_>) -> Result<()>,
+        sink: impl FnMut(WeightBlock<'_>) -> Result<()>,
     ) -> Result<()> {
         check_targets(self, targets)?;
         let d = targets.n_cols();
@@ -55,9 +59,135 @@ impl RidgeProblem {
             return Err(RidgeError::Invalid("block_cols must be > 0".into()));
         }
         let distinct = columns_by_alpha(alphas).len();
-        let spectrum = if distinct > 2 || self.spectrum_if_ready().is_some() { Some(self.spectrum()?) } else { None };
-        let mut factors: HashMap<u64, Llt<f64>> = HashMap::new();
+        if distinct > 2 || self.spectrum_if_ready().is_some() {
+            self.spectral_weights(targets, alphas, block_cols, sink)
+        } else {
+            self.operator_weights(targets, alphas, block_cols, sink)
+        }
+    }
+
+    /// The weight operator of one alpha, `O` (`p x n`, f32) with `W = O Yc`: kernel form
+    /// `Xc^T (K + alpha I)^-1`, primal form `(Xc^T Xc + alpha I)^-1 Xc^T`, solved in f64 in
+    /// panels of 2,048 right-hand sides (so that no second `n x p` f64 matrix is held).
+    fn weight_operator(&self, alpha: f64) -> Result<Mat<f32>> {
+        const PANEL: usize = 2048;
         let (n, p) = (self.n_samples(), self.n_features());
+        let mut op = Mat::<f32>::zeros(p, n);
+        match self.form() {
+            SolverForm::Kernel => {
+                let llt = linalg::shifted_cholesky("kernel Gram matrix", self.gram_for(alpha), alpha)?;
+                for start in (0..p).step_by(PANEL) {
+                    let w = PANEL.min(p - start);
+                    let mut z = self.xc().subcols(start, w).to_owned();
+                    llt.solve_in_place(z.as_mut());
+                    // z is (K + aI)^-1 Xc[:, panel] (n x w): rows start.. of O are its transpose.
+                    for i in 0..n {
+                        for f in 0..w {
+                            op[(start + f, i)] = z[(i, f)] as f32;
+                        }
+                    }
+                }
+            }
+            SolverForm::Primal => {
+                let llt = linalg::shifted_cholesky("covariance", self.gram_for(alpha), alpha)?;
+                for start in (0..n).step_by(PANEL) {
+                    let w = PANEL.min(n - start);
+                    let mut z = self.xc().subrows(start, w).transpose().to_owned();
+                    llt.solve_in_place(z.as_mut());
+                    for i in 0..w {
+                        for f in 0..p {
+                            op[(f, start + i)] = z[(f, i)] as f32;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(op)
+    }
+
+    /// [`weights_by_block`](RidgeProblem::weights_by_block) through one weight operator per alpha.
+    fn operator_weights(
+        &self,
+        targets: &mut dyn TargetSource,
+        alphas: &[f64],
+        block_cols: usize,
+        mut sink: impl FnMut(WeightBlock<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let (n, p, d) = (self.n_samples(), self.n_features(), targets.n_cols());
+        let mut operators: HashMap<u64, Mat<f32>> = HashMap::new();
+        for (alpha, _) in columns_by_alpha(alphas).into_values() {
+            operators.insert(alpha.to_bits(), self.weight_operator(alpha)?);
+        }
+        let ranges: Vec<Range<usize>> = (0..d).step_by(block_cols).map(|s| s..(s + block_cols).min(d)).collect();
+        let what = format!("targets {}", targets.describe());
+        let read = |cols: Range<usize>| -> Result<(Range<usize>, Vec<f32>)> {
+            let mut data = vec![0f32; n * cols.len()];
+            targets.read_rows(0..n, cols.clone(), &mut data)?;
+            validate::finite_rows(&what, &data, cols.len(), 0, cols.start)?;
+            Ok((cols, data))
+        };
+        let mut unused = 0.0;
+        read_ahead(ranges, read, &mut unused, |(cols, mut data)| {
+            let b = cols.len();
+            let means: Vec<f64> = if self.fit_intercept() {
+                column_sums(&data, b).into_iter().map(|s| s / n as f64).collect()
+            } else {
+                vec![0.0; b]
+            };
+            data.par_chunks_mut(b).for_each(|row| {
+                for (v, m) in row.iter_mut().zip(&means) {
+                    *v = (f64::from(*v) - m) as f32;
+                }
+            });
+            // Row-major `n x b` centred targets seen column-major are `Yc^T` (`b x n`); the
+            // row-major `b x p` coef seen column-major is `W` (`p x b`).
+            let yc = MatRef::from_column_major_slice(&data, b, n).transpose();
+            let mut coef = vec![0f32; b * p];
+            for (alpha, group) in columns_by_alpha(&alphas[cols.clone()]).into_values() {
+                let op = operators
+                    .get(&alpha.to_bits())
+                    .ok_or_else(|| RidgeError::Invalid(format!("no weight operator for alpha {alpha}")))?;
+                if group.len() == b {
+                    linalg::gemm(MatMut::from_column_major_slice_mut(&mut coef, p, b), op.as_ref(), yc, 1.0f32);
+                    continue;
+                }
+                let y = Mat::<f32>::from_fn(n, group.len(), |i, k| yc[(i, group[k])]);
+                let mut w = Mat::<f32>::zeros(p, group.len());
+                linalg::gemm(w.as_mut(), op.as_ref(), y.as_ref(), 1.0f32);
+                for (k, &j) in group.iter().enumerate() {
+                    for f in 0..p {
+                        coef[j * p + f] = w[(f, k)];
+                    }
+                }
+            }
+            let intercept: Vec<f32> = if self.fit_intercept() {
+                coef.par_chunks(p)
+                    .zip(means.par_iter())
+                    .map(|(w, mean)| {
+                        let offset: f64 = w.iter().zip(self.x_mean()).map(|(&w, m)| f64::from(w) * m).sum();
+                        (mean - offset) as f32
+                    })
+                    .collect()
+            } else {
+                vec![0.0; b]
+            };
+            let coef = ArrayView2::from_shape((b, p), &coef[..])
+                .map_err(|e| RidgeError::Invalid(format!("weight block of {b} x {p}: {e}")))?;
+            sink(WeightBlock { first_target: cols.start, coef, intercept: &intercept })
+        })
+    }
+
+    /// [`weights_by_block`](RidgeProblem::weights_by_block) through the Gram eigendecomposition
+    /// (many distinct alphas), in f64.
+    fn spectral_weights(
+        &self,
+        targets: &mut dyn TargetSource,
+        alphas: &[f64],
+        block_cols: usize,
+        mut sink: impl FnMut(WeightBlock<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let spec = self.spectrum()?;
+        let (n, p, d) = (self.n_samples(), self.n_features(), targets.n_cols());
         let mut start = 0;
         while start < d {
             let end = (start + block_cols).min(d);
@@ -68,35 +198,13 @@ impl RidgeProblem {
             let mut intercept = vec![0f32; b];
             for (alpha, cols) in columns_by_alpha(&alphas[start..end]).into_values() {
                 let y = Mat::from_fn(n, cols.len(), |i, k| yc[(i, cols[k])]);
-                let w = match &spectrum {
-                    Some(spec) => {
-                        let q = self.project_targets(spec, y.as_ref());
-                        let filter = spec.fit_filter(alpha);
-                        let qa = Mat::from_fn(q.nrows(), q.ncols(), |k, j| q[(k, j)] * filter[k]);
-                        let t = linalg::mul(spec.vectors.as_ref(), qa.as_ref());
-                        match self.form() {
-                            SolverForm::Kernel => linalg::mul(self.xc().transpose(), t.as_ref()),
-                            SolverForm::Primal => t,
-                        }
-                    }
-                    None => {
-                        let llt = match factors.entry(alpha.to_bits()) {
-                            Entry::Occupied(e) => e.into_mut(),
-                            Entry::Vacant(e) => e.insert(linalg::shifted_cholesky("Gram matrix", self.gram(), alpha)?),
-                        };
-                        match self.form() {
-                            SolverForm::Kernel => {
-                                let mut dual = y;
-                                llt.solve_in_place(dual.as_mut());
-                                linalg::mul(self.xc().transpose(), dual.as_ref())
-                            }
-                            SolverForm::Primal => {
-                                let mut w = linalg::mul(self.xc().transpose(), y.as_ref());
-                                llt.solve_in_place(w.as_mut());
-                                w
-                            }
-                        }
-                    }
+                let q = self.project_targets(&spec, y.as_ref());
+                let filter = spec.fit_filter(alpha);
+                let qa = Mat::from_fn(q.nrows(), q.ncols(), |k, j| q[(k, j)] * filter[k]);
+                let t = linalg::mul(spec.vectors.as_ref(), qa.as_ref());
+                let w = match self.form() {
+                    SolverForm::Kernel => linalg::mul(self.xc().transpose(), t.as_ref()),
+                    SolverForm::Primal => t,
                 };
                 for (k, &j) in cols.iter().enumerate() {
                     let mut offset = 0.0;

@@ -23,12 +23,15 @@ fn grid_fit_form(
     block_cols: usize,
     form: Option<SolverForm>,
 ) -> (RidgeProblem, ridge::RidgeFit) {
-    let problem =
-        RidgeProblem::new(fx.matrix_f32("x").view(), ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form })
-            .unwrap();
+    let problem = RidgeProblem::new(
+        fx.matrix_f32("x").view(),
+        ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form, ..ProblemOptions::default() },
+    )
+    .unwrap();
     let y = fx.matrix_f32("y");
     let policy = AlphaPolicy::Grid(AlphaGrid { alphas: fx.vector("alphas").to_vec(), criterion, scope });
-    let fit = problem.fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols }).unwrap();
+    let fit =
+        problem.fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols, ..FitOptions::default() }).unwrap();
     (problem, fit)
 }
 
@@ -152,7 +155,9 @@ fn check_himalaya(name: &str) {
         scope: AlphaScope::PerTarget,
     });
     let y = fx.matrix_f32("y");
-    let fit = problem.fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 5 }).unwrap();
+    let fit = problem
+        .fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 5, ..FitOptions::default() })
+        .unwrap();
     // Exact alpha choice: see CHOICE_MARGIN (our fold-mean MSE table is the one chosen from).
     let margin = smallest_margin(fit.scores.as_ref().unwrap());
     println!("{name}: smallest lead of the best k-fold score {margin:e}");

@@ -1,7 +1,9 @@
 //! Bad input gives a typed error that says which input is wrong.
 
 use ndarray::{Array2, array};
-use ridge::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeError, RidgeProblem};
+use ridge::{
+    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, ProblemOptions, RidgeError, RidgeProblem, Streaming,
+};
 
 fn small() -> (Array2<f32>, Array2<f32>) {
     let x = Array2::from_shape_fn((6, 4), |(i, j)| ((i * 7 + j * 3) % 5) as f32 + 0.1 * j as f32);
@@ -30,14 +32,22 @@ fn nan_or_infinity_in_targets_is_named_with_its_column() {
     let (x, mut y) = small();
     y[[4, 2]] = f32::NEG_INFINITY;
     let problem = RidgeProblem::new(x.view(), ProblemOptions::default()).unwrap();
-    // Block size 1: the bad value sits in the third block; its global column is still reported.
-    let r = problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(1.0), &[], &FitOptions { block_cols: 1 });
-    match r {
-        Err(RidgeError::NonFinite { what, row: 4, col: 2, value }) => {
-            assert!(what.contains("targets"));
-            assert!(value.is_infinite());
+    // Block size 1: the bad value sits in a later block (of columns, or of rows); its global
+    // row and column are still reported.
+    for streaming in [Streaming::Columns, Streaming::Rows] {
+        let options = FitOptions { block_cols: 1, streaming };
+        match problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(1.0), &[], &options) {
+            Err(RidgeError::NonFinite { what, row: 4, col: 2, value }) => {
+                assert!(what.contains("targets"));
+                assert!(value.is_infinite());
+            }
+            other => panic!("{streaming:?}: expected NonFinite, got {other:?}"),
         }
-        other => panic!("expected NonFinite, got {other:?}"),
+    }
+    // The weights read blocks of their own.
+    match problem.weights_by_block(&mut y.view(), &vec![1.0; y.ncols()], 1, |_| Ok(())) {
+        Err(RidgeError::NonFinite { row: 4, col: 2, .. }) => {}
+        other => panic!("weights: expected NonFinite, got {other:?}"),
     }
     let x_bad = array![[f32::NAN, 0.0, 0.0, 0.0]];
     assert!(matches!(problem.evaluation_set(x_bad.view()), Err(RidgeError::NonFinite { .. })));
@@ -131,7 +141,12 @@ fn bad_options_and_foreign_evaluation_sets_are_rejected() {
         ));
     }
     assert!(matches!(
-        problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(1.0), &[], &FitOptions { block_cols: 0 }),
+        problem.fit_predict(
+            &mut y.view(),
+            &AlphaPolicy::Fixed(1.0),
+            &[],
+            &FitOptions { block_cols: 0, ..FitOptions::default() }
+        ),
         Err(RidgeError::Invalid(_))
     ));
 }

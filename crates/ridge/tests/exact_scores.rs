@@ -29,12 +29,12 @@ const TIE_MARGIN: f64 = 2.0 * SCORE_TOL;
 const FIT_TOL: f64 = 1e-4;
 
 fn fit(fx: &Fixture, criterion: Criterion, form: Option<SolverForm>, block_cols: usize) -> ridge::RidgeFit {
-    let options = ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form };
+    let options = ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form, ..ProblemOptions::default() };
     let problem = RidgeProblem::new(fx.matrix_f32("x").view(), options).unwrap();
     let y = fx.matrix_f32("y");
     let policy =
         AlphaPolicy::Grid(AlphaGrid { alphas: fx.vector("alphas").to_vec(), criterion, scope: AlphaScope::PerTarget });
-    problem.fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols }).unwrap()
+    problem.fit_predict(&mut y.view(), &policy, &[], &FitOptions { block_cols, ..FitOptions::default() }).unwrap()
 }
 
 /// Returns the worst relative score error.
@@ -121,8 +121,11 @@ fn check_fit(name: &str) {
     let (x, y, x_test) = (fx.matrix_f32("x"), fx.matrix_f32("y"), fx.matrix_f32("x_test"));
     let fit_alphas = fx.vector("fit_alphas");
     for form in [None, Some(SolverForm::Kernel), Some(SolverForm::Primal)] {
-        let problem =
-            RidgeProblem::new(x.view(), ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form }).unwrap();
+        let problem = RidgeProblem::new(
+            x.view(),
+            ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form, ..ProblemOptions::default() },
+        )
+        .unwrap();
         problem.precompute_spectrum().unwrap();
         let test = problem.evaluation_set(x_test.view()).unwrap();
         for (i, &alpha) in fit_alphas.iter().enumerate() {

@@ -7,7 +7,7 @@ use common::{Fixture, fixture_path, relative_error};
 use ndarray::{Array2, s};
 use ridge::{
     AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, NpyTargets, ProblemOptions, RidgeError, RidgeModel,
-    RidgeProblem, SafetensorsTargets, TargetSource,
+    RidgeProblem, SafetensorsTargets, Streaming, TargetSource,
 };
 
 fn stream_problem() -> (Fixture, RidgeProblem) {
@@ -25,13 +25,109 @@ fn numpy_written_npy_targets_stream_to_sklearn_predictions() {
     {
         let mut src = NpyTargets::open(fixture_path(file)).unwrap();
         assert_eq!(src.n_rows(), problem.n_samples());
-        for block_cols in [1, 3, 1000] {
-            let fit = problem
-                .fit_predict(&mut src, &AlphaPolicy::Fixed(alpha), &[&test], &FitOptions { block_cols })
-                .unwrap();
-            let e = relative_error(&fit.predictions[0], &fx.matrix(want));
-            assert!(e < 1e-4, "{file}, block {block_cols}: rel. error {e:e}");
+        // Rows from the C-order file are its contiguous direction, from the Fortran-order file
+        // one segment per column; columns the other way round.
+        for streaming in [Streaming::Auto, Streaming::Rows, Streaming::Columns] {
+            for block_cols in [1, 3, 1000] {
+                let options = FitOptions { block_cols, streaming };
+                let fit = problem.fit_predict(&mut src, &AlphaPolicy::Fixed(alpha), &[&test], &options).unwrap();
+                let e = relative_error(&fit.predictions[0], &fx.matrix(want));
+                assert!(e < 1e-4, "{file}, {streaming:?}, block {block_cols}: rel. error {e:e}");
+            }
         }
+    }
+}
+
+/// A source that only knows columns, to exercise the trait's default row reads.
+struct ColumnsOnly(Array2<f32>);
+
+impl TargetSource for ColumnsOnly {
+    fn n_rows(&self) -> usize {
+        self.0.nrows()
+    }
+    fn n_cols(&self) -> usize {
+        self.0.ncols()
+    }
+    fn read_columns(&mut self, cols: std::ops::Range<usize>, out: &mut [f32]) -> ridge::Result<()> {
+        self.0.view().read_columns(cols, out)
+    }
+    fn describe(&self) -> String {
+        "columns-only targets".into()
+    }
+}
+
+#[test]
+fn every_source_reads_rows_as_the_values_numpy_wrote() {
+    // Exact: row reads copy the stored values (f64 rounded to f32), no arithmetic.
+    let want_f8 = ndarray_npy::read_npy::<_, Array2<f64>>(fixture_path("stream_targets_fortran_f8.npy")).unwrap();
+    // The C-order file is 3-d: axes after the first flatten into targets in C order.
+    let f4 = ndarray_npy::read_npy::<_, ndarray::ArrayD<f32>>(fixture_path("stream_targets_c_f4.npy")).unwrap();
+    let n = f4.shape()[0];
+    let want_f4 = Array2::from_shape_vec((n, f4.len() / n), f4.as_standard_layout().iter().copied().collect()).unwrap();
+    let (fx, _) = stream_problem();
+    let st = fx.matrix_f32("y3_f32");
+    let mut sources: Vec<(Box<dyn TargetSource>, Array2<f32>, bool)> = vec![
+        (Box::new(NpyTargets::open(fixture_path("stream_targets_c_f4.npy")).unwrap()), want_f4.clone(), true),
+        (
+            Box::new(NpyTargets::open(fixture_path("stream_targets_fortran_f8.npy")).unwrap()),
+            want_f8.mapv(|v| v as f32),
+            false,
+        ),
+        (Box::new(SafetensorsTargets::open(fixture_path("stream.safetensors"), "y3_f32").unwrap()), st.clone(), true),
+        (Box::new(ColumnsOnly(want_f4.clone())), want_f4.clone(), false),
+    ];
+    for (src, want, contiguous) in &mut sources {
+        let (n, d) = want.dim();
+        assert_eq!(src.rows_are_contiguous(), *contiguous, "{}", src.describe());
+        for (rows, cols) in [(0..n, 0..d), (1..n - 2, 1..d), (n / 2..n / 2 + 1, 0..1), (3..3, 0..d)] {
+            let mut out = vec![0f32; rows.len() * cols.len()];
+            src.read_rows(rows.clone(), cols.clone(), &mut out).unwrap();
+            let got = Array2::from_shape_vec((rows.len(), cols.len()), out).unwrap();
+            assert_eq!(
+                got,
+                want.slice(s![rows.clone(), cols.clone()]),
+                "{} rows {rows:?} cols {cols:?}",
+                src.describe()
+            );
+        }
+        assert!(matches!(src.read_rows(0..n + 1, 0..1, &mut vec![0f32; n + 1]), Err(RidgeError::Invalid(_))));
+        assert!(matches!(src.read_rows(0..2, 0..2, &mut [0f32; 3]), Err(RidgeError::Shape { .. })));
+    }
+}
+
+#[test]
+fn weight_operators_give_the_spectral_weights() {
+    // One or two alphas: one f32 weight operator per alpha; three: the f64 eigendecomposition.
+    // Both are exact ridge in exact arithmetic, so they agree to f32 rounding.
+    for name in ["sklearn_kernel_intercept", "sklearn_primal_intercept", "sklearn_kernel_no_intercept"] {
+        let fx = Fixture::load(name);
+        let options =
+            ProblemOptions { fit_intercept: fx.flag("fit_intercept"), form: None, ..ProblemOptions::default() };
+        let y = fx.matrix_f32("y");
+        let alphas = fx.vector("alphas");
+        let per_target: Vec<f64> = (0..y.ncols()).map(|j| alphas[j % 2]).collect();
+        let collect = |problem: &RidgeProblem| {
+            let (mut coef, mut icpt) = (Array2::<f32>::zeros((y.ncols(), problem.n_features())), vec![0f32; y.ncols()]);
+            problem
+                .weights_by_block(&mut y.view(), &per_target, 3, |b| {
+                    let rows = b.first_target..b.first_target + b.coef.nrows();
+                    coef.slice_mut(s![rows.clone(), ..]).assign(&b.coef);
+                    icpt[rows].copy_from_slice(b.intercept);
+                    Ok(())
+                })
+                .unwrap();
+            (coef, icpt)
+        };
+        let problem = RidgeProblem::new(fx.matrix_f32("x").view(), options.clone()).unwrap();
+        let (op_coef, op_icpt) = collect(&problem);
+        problem.precompute_spectrum().unwrap();
+        let (sp_coef, sp_icpt) = collect(&problem);
+        let scale = sp_coef.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = op_coef.iter().zip(&sp_coef).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-5 * scale, "{name}: weights differ by {worst:e} of {scale:e}");
+        let iscale = sp_icpt.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let worst = op_icpt.iter().zip(&sp_icpt).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-5 * iscale.max(scale), "{name}: intercepts differ by {worst:e}");
     }
 }
 
@@ -76,10 +172,14 @@ fn results_do_not_depend_on_block_size() {
         criterion: Criterion::Gcv,
         scope: AlphaScope::PerGroup,
     });
-    let reference = problem.fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 1000 }).unwrap();
+    let reference = problem
+        .fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols: 1000, ..FitOptions::default() })
+        .unwrap();
     for block_cols in [1, 2, 5] {
         // block < d: the group spans several blocks, so this is the two-pass route.
-        let fit = problem.fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols }).unwrap();
+        let fit = problem
+            .fit_predict(&mut y.view(), &policy, &[&test], &FitOptions { block_cols, ..FitOptions::default() })
+            .unwrap();
         // Exact choice: both routes' f64 GCV scores agree to ~1e-12, the best alpha leads by >1e-4.
         assert_eq!(fit.alphas, reference.alphas);
         let diff = (&fit.predictions[0] - &reference.predictions[0]).mapv(f32::abs);

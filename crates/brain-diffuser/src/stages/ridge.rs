@@ -3,14 +3,15 @@
 //! alpha with [`RidgeRegressor::with_alpha`].
 //!
 //! [`Regressor::prepare`] builds one `ridge::RidgeProblem` (the Gram matrix of the training fMRI)
-//! and the evaluation sets; every group is then fitted on it with its targets streaming from disk
-//! in column blocks, and the evaluation sets are predicted during the stream, so the weights never
+//! and the evaluation sets (the Gram matrix by f32 GEMMs when every alpha is fixed, see
+//! [`RidgeRegressor::gram_precision`]); every group is then fitted on it with its targets
+//! streaming from disk in row blocks, and the evaluation sets are predicted during the stream, so the weights never
 //! materialise (the same procedure, time and memory as calling `ridge` directly).
 
 use std::collections::BTreeMap;
 
 use ndarray::{Array2, ArrayView2};
-use ridge::{AlphaPolicy, EvaluationSet, FitOptions, ProblemOptions, RidgeProblem};
+use ridge::{AlphaPolicy, EvaluationSet, FitOptions, GramPrecision, ProblemOptions, RidgeProblem};
 use tracing::info;
 
 use crate::config::RegressionSection;
@@ -20,6 +21,8 @@ use crate::{PreparedRegressor, Regressor, StageError, TargetGroup, TargetSource}
 pub struct RidgeRegressor {
     policies: Policies,
     fit_intercept: bool,
+    /// `None`: [`RidgeRegressor::gram_precision`]'s rule.
+    gram: Option<GramPrecision>,
     name: String,
 }
 
@@ -31,6 +34,11 @@ struct Policies {
 }
 
 impl Policies {
+    /// Whether every policy is a fixed alpha (one per target or per group), no grid.
+    fn all_fixed(&self) -> bool {
+        self.by_group.values().chain(&self.every).all(|p| !matches!(p, AlphaPolicy::Grid(_)))
+    }
+
     /// The policy of `group`, or an error naming the group and how to give it one.
     fn of(&self, name: &str, group: &TargetGroup) -> Result<&AlphaPolicy, StageError> {
         self.by_group.get(group).or(self.every.as_ref()).ok_or_else(|| {
@@ -51,7 +59,12 @@ impl RidgeRegressor {
             .into_iter()
             .filter_map(|group| config.alpha(&group).map(|alpha| (group, AlphaPolicy::Fixed(alpha))))
             .collect();
-        Self { policies: Policies { by_group, every: None }, fit_intercept: config.fit_intercept, name: "ridge".into() }
+        Self {
+            policies: Policies { by_group, every: None },
+            fit_intercept: config.fit_intercept,
+            gram: None,
+            name: "ridge".into(),
+        }
     }
 
     /// The same regressions with `policy` for `group` (a downstream group, or another policy for
@@ -72,8 +85,23 @@ impl RidgeRegressor {
         Self {
             policies: Policies { by_group: BTreeMap::new(), every: Some(policy) },
             fit_intercept,
+            gram: None,
             name: "ridge".into(),
         }
+    }
+
+    /// The same regressions with the Gram matrix in `precision` instead of the default rule.
+    pub fn with_gram_precision(mut self, precision: GramPrecision) -> Self {
+        self.gram = Some(precision);
+        self
+    }
+
+    /// The arithmetic of the Gram matrix: as set, else f32 GEMMs when every group has a fixed
+    /// alpha (the reference's 50,000 / 60,000 / 100,000, far above the f32 rounding of the Gram
+    /// matrix; predictions within 1e-4 of scikit-learn's at subject-1 scale, docs/ridge.md) and
+    /// f64 as soon as a group chooses its alpha from a grid.
+    pub fn gram_precision(&self) -> GramPrecision {
+        self.gram.unwrap_or(if self.policies.all_fixed() { GramPrecision::F32 } else { GramPrecision::F64 })
     }
 }
 
@@ -82,13 +110,18 @@ impl Regressor for RidgeRegressor {
         &self.name
     }
 
-    /// `alpha = 50000` for a fixed alpha (the policy otherwise) and `fit_intercept = true`.
+    /// `alpha = 50000` for a fixed alpha (the policy otherwise), `fit_intercept = true` and
+    /// `gram_precision = "f32"`.
     fn settings(&self, group: &TargetGroup) -> Result<String, StageError> {
         let alpha = match self.policies.of(&self.name, group)? {
             AlphaPolicy::Fixed(alpha) => format!("alpha = {alpha}"),
             other => format!("alpha_policy = {:?}", format!("{other:?}")),
         };
-        Ok(format!("{alpha}\nfit_intercept = {}\n", self.fit_intercept))
+        let gram = match self.gram_precision() {
+            GramPrecision::F32 => "f32",
+            GramPrecision::F64 => "f64",
+        };
+        Ok(format!("{alpha}\nfit_intercept = {}\ngram_precision = \"{gram}\"\n", self.fit_intercept))
     }
 
     fn prepare(
@@ -97,7 +130,7 @@ impl Regressor for RidgeRegressor {
         evaluation: &[ArrayView2<f32>],
     ) -> Result<Box<dyn PreparedRegressor>, StageError> {
         let error = |e| StageError::new(&self.name, e);
-        let options = ProblemOptions { fit_intercept: self.fit_intercept, form: None };
+        let options = ProblemOptions { fit_intercept: self.fit_intercept, form: None, gram: self.gram_precision() };
         let problem = RidgeProblem::new(train_fmri, options).map_err(error)?;
         let evaluation =
             evaluation.iter().map(|x| problem.evaluation_set(*x)).collect::<Result<Vec<_>, _>>().map_err(error)?;
@@ -171,7 +204,21 @@ mod tests {
             ..RegressionSection::default()
         };
         let ridge = RidgeRegressor::from_config(&config);
-        assert_eq!(ridge.settings(&TargetGroup::CLIP_VISION).unwrap(), "alpha = 5\nfit_intercept = false\n");
+        // Fixed alphas: the Gram matrix by f32 GEMMs, recorded; a grid anywhere makes it f64.
+        assert_eq!(
+            ridge.settings(&TargetGroup::CLIP_VISION).unwrap(),
+            "alpha = 5\nfit_intercept = false\ngram_precision = \"f32\"\n"
+        );
+        let grid = ridge::AlphaGrid {
+            alphas: vec![1.0, 10.0],
+            criterion: ridge::Criterion::Gcv,
+            scope: ridge::AlphaScope::PerTarget,
+        };
+        let with_grid = RidgeRegressor::from_config(&config).with_alpha(TargetGroup::VDVAE, AlphaPolicy::Grid(grid));
+        assert_eq!(with_grid.gram_precision(), GramPrecision::F64);
+        assert!(with_grid.settings(&TargetGroup::CLIP_VISION).unwrap().ends_with("gram_precision = \"f64\"\n"));
+        let forced = RidgeRegressor::from_config(&config).with_gram_precision(GramPrecision::F64);
+        assert_eq!(forced.gram_precision(), GramPrecision::F64);
         let x = array![[1.0f32], [2.0], [3.0]];
         let y = array![[1.0f32], [2.0], [3.0]];
         let mut prepared = ridge.prepare(x.view(), &[array![[1.0f32]].view()]).unwrap();

@@ -45,9 +45,9 @@ pub struct FeatureFiles {
     rows: usize,
     cols: usize,
     progress: Option<super::Progress>,
-    /// Which columns were read already (the progress counts each column once, however many
-    /// passes a regressor makes).
-    read: Vec<bool>,
+    /// Values read so far through [`TargetSource`] (the progress stops at the matrix's size,
+    /// however many passes a regressor makes).
+    values_read: usize,
 }
 
 impl FeatureFiles {
@@ -109,15 +109,27 @@ impl FeatureFiles {
             sources.push(source);
         }
         let cols = cols.unwrap_or(0);
-        Ok(Self { dir: dir.to_owned(), chunks, sources, rows, cols, progress: None, read: vec![false; cols] })
+        Ok(Self { dir: dir.to_owned(), chunks, sources, rows, cols, progress: None, values_read: 0 })
     }
 
-    /// Advances `bar` by the columns read as a [`TargetSource`] for the first time (the regressions'
-    /// progress: ridge reads each column once; a regressor that makes several passes, such as an
-    /// MLP trained for epochs, reaches the end with its first pass).
+    /// Advances `bar` (of length [`cols`](FeatureFiles::cols)) as values are read through
+    /// [`TargetSource`], in columns' worth of values, until as many were read as the matrix
+    /// holds (the regressions' progress: ridge reads each value once, by rows or by columns; a
+    /// regressor that makes several passes, such as an MLP trained for epochs, reaches the end
+    /// with its first pass).
     pub fn with_progress(mut self, bar: super::Progress) -> Self {
         self.progress = Some(bar);
         self
+    }
+
+    /// Counts `values` read towards the progress bar.
+    fn count_read(&mut self, values: usize) {
+        let Some(bar) = &self.progress else { return };
+        let total = self.rows * self.cols;
+        let before = self.values_read.min(total) / self.rows.max(1);
+        self.values_read = self.values_read.saturating_add(values);
+        let after = self.values_read.min(total) / self.rows.max(1);
+        bar.inc((after - before) as u64);
     }
 
     /// Rows (stimuli).
@@ -176,15 +188,28 @@ impl TargetSource for FeatureFiles {
                     .copy_from_slice(&buffer[k * range.len()..(k + 1) * range.len()]);
             }
         }
-        if let Some(bar) = &self.progress {
-            let mut first_reads = 0;
-            for seen in self.read.get_mut(cols.clone()).into_iter().flatten() {
-                first_reads += u64::from(!*seen);
-                *seen = true;
-            }
-            bar.inc(first_reads);
-        }
+        self.count_read(n * cols.len());
         Ok(())
+    }
+
+    fn read_rows(&mut self, rows: Range<usize>, cols: Range<usize>, out: &mut [f32]) -> ridge::Result<()> {
+        ridge::check_rows_request(self, &rows, &cols, out)?;
+        let b = cols.len();
+        for ((range, _), source) in self.chunks.iter().zip(&mut self.sources) {
+            let (start, end) = (range.start.max(rows.start), range.end.min(rows.end));
+            if start >= end {
+                continue;
+            }
+            let dst = &mut out[(start - rows.start) * b..(end - rows.start) * b];
+            source.read_rows(start - range.start..end - range.start, cols.clone(), dst)?;
+        }
+        self.count_read(rows.len() * b);
+        Ok(())
+    }
+
+    /// Chunks are written by `extract` in C order; true when every chunk is.
+    fn rows_are_contiguous(&self) -> bool {
+        self.sources.iter().all(|s| s.rows_are_contiguous())
     }
 
     fn describe(&self) -> String {
@@ -214,6 +239,12 @@ mod tests {
                 assert_eq!(block[k * 150 + i], full[[i, 2 + k]]);
             }
         }
+        // Rows across chunk boundaries, some columns: exact copies of the written values.
+        assert!(files.rows_are_contiguous());
+        let mut rows = vec![0f32; 80 * 4];
+        files.read_rows(50..130, 1..5, &mut rows).unwrap();
+        assert_eq!(Array2::from_shape_vec((80, 4), rows).unwrap(), full.slice(s![50..130, 1..5]));
+        assert!(files.read_rows(140..151, 0..7, &mut vec![0f32; 77]).is_err(), "rows past the end");
         std::fs::remove_file(chunk_path(dir.path(), &(64..128))).unwrap();
         let err = FeatureFiles::open(dir.path(), 150).err().unwrap().to_string();
         assert!(err.contains("gap"), "{err}");

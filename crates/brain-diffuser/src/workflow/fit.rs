@@ -4,7 +4,7 @@
 //!
 //! `fit` asks the regressor for the predictions of every evaluation set (the test fMRI, the ROI
 //! patterns, and the training fMRI when renormalising with training statistics) while the targets
-//! stream through in column blocks; ridge never materialises its weights. It writes, per group, in
+//! stream through in blocks (of rows, from the row-major feature chunks); ridge never materialises its weights. It writes, per group, in
 //! `regression/<group>/`:
 //! `test.npy` (raw test predictions), `train_feature_stats.npy` (2 x d: mean and std of the training
 //! features), and when needed `roi_response.npy` (13 x d: ROI patterns times the weights) with

@@ -8,7 +8,7 @@
 //!
 //! Nothing here holds a whole subject's stimuli or regression weights: images are read from the
 //! NSD stimulus file chunk by chunk, features are cached in row chunks and stream into the ridge
-//! regressions column block by column block, and weights only ever exist in column blocks.
+//! regressions block by block, and weights only ever exist in column blocks.
 
 mod error;
 mod files;

@@ -101,7 +101,12 @@ pub fn subject_weight_roi(dir: &SubjectDir, config: &Config) -> Result<Vec<RoiWe
         }
         if problem.is_none() {
             let subject = load_subject(dir)?;
-            let options = ProblemOptions { fit_intercept: config.regression.fit_intercept, form: None };
+            // The Gram matrix in the arithmetic `fit` used (fixed alphas: f32 GEMMs).
+            let options = ProblemOptions {
+                fit_intercept: config.regression.fit_intercept,
+                form: None,
+                gram: ridge.gram_precision(),
+            };
             problem = Some(RidgeProblem::new(subject.train_fmri.view(), options)?);
         }
         if let Some(problem) = &problem {
