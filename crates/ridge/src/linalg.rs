@@ -16,11 +16,20 @@ const GRAM_BLOCK_ROWS: usize = 1024;
 
 /// `A A^T` for an `r x c` matrix: the lower block triangle by rectangular GEMMs of
 /// [`GRAM_BLOCK_ROWS`] rows each (rows `i..i+b` against rows `0..i+b`), then mirrored: `(1 + b/r)`
-/// times the flops of one triangle (1.12 at NSD's r = 8,859), as plain GEMMs (the same kernels
-/// as the f32 variant [`gram_rows_f32`]).
+/// times the flops of one triangle (1.12 at NSD's r = 8,859), as plain GEMMs.
 pub(crate) fn gram_rows(a: MatRef<'_, f64>) -> Mat<f64> {
+    symmetric_from_lower(&lower_block_gram(a, 1.0))
+}
+
+/// [`gram_rows`] with f32 GEMMs, the result in f64.
+pub(crate) fn gram_rows_f32(a: MatRef<'_, f32>) -> Mat<f64> {
+    symmetric_from_lower(&lower_block_gram(a, 1.0f32))
+}
+
+/// The block rows of `A A^T` on and below the diagonal (the rest is left zero).
+fn lower_block_gram<T: faer::traits::ComplexField + Copy>(a: MatRef<'_, T>, one: T) -> Mat<T> {
     let r = a.nrows();
-    let mut g = Mat::<f64>::zeros(r, r);
+    let mut g = Mat::<T>::zeros(r, r);
     for start in (0..r).step_by(GRAM_BLOCK_ROWS) {
         let end = (start + GRAM_BLOCK_ROWS).min(r);
         faer::linalg::matmul::matmul(
@@ -28,34 +37,16 @@ pub(crate) fn gram_rows(a: MatRef<'_, f64>) -> Mat<f64> {
             Accum::Replace,
             a.subrows(start, end - start),
             a.subrows(0, end).transpose(),
-            1.0,
+            one,
             par(),
         );
-    }
-    for j in 0..r {
-        for i in (j + 1)..r {
-            g[(j, i)] = g[(i, j)];
-        }
     }
     g
 }
 
-/// [`gram_rows`] with f32 GEMMs, the result in f64 (mirrored from the lower block triangle).
-pub(crate) fn gram_rows_f32(a: MatRef<'_, f32>) -> Mat<f64> {
-    let r = a.nrows();
-    let mut g = Mat::<f32>::zeros(r, r);
-    for start in (0..r).step_by(GRAM_BLOCK_ROWS) {
-        let end = (start + GRAM_BLOCK_ROWS).min(r);
-        faer::linalg::matmul::matmul(
-            g.as_mut().submatrix_mut(start, 0, end - start, end),
-            Accum::Replace,
-            a.subrows(start, end - start),
-            a.subrows(0, end).transpose(),
-            1.0f32,
-            par(),
-        );
-    }
-    Mat::from_fn(r, r, |i, j| f64::from(if i >= j { g[(i, j)] } else { g[(j, i)] }))
+/// The symmetric f64 matrix whose lower triangle is that of `g`.
+fn symmetric_from_lower<T: Copy + Into<f64>>(g: &Mat<T>) -> Mat<f64> {
+    Mat::from_fn(g.nrows(), g.ncols(), |i, j| if i >= j { g[(i, j)] } else { g[(j, i)] }.into())
 }
 
 /// `dst = lhs * rhs` (replacing `dst`), parallel.
@@ -160,28 +151,42 @@ fn constant_reflector(n: usize) -> (Vec<f64>, f64) {
     (w, 2.0 / (2.0 + 2.0 * s))
 }
 
-/// A row-major `rows x cols` matrix as an f64 faer matrix (column-major), transposed in
-/// 64 x 64 tiles with columns split across the pool (indexing element by element in column
-/// order would stride through the source: 2.9 s against ~0.5 s at NSD's 8,859 x 15,724).
+/// A row-major `rows x cols` matrix as an f64 faer matrix (column-major), through
+/// [`transpose_tiles`] (indexing element by element in column order would stride through the
+/// source: 2.9 s against ~0.5 s at NSD's 8,859 x 15,724).
 pub(crate) fn from_row_major<T: Copy + Into<f64> + Sync>(data: &[T], rows: usize, cols: usize) -> Mat<f64> {
+    let mut out = vec![0f64; rows * cols];
+    transpose_tiles(data, rows, cols, &mut out, T::into);
+    MatRef::from_column_major_slice(&out, rows, cols).to_owned()
+}
+
+/// Writes the row-major `rows x cols` matrix `src` into `out` column-major, converting each
+/// value, in 64 x 64 tiles (so that reads and writes both stay in cache), columns split across
+/// the rayon pool.
+pub(crate) fn transpose_tiles<S: Copy + Sync, D: Send>(
+    src: &[S],
+    rows: usize,
+    cols: usize,
+    out: &mut [D],
+    convert: impl Fn(S) -> D + Sync,
+) {
     use rayon::prelude::*;
     const TILE: usize = 64;
-    let mut out = vec![0f64; rows * cols];
-    if rows > 0 {
-        out.par_chunks_mut(rows * TILE).enumerate().for_each(|(t, columns)| {
-            let first_col = t * TILE;
-            let width = columns.len() / rows;
-            for i0 in (0..rows).step_by(TILE) {
-                for k in 0..width {
-                    let column = &mut columns[k * rows..(k + 1) * rows];
-                    for i in i0..(i0 + TILE).min(rows) {
-                        column[i] = data[i * cols + first_col + k].into();
-                    }
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    out.par_chunks_mut(rows * TILE).enumerate().for_each(|(t, columns)| {
+        let first_col = t * TILE;
+        let width = columns.len() / rows;
+        for i0 in (0..rows).step_by(TILE) {
+            for k in 0..width {
+                let column = &mut columns[k * rows..(k + 1) * rows];
+                for i in i0..(i0 + TILE).min(rows) {
+                    column[i] = convert(src[i * cols + first_col + k]);
                 }
             }
-        });
-    }
-    MatRef::from_column_major_slice(&out, rows, cols).to_owned()
+        }
+    });
 }
 
 /// Rounds an f64 matrix to f32.

@@ -222,7 +222,7 @@ impl FileMatrix {
             by_rows.resize(n * b, 0.0);
             let read = self.read_row_segments(0..n, cols, &mut by_rows);
             if read.is_ok() {
-                transpose(&by_rows, n, b, out);
+                crate::linalg::transpose_tiles(&by_rows, n, b, out, |v| v);
             }
             self.by_rows = by_rows;
             read?;
@@ -323,28 +323,6 @@ impl FileMatrix {
         }
         Ok(())
     }
-}
-
-/// Writes the row-major `rows x cols` matrix `by_rows` into `out` column-major, in square tiles
-/// (so that reads and writes both stay in cache), columns split across the rayon pool.
-fn transpose(by_rows: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    use rayon::prelude::*;
-    const TILE: usize = 64;
-    if rows == 0 || cols == 0 {
-        return;
-    }
-    out.par_chunks_mut(rows * TILE).enumerate().for_each(|(t, columns)| {
-        let first_col = t * TILE;
-        let width = columns.len() / rows;
-        for i0 in (0..rows).step_by(TILE) {
-            for k in 0..width {
-                let column = &mut columns[k * rows..(k + 1) * rows];
-                for i in i0..(i0 + TILE).min(rows) {
-                    column[i] = by_rows[i * cols + first_col + k];
-                }
-            }
-        }
-    });
 }
 
 fn read_at(path: &Path, file: &mut File, offset: u64, buf: &mut [u8]) -> Result<()> {
