@@ -84,6 +84,22 @@ pub struct DataSection {
     pub train_trials: nsd_io::TrainTrials,
 }
 
+impl DataSection {
+    /// The counts of a synthetic NSD (`nsd_io::synth`) in place of NSD's: its subjects, sessions,
+    /// trials, shared images, stimulus set and stimulus side; the other keys keep their defaults.
+    pub fn of_synthetic(synth: &nsd_io::synth::SynthConfig) -> Self {
+        Self {
+            subjects: synth.subjects.clone(),
+            sessions: synth.sessions,
+            trials_per_session: synth.trials_per_session,
+            test_threshold: synth.n_shared,
+            n_images: synth.n_images,
+            stimulus_size: synth.image_size as u32,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for DataSection {
     fn default() -> Self {
         Self {

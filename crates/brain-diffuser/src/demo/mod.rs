@@ -18,7 +18,7 @@ use nsd_io::synth::{GroundTruth, SynthConfig, ground_truth, write_synthetic_nsd_
 use tch::{Device, Kind};
 use vdvae::{DecodeOptions, Latents, OutputDraw};
 
-use crate::config::Config;
+use crate::config::{Config, DataSection};
 use crate::models::{ModelError, ModelsDir, VDVAE_SAFETENSORS};
 use crate::workflow::{WorkflowError, write_text};
 
@@ -88,13 +88,7 @@ pub fn demo_synth_config(seed: u64, world: DemoWorld) -> SynthConfig {
 /// 64x64 diffusion with 10 steps), alphas suited to a few hundred voxels, and VDVAE posterior means
 /// as regression targets.
 pub fn demo_config(synth: &SynthConfig, tiny: &TinyModels) -> Config {
-    let mut c = Config::default();
-    c.data.subjects = synth.subjects.clone();
-    c.data.sessions = synth.sessions;
-    c.data.trials_per_session = synth.trials_per_session;
-    c.data.test_threshold = synth.n_shared;
-    c.data.n_images = synth.n_images;
-    c.data.stimulus_size = DEMO_SIDE;
+    let mut c = Config { data: DataSection::of_synthetic(synth), ..Config::default() };
     c.vdvae.layers = tiny.vdvae_latent_blocks;
     c.vdvae.image_size = tiny.vdvae.image_size as u32;
     c.vdvae.upscale_size = DEMO_SIDE;

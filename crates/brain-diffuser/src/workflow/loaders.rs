@@ -19,6 +19,10 @@ use crate::stages::vdvae::{VdvaeDecoder, VdvaeEncoder};
 use crate::stages::versatile_diffusion::VersatileDiffusionRefiner;
 use crate::{Encoder, StageError};
 
+/// Images per CLIP-Vision forward in `extract` (the reference runs one at a time; 16 keeps a
+/// 224x224 ViT-L/14 batch within a few GB on any device).
+pub const CLIP_VISION_BATCH: usize = 16;
+
 /// Loads models on demand for the steps that need them.
 pub struct StageLoader<'a> {
     pub models: &'a ModelsDir,
@@ -41,6 +45,22 @@ fn as_tokens(what: &str, row: Array2<f32>, shape: &[usize]) -> Result<Array2<f32
             found.0, found.1
         ))
     })
+}
+
+/// Versatile Diffusion's unconditional embeddings, as the reference builds them: `vision`'s tokens
+/// of a uniform grey 224x224 image and `text`'s tokens of the empty prompt (`[tokens, width]` each).
+/// [`StageLoader::refiner`] makes them with the models folder's CLIP towers; a caller assembling a
+/// refiner from its own towers (a benchmark, a downstream project) calls this.
+pub fn unconditional_embeddings(
+    vision: &dyn Encoder<Input = RgbImage>,
+    text: &dyn Encoder<Input = Vec<String>>,
+) -> Result<(Array2<f32>, Array2<f32>), WorkflowError> {
+    let grey = RgbImage::from_pixel(224, 224, Rgb([127, 127, 127]));
+    let negative_vision =
+        as_tokens("the unconditional CLIP-Vision embedding", vision.encode(&[grey])?, vision.feature_shape())?;
+    let negative_text =
+        as_tokens("the unconditional CLIP-Text embedding", text.encode(&[vec![String::new()]])?, text.feature_shape())?;
+    Ok((negative_vision, negative_text))
 }
 
 /// The shape of the loaded variable `name` of a tch `VarStore` (what the checkpoint held).
@@ -198,7 +218,12 @@ impl StageLoader<'_> {
             ));
         }
         let projection_shape = var_shape(model.var_store(), "visual_projection.weight");
-        let encoder = ClipVisionEncoder::new(model, &self.clip_weights_name("image_encoder")?, c.vision_resize, 16)?;
+        let encoder = ClipVisionEncoder::new(
+            model,
+            &self.clip_weights_name("image_encoder")?,
+            c.vision_resize,
+            CLIP_VISION_BATCH,
+        )?;
         let width = encoder.feature_shape()[1];
         if c.embedding_dim != width {
             return Err(mismatch(
@@ -259,17 +284,7 @@ impl StageLoader<'_> {
     /// Versatile Diffusion's img2img with `diffusion` settings; its unconditional embeddings are
     /// CLIP's of a uniform grey image and of the empty prompt, as the reference builds them.
     pub fn refiner(&self, diffusion: &DiffusionSection) -> Result<VersatileDiffusionRefiner, WorkflowError> {
-        let vision = self.clip_vision()?;
-        let text = self.clip_text()?;
-        let grey = RgbImage::from_pixel(224, 224, Rgb([127, 127, 127]));
-        let negative_vision =
-            as_tokens("the unconditional CLIP-Vision embedding", vision.encode(&[grey])?, vision.feature_shape())?;
-        let negative_text = as_tokens(
-            "the unconditional CLIP-Text embedding",
-            text.encode(&[vec![String::new()]])?,
-            text.feature_shape(),
-        )?;
-        drop((vision, text));
+        let (negative_vision, negative_text) = unconditional_embeddings(&self.clip_vision()?, &self.clip_text()?)?;
         let unet_kind = diffusion.cuda_precision.kind_on(self.device);
         let model = self.models.load_versatile_diffusion(self.device, unet_kind, unet_kind)?;
         self.check_diffusion(&model, diffusion)?;
