@@ -67,7 +67,7 @@ struct Args {
     /// The batch compared with batch 1 (default: the device's default batch, at least 2).
     #[arg(long)]
     batch: Option<usize>,
-    /// `cpu` or `cuda`.
+    /// `cpu`, `cuda` or `cuda:N` (the reference runs on the same device).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Precision of the models on CUDA (`f32`, `f16`, `bf16`; the CPU runs f32).
@@ -282,15 +282,14 @@ struct ReconstructRun {
 
 /// Runs `session.reconstruct` over every test image and times it.
 fn timed_reconstruct(session: &Session, clocks: &Clocks, label: String, images: usize) -> BenchResult<ReconstructRun> {
-    let build_before = clocks.build.take();
+    let build_before = clocks.build.0.get();
     clocks.stage1.take();
     clocks.stage2.take();
     let started = Instant::now();
     session.reconstruct(Shard::WHOLE)?;
     sync(session.device);
     let wall = started.elapsed().as_secs_f64();
-    let build = clocks.build.take();
-    clocks.build.0.set(build_before + build);
+    let build = clocks.build.0.get() - build_before;
     Ok(ReconstructRun {
         label,
         images,
@@ -359,22 +358,15 @@ fn mark(phase: &str, edge: &str) {
     eprintln!("phase {phase} {edge} {now:.3}");
 }
 
+/// `f32`, `f16` or `bf16`, spelt as the config's `cuda_precision` key (its serde names).
 fn parse_precision(name: &str) -> BenchResult<Precision> {
-    Ok(match name {
-        "f32" => Precision::F32,
-        "f16" => Precision::F16,
-        "bf16" => Precision::Bf16,
-        other => return Err(format!("--precision {other}: expected f32, f16 or bf16").into()),
-    })
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|e| format!("--precision {name}: {e}").into())
 }
 
 fn main() -> BenchResult<()> {
     let args = Args::parse();
-    let device = match args.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        other => return Err(format!("--device {other}: expected cpu or cuda").into()),
-    };
+    let device = brain_diffuser::runtime::parse_device_from("--device", &args.device)?;
     let precision = parse_precision(&args.precision)?;
     let kind: Kind = precision.kind_on(device);
     tch::manual_seed(args.seed as i64);
@@ -450,12 +442,7 @@ fn main() -> BenchResult<()> {
     let dtype = if device == Device::Cpu { "f32".to_string() } else { args.precision.clone() };
     let (reference_reconstruct, reference_extract) = match &args.python {
         Some(python) => {
-            let common = [
-                "--device".to_string(),
-                if device == Device::Cpu { "cpu".into() } else { "cuda".into() },
-                "--dtype".into(),
-                dtype.clone(),
-            ];
+            let common = ["--device".to_string(), args.device.clone(), "--dtype".into(), dtype.clone()];
             let mut reconstruct_args: Vec<String> = vec![
                 "reconstruct".into(),
                 "--subject-dir".into(),
