@@ -293,7 +293,7 @@ def main():
     ours_total = ours["compute_s"]
     print()
     print(f"n {args.n}, p {args.p}, m {args.m}; seconds; * = extrapolated from a measured part "
-          "(linear in targets / per token); machine shared with other builds")
+          "(linear in targets / per token); all rows from this one run")
     header = f"{'method':32s} {'shared Gram':>11s} " + " ".join(f"{names[g]:>18s}" for g in GROUPS) + f" {'total':>10s} {'ours faster by':>14s}"
     print(header)
     print("-" * len(header))

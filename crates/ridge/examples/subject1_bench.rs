@@ -178,8 +178,8 @@ fn main() -> AnyResult<()> {
         write_npy_atomic(&dir.join(format!("ours_pred_{name}.npy")), &fit.predictions[0])?;
         let ft = fit.timings;
         println!(
-            "ours: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.2} s (operator {:.2} s, read {:.2} s on the \
-             reader thread, GEMM {:.2} s = {:.1} GFLOP/s)",
+            "ours: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.2} s (operator {:.2} s, read {:.2} s, GEMM \
+             {:.2} s = {:.1} GFLOP/s)",
             ft.operators_s,
             ft.read_s,
             ft.predict_s,

@@ -6,7 +6,7 @@ use crate::linalg;
 use crate::problem::{EvaluationSet, RidgeProblem, SolverForm, Spectrum};
 use crate::source::TargetSource;
 use crate::validate;
-use faer::{Mat, MatMut, MatRef};
+use faer::{Accum, Mat, MatMut, MatRef};
 use ndarray::Array2;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -23,12 +23,32 @@ pub struct FitOptions {
     pub block_cols: usize,
     /// Which way fixed-alpha fits read the targets.
     pub streaming: Streaming,
+    /// Whether blocks are read on a thread of their own, ahead of the GEMMs.
+    pub read_ahead: ReadAhead,
 }
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { block_cols: 8192, streaming: Streaming::Auto }
+        FitOptions { block_cols: 8192, streaming: Streaming::Auto, read_ahead: ReadAhead::Auto }
     }
+}
+
+/// When target blocks are read ahead of the computation on a reader thread. A concurrent read
+/// copies its block through the caches that the chunked GEMMs work in: on the 2-core build
+/// machines, with targets in the page cache, the VDVAE prediction GEMMs ran at 134-141 GFLOP/s
+/// with a reader thread and at 173-191 with the same reads inline (0.4-1.2 s of reading), so
+/// reads that run at memory speed gain nothing from overlapping; reads from a slow disk do.
+/// Every mode gives the same results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadAhead {
+    /// Inline while every read runs at 1 GB/s or more; from the first slower read on, on the
+    /// reader thread.
+    #[default]
+    Auto,
+    /// Always on the reader thread, one block ahead.
+    Always,
+    /// Always inline.
+    Never,
 }
 
 /// How a fit with one alpha for all targets reads them. The predictions agree to f32 rounding
@@ -67,8 +87,8 @@ pub struct RidgeFit {
 /// Wall-clock seconds spent in each phase of a fit.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FitTimings {
-    /// Reading, checking and averaging target blocks (on a reader thread, overlapped with the
-    /// other phases).
+    /// Reading target blocks (inline, or on a reader thread overlapped with the other phases:
+    /// [`ReadAhead`]); for column blocks also checking and averaging them.
     pub read_s: f64,
     /// Building prediction operators (one Cholesky solve per alpha and evaluation set) and,
     /// for grids, the eigendecomposition and fold problems.
@@ -91,26 +111,56 @@ fn block_ranges(d: usize, block: usize) -> Vec<Range<usize>> {
     (0..d).step_by(block).map(|start| start..(start + block).min(d)).collect()
 }
 
-/// Reads the column blocks `ranges` on a reader thread, one block ahead of `consume`.
+/// Reads the column blocks `ranges` for `consume` ([`read_ahead`]).
 fn stream_blocks(
     problem: &RidgeProblem,
     targets: &mut dyn TargetSource,
     ranges: Vec<Range<usize>>,
+    mode: ReadAhead,
     read_s: &mut f64,
     consume: impl FnMut(TargetBlock) -> Result<()>,
 ) -> Result<()> {
-    read_ahead(ranges, |range| read_block(problem, targets, range), read_s, consume)
+    read_ahead(
+        ranges,
+        mode,
+        |block: &TargetBlock| block.data.len() * 4,
+        |range| read_block(problem, targets, range),
+        read_s,
+        consume,
+    )
 }
 
-/// Runs `read` on each job on a reader thread, one job ahead of `consume`, so that disk reads
-/// overlap the GEMMs. Adds the reader's busy time to `read_s`. Stops at the first error of
-/// either side.
+/// Reads at or above this rate (bytes per second: the page cache, a fast SSD) are done inline
+/// by [`ReadAhead::Auto`].
+const INLINE_READ_BYTES_PER_S: f64 = 1e9;
+
+/// Runs `read` on each job and hands the result to `consume`, inline or on a reader thread one
+/// job ahead ([`ReadAhead`]; `Auto` reads inline until a read runs below
+/// [`INLINE_READ_BYTES_PER_S`], `bytes_of` giving its size, then moves the rest to the thread).
+/// Adds the reading time to `read_s`. Stops at the first error of either side.
 pub(crate) fn read_ahead<J: Send, T: Send>(
     jobs: Vec<J>,
+    mode: ReadAhead,
+    bytes_of: impl Fn(&T) -> usize,
     mut read: impl FnMut(J) -> Result<T> + Send,
     read_s: &mut f64,
     mut consume: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
+    let mut jobs = jobs.into_iter();
+    if mode != ReadAhead::Always {
+        for job in jobs.by_ref() {
+            let t = Instant::now();
+            let item = read(job)?;
+            let secs = t.elapsed().as_secs_f64();
+            *read_s += secs;
+            let slow = mode == ReadAhead::Auto && (bytes_of(&item) as f64) < INLINE_READ_BYTES_PER_S * secs;
+            consume(item)?;
+            if slow {
+                tracing::debug!(seconds = secs, "ridge: slow target read, reading ahead on a thread from now on");
+                break;
+            }
+        }
+    }
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(T, f64)>>(1);
         let reader = scope.spawn(move || {
@@ -220,34 +270,42 @@ struct RowBlock {
     data: Vec<f32>,
 }
 
-/// Reads and checks rows `rows` of all the targets.
-fn read_row_block(targets: &mut dyn TargetSource, rows: Range<usize>) -> Result<RowBlock> {
+/// Block buffers handed back by the computation for the reader to fill again, so that a stream
+/// of blocks allocates (and page-faults in, ~0.5 s per GiB on the build machines) at most the
+/// three blocks alive at once rather than every block it reads.
+#[derive(Default)]
+pub(crate) struct BufferPool(std::sync::Mutex<Vec<Vec<f32>>>);
+
+impl BufferPool {
+    /// A buffer of `len` values: a returned one when there is one (its contents are stale and
+    /// will be overwritten), else a new one.
+    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
+        let mut buffer = self.0.lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_default();
+        buffer.resize(len, 0.0);
+        buffer
+    }
+
+    /// Returns a buffer for reuse.
+    pub(crate) fn give(&self, buffer: Vec<f32>) {
+        if let Ok(mut pool) = self.0.lock() {
+            pool.push(buffer);
+        }
+    }
+}
+
+/// Reads rows `rows` of all the targets into a buffer from `pool` (unchecked: the computation
+/// checks finiteness in its first pass over the block, [`shift_and_sum`]).
+fn read_row_block(targets: &mut dyn TargetSource, rows: Range<usize>, pool: &BufferPool) -> Result<RowBlock> {
     let d = targets.n_cols();
-    let mut data = vec![0f32; rows.len() * d];
+    let mut data = pool.take(rows.len() * d);
     targets.read_rows(rows.clone(), 0..d, &mut data)?;
-    validate::finite_rows(&format!("targets {}", targets.describe()), &data, d, rows.start, 0)?;
     Ok(RowBlock { rows, data })
 }
 
-/// Column sums in f64 of a row-major matrix with `d` columns, rows split across the pool.
-pub(crate) fn column_sums(data: &[f32], d: usize) -> Vec<f64> {
-    let rows = data.len() / d.max(1);
-    let per_task = rows.div_ceil(rayon::current_num_threads()).max(1);
-    data.par_chunks(per_task * d)
-        .map(|part| {
-            let mut sums = vec![0f64; d];
-            for row in part.chunks_exact(d) {
-                for (s, &v) in sums.iter_mut().zip(row) {
-                    *s += f64::from(v);
-                }
-            }
-            sums
-        })
-        .reduce(|| vec![0f64; d], add_into)
-}
-
-/// Subtracts `shift` from every row of a row-major matrix with `d` columns and returns the
-/// column sums (f64) of the shifted values, in one pass, rows split across the pool.
+/// Subtracts `shift` (finite) from every row of a row-major matrix with `d` columns and returns
+/// the column sums (f64) of the shifted values, in one pass, rows split across the pool. A sum
+/// of finite f32 values cannot overflow in f64, so a non-finite sum marks a non-finite value
+/// in its column: the caller's finiteness check.
 fn shift_and_sum(data: &mut [f32], d: usize, shift: &[f32]) -> Vec<f64> {
     let rows = data.len() / d.max(1);
     let per_task = rows.div_ceil(rayon::current_num_threads()).max(1);
@@ -262,12 +320,7 @@ fn shift_and_sum(data: &mut [f32], d: usize, shift: &[f32]) -> Vec<f64> {
             }
             sums
         })
-        .reduce(|| vec![0f64; d], add_into)
-}
-
-fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
-    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-    a
+        .reduce(|| vec![0f64; d], linalg::add_into)
 }
 
 pub(crate) fn check_targets(problem: &RidgeProblem, targets: &dyn TargetSource) -> Result<()> {
@@ -662,12 +715,19 @@ impl RidgeProblem {
         }
         timed(&mut timings.operators_s, || prepare_operators(self, evals, &alphas))?;
         let mut predict_s = 0.0;
-        stream_blocks(self, targets, block_ranges(d, options.block_cols), &mut timings.read_s, |mut block| {
-            let range = block.first..block.first + block.cols;
-            timed(&mut predict_s, || predict_block(self, evals, &mut block, &alphas[range.clone()], &mut outputs))?;
-            tracing::debug!(done = range.end, of = d, seconds = started.elapsed().as_secs_f64(), "ridge: block");
-            Ok(())
-        })?;
+        stream_blocks(
+            self,
+            targets,
+            block_ranges(d, options.block_cols),
+            options.read_ahead,
+            &mut timings.read_s,
+            |mut block| {
+                let range = block.first..block.first + block.cols;
+                timed(&mut predict_s, || predict_block(self, evals, &mut block, &alphas[range.clone()], &mut outputs))?;
+                tracing::debug!(done = range.end, of = d, seconds = started.elapsed().as_secs_f64(), "ridge: block");
+                Ok(())
+            },
+        )?;
         timings.predict_s = predict_s;
         Ok(RidgeFit { alphas, predictions: outputs, grid: Vec::new(), scores: None, timings })
     }
@@ -702,17 +762,33 @@ impl RidgeProblem {
         let mut sums = vec![0f64; d];
         let mut predict_s = 0.0;
         let ranges = block_ranges(n, rows_per_block);
+        let pool = BufferPool::default();
+        let what = format!("targets {}", targets.describe());
         read_ahead(
             ranges,
-            |rows| read_row_block(targets, rows),
+            options.read_ahead,
+            |block: &RowBlock| block.data.len() * 4,
+            |rows| read_row_block(targets, rows, &pool),
             &mut timings.read_s,
             |mut block| {
                 let t = Instant::now();
                 let r = block.rows.len();
+                if shift.is_none() {
+                    validate::finite_rows(&what, &block.data, d, block.rows.start, 0)?;
+                }
                 let c = shift.get_or_insert_with(|| {
-                    column_sums(&block.data, d).into_iter().map(|s| (s / r as f64) as f32).collect()
+                    linalg::column_sums(&block.data, d).into_iter().map(|s| (s / r as f64) as f32).collect()
                 });
-                for (s, v) in sums.iter_mut().zip(shift_and_sum(&mut block.data, d, c)) {
+                let block_sums = shift_and_sum(&mut block.data, d, c);
+                if block_sums.iter().any(|s| !s.is_finite()) {
+                    // Undo the shift to report the value as read.
+                    block
+                        .data
+                        .par_chunks_mut(d)
+                        .for_each(|row| row.iter_mut().zip(c.iter()).for_each(|(v, c)| *v += c));
+                    validate::finite_rows(&what, &block.data, d, block.rows.start, 0)?;
+                }
+                for (s, v) in sums.iter_mut().zip(block_sums) {
                     *s += v;
                 }
                 // The row-major `r x d` block seen column-major is `Y^T` (`d x r`); the row-major
@@ -725,13 +801,11 @@ impl RidgeProblem {
                         .ok_or_else(|| RidgeError::Invalid("prediction buffer is not contiguous".into()))?;
                     let dst = MatMut::from_column_major_slice_mut(slice, d, m);
                     let lhs = s.as_ref().as_ref().subcols(block.rows.start, r).transpose();
-                    if block.rows.start == 0 {
-                        linalg::gemm(dst, yt, lhs, 1.0f32);
-                    } else {
-                        linalg::gemm_add(dst, yt, lhs, 1.0f32);
-                    }
+                    let accum = if block.rows.start == 0 { Accum::Replace } else { Accum::Add };
+                    linalg::gemm_tall(dst, yt, lhs, accum);
                 }
                 predict_s += t.elapsed().as_secs_f64();
+                pool.give(block.data);
                 tracing::debug!(
                     done = block.rows.end,
                     of = n,
@@ -779,32 +853,46 @@ impl RidgeProblem {
         let mut scores = Array2::<f64>::zeros((grid.alphas.len(), d));
         let mut alphas = vec![0.0; d];
         let (mut scoring_s, mut operators_s, mut predict_s) = (0.0, 0.0, 0.0);
-        stream_blocks(self, targets, block_ranges(d, block_cols), &mut timings.read_s, |mut block| {
-            let (start, end) = (block.first, block.first + block.cols);
-            let s = timed(&mut scoring_s, || scorer.score(self, block.centred_f64(n).as_ref(), &grid.alphas))?;
-            for a in 0..grid.alphas.len() {
-                for j in 0..block.cols {
-                    scores[[a, start + j]] = s[(a, j)];
+        stream_blocks(
+            self,
+            targets,
+            block_ranges(d, block_cols),
+            options.read_ahead,
+            &mut timings.read_s,
+            |mut block| {
+                let (start, end) = (block.first, block.first + block.cols);
+                let s = timed(&mut scoring_s, || scorer.score(self, block.centred_f64(n).as_ref(), &grid.alphas))?;
+                for a in 0..grid.alphas.len() {
+                    for j in 0..block.cols {
+                        scores[[a, start + j]] = s[(a, j)];
+                    }
                 }
-            }
-            if single_pass {
-                let chosen = choose(&scorer, &grid.alphas, s.as_ref(), group);
-                alphas[start..end].copy_from_slice(&chosen);
-                timed(&mut operators_s, || prepare_operators(self, evals, &chosen))?;
-                timed(&mut predict_s, || predict_block(self, evals, &mut block, &chosen, &mut outputs))?;
-            }
-            Ok(())
-        })?;
+                if single_pass {
+                    let chosen = choose(&scorer, &grid.alphas, s.as_ref(), group);
+                    alphas[start..end].copy_from_slice(&chosen);
+                    timed(&mut operators_s, || prepare_operators(self, evals, &chosen))?;
+                    timed(&mut predict_s, || predict_block(self, evals, &mut block, &chosen, &mut outputs))?;
+                }
+                Ok(())
+            },
+        )?;
         if !single_pass {
             let table = Mat::from_fn(scores.nrows(), scores.ncols(), |i, j| scores[[i, j]]);
             let chosen = choose(&scorer, &grid.alphas, table.as_ref(), group);
             alphas.copy_from_slice(&chosen);
             if !evals.is_empty() {
                 timed(&mut operators_s, || prepare_operators(self, evals, &alphas))?;
-                stream_blocks(self, targets, block_ranges(d, block_cols), &mut timings.read_s, |mut block| {
-                    let range = block.first..block.first + block.cols;
-                    timed(&mut predict_s, || predict_block(self, evals, &mut block, &alphas[range], &mut outputs))
-                })?;
+                stream_blocks(
+                    self,
+                    targets,
+                    block_ranges(d, block_cols),
+                    options.read_ahead,
+                    &mut timings.read_s,
+                    |mut block| {
+                        let range = block.first..block.first + block.cols;
+                        timed(&mut predict_s, || predict_block(self, evals, &mut block, &alphas[range], &mut outputs))
+                    },
+                )?;
             }
         }
         timings.scoring_s = scoring_s;

@@ -40,7 +40,7 @@ mod weights;
 
 pub use alpha::{AlphaGrid, AlphaPolicy, AlphaScope, Criterion};
 pub use error::{Result, RidgeError};
-pub use fit::{FitOptions, FitTimings, RidgeFit, Streaming};
+pub use fit::{FitOptions, FitTimings, ReadAhead, RidgeFit, Streaming};
 pub use model::{MODEL_FORMAT, RidgeModel};
 pub use problem::{EvaluationSet, GramPrecision, ProblemOptions, RidgeProblem, SolverForm};
 pub use source::{NpyTargets, SafetensorsTargets, TargetSource, check_rows_request};

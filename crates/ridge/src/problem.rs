@@ -38,16 +38,18 @@ impl Default for ProblemOptions {
     }
 }
 
-/// The arithmetic of the Gram matrix. Factorisations, solves and the evaluation sets'
-/// cross-kernels are f64 either way.
+/// The arithmetic of the Gram matrix and of the evaluation sets' cross-kernels, and the storage
+/// of the centred design. Factorisations and solves are f64 either way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GramPrecision {
     /// f64 GEMMs (the default): the Gram matrix to f64 rounding, as scikit-learn's.
     #[default]
     F64,
     /// f32 GEMMs on the centred design rounded to f32 (about twice faer's f64 rate here), the
-    /// product kept in f64, for every alpha far above its rounding: an entry is off by about the
-    /// f32 rounding of a length-`p` dot product, estimated as `eps_f32 sqrt(p) max_i K_ii`, and
+    /// product kept in f64, for every alpha far above its rounding; the design is held in f32
+    /// (half the memory), the evaluation cross-kernels are f32 GEMMs on it, and an f64 copy of
+    /// the rounded design is made only if something needs it (weights, alpha grids, k-fold).
+    /// A Gram entry is off by about the f32 rounding of a length-`p` dot product, estimated as `eps_f32 sqrt(p) max_i K_ii`, and
     /// an alpha at least 1e5 times that perturbs `(K + alpha I)^-1` by at most ~1e-5 relative
     /// (the reference alphas at NSD subject-1 scale: estimate 0.23 against 50,000; predictions
     /// then agree with scikit-learn's to ~1e-7, docs/ridge.md). Smaller alphas, and the
@@ -110,6 +112,45 @@ impl Spectrum {
     }
 }
 
+/// The centred design matrix `Xc` (`n x p`), in the problem's precision.
+enum CentredDesign {
+    /// f64, column-major ([`GramPrecision::F64`]).
+    F64(Mat<f64>),
+    /// Rounded to f32 (after centring in f64), row-major as the input usually is
+    /// ([`GramPrecision::F32`]); `exact` is its f64 copy, made on first need.
+    F32 { rows: Vec<f32>, n: usize, p: usize, exact: OnceLock<Mat<f64>> },
+}
+
+impl CentredDesign {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            CentredDesign::F64(m) => (m.nrows(), m.ncols()),
+            CentredDesign::F32 { n, p, .. } => (*n, *p),
+        }
+    }
+
+    /// `Xc` in f32 (`n x p`, a row-major view), for [`GramPrecision::F32`].
+    fn f32_view(&self) -> Option<MatRef<'_, f32>> {
+        match self {
+            CentredDesign::F64(_) => None,
+            CentredDesign::F32 { rows, n, p, .. } => Some(MatRef::from_column_major_slice(rows, *p, *n).transpose()),
+        }
+    }
+
+    /// `Xc` in f64 (for the f32 design, its f64 copy, made now if needed).
+    fn f64_view(&self) -> MatRef<'_, f64> {
+        match self {
+            CentredDesign::F64(m) => m.as_ref(),
+            CentredDesign::F32 { rows, n, p, exact } => exact
+                .get_or_init(|| {
+                    tracing::info!("ridge: f64 copy of the f32 design needed (weights, alpha grid or k-fold)");
+                    linalg::from_row_major_shifted(rows, *n, *p, &vec![0.0; *p])
+                })
+                .as_ref(),
+        }
+    }
+}
+
 /// The Gram matrix of the centred design in f64: kernel `Xc Xc^T`, primal `Xc^T Xc`.
 fn exact_gram(form: SolverForm, xc: MatRef<'_, f64>) -> Mat<f64> {
     match form {
@@ -130,7 +171,7 @@ pub struct RidgeProblem {
     fit_intercept: bool,
     precision: GramPrecision,
     x_mean: Vec<f64>,
-    xc: Mat<f64>,
+    xc: CentredDesign,
     /// The Gram matrix in the problem's precision.
     gram: Mat<f64>,
     /// [`GramPrecision::F32`]: the estimated rounding of `gram` (0 for f64), and the f64 Gram
@@ -152,24 +193,33 @@ impl std::fmt::Debug for RidgeProblem {
 }
 
 impl RidgeProblem {
-    /// Builds the problem from `x` (`n x p`, f32 or f64): checks it, centres it (when fitting an
-    /// intercept) and forms the Gram matrix in f64.
+    /// Builds the problem from `x` (`n x p`, f32 or f64): checks it, centres it in f64 (when
+    /// fitting an intercept), stores it in the options' precision and forms the Gram matrix.
     ///
     /// Errors: [`RidgeError::Empty`] for no rows or columns, [`RidgeError::NonFinite`] for a
     /// NaN or infinity.
     pub fn new<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, options: ProblemOptions) -> Result<Self> {
         validate::finite_matrix("training design matrix X", x)?;
-        let xm = match x.as_slice() {
-            Some(data) => linalg::from_row_major(data, x.nrows(), x.ncols()),
-            None => Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[[i, j]].into()),
+        let (n, p) = x.dim();
+        let x = x.as_standard_layout();
+        let data = x.as_slice().ok_or_else(|| RidgeError::Invalid("design matrix is not contiguous".into()))?;
+        let x_mean = if options.fit_intercept {
+            linalg::column_sums(data, p).into_iter().map(|s| s / n as f64).collect()
+        } else {
+            vec![0.0; p]
         };
-        Ok(Self::from_f64(xm, options))
+        let xc = match options.gram {
+            GramPrecision::F64 => CentredDesign::F64(linalg::from_row_major_shifted(data, n, p, &x_mean)),
+            GramPrecision::F32 => {
+                CentredDesign::F32 { rows: linalg::shifted_rows_f32(data, p, &x_mean), n, p, exact: OnceLock::new() }
+            }
+        };
+        Ok(Self::assemble(xc, x_mean, options))
     }
 
-    /// Builds from an already checked f64 matrix (also used for the folds of k-fold).
+    /// Builds from an already checked f64 matrix, centring it (used for the folds of k-fold).
     pub(crate) fn from_f64(mut xc: Mat<f64>, options: ProblemOptions) -> Self {
         let (n, p) = (xc.nrows(), xc.ncols());
-        let form = options.form.unwrap_or(if p > n { SolverForm::Kernel } else { SolverForm::Primal });
         let mut x_mean = vec![0.0; p];
         if options.fit_intercept {
             for (j, mean) in x_mean.iter_mut().enumerate() {
@@ -180,13 +230,27 @@ impl RidgeProblem {
                 *mean = m;
             }
         }
+        let xc = match options.gram {
+            GramPrecision::F64 => CentredDesign::F64(xc),
+            GramPrecision::F32 => CentredDesign::F32 {
+                rows: (0..n * p).map(|k| xc[(k / p, k % p)] as f32).collect(),
+                n,
+                p,
+                exact: OnceLock::new(),
+            },
+        };
+        Self::assemble(xc, x_mean, options)
+    }
+
+    /// Forms the Gram matrix of a centred design.
+    fn assemble(xc: CentredDesign, x_mean: Vec<f64>, options: ProblemOptions) -> Self {
+        let (n, p) = xc.dims();
+        let form = options.form.unwrap_or(if p > n { SolverForm::Kernel } else { SolverForm::Primal });
         let started = std::time::Instant::now();
-        let gram = match (form, options.gram) {
-            (_, GramPrecision::F64) => exact_gram(form, xc.as_ref()),
-            (SolverForm::Kernel, GramPrecision::F32) => linalg::gram_rows_f32(linalg::to_f32(xc.as_ref()).as_ref()),
-            (SolverForm::Primal, GramPrecision::F32) => {
-                linalg::gram_rows_f32(linalg::to_f32(xc.as_ref()).as_ref().transpose())
-            }
+        let gram = match (form, xc.f32_view()) {
+            (_, None) => exact_gram(form, xc.f64_view()),
+            (SolverForm::Kernel, Some(x32)) => linalg::gram_rows_f32(x32),
+            (SolverForm::Primal, Some(x32)) => linalg::gram_rows_f32(x32.transpose()),
         };
         let f32_rounding = match options.gram {
             GramPrecision::F64 => 0.0,
@@ -216,12 +280,12 @@ impl RidgeProblem {
 
     /// Number of training samples `n`.
     pub fn n_samples(&self) -> usize {
-        self.xc.nrows()
+        self.xc.dims().0
     }
 
     /// Number of features `p`.
     pub fn n_features(&self) -> usize {
-        self.xc.ncols()
+        self.xc.dims().1
     }
 
     /// The form in use.
@@ -248,8 +312,9 @@ impl RidgeProblem {
         self.id
     }
 
+    /// The centred design in f64 (for an f32 problem, its f64 copy, made on first need).
     pub(crate) fn xc(&self) -> MatRef<'_, f64> {
-        self.xc.as_ref()
+        self.xc.f64_view()
     }
 
     /// The Gram matrix to f64 rounding (computed now if the problem's is f32).
@@ -260,7 +325,7 @@ impl RidgeProblem {
                 .exact_gram
                 .get_or_init(|| {
                     tracing::info!("ridge: f64 Gram matrix needed (alpha grid or small alpha)");
-                    exact_gram(self.form, self.xc.as_ref())
+                    exact_gram(self.form, self.xc())
                 })
                 .as_ref(),
         }
@@ -328,7 +393,7 @@ impl RidgeProblem {
         let rank = values.iter().filter(|&&l| l > 0.0).count();
         let xc_v = match self.form {
             SolverForm::Kernel => None,
-            SolverForm::Primal => Some(linalg::mul(self.xc.as_ref(), vectors.as_ref())),
+            SolverForm::Primal => Some(linalg::mul(self.xc(), vectors.as_ref())),
         };
         tracing::debug!(
             size = values.len(),
@@ -347,7 +412,7 @@ impl RidgeProblem {
         match self.form {
             SolverForm::Kernel => linalg::mul(spec.vectors.transpose(), yc),
             SolverForm::Primal => {
-                let xty = linalg::mul(self.xc.transpose(), yc);
+                let xty = linalg::mul(self.xc().transpose(), yc);
                 linalg::mul(spec.vectors.transpose(), xty.as_ref())
             }
         }
@@ -379,7 +444,8 @@ impl RidgeProblem {
 
     /// A new problem on a subset of the training rows (its own centring), for k-fold.
     pub(crate) fn row_subset(&self, rows: &[usize]) -> Self {
-        let xs = Mat::from_fn(rows.len(), self.n_features(), |i, j| self.xc[(rows[i], j)]);
+        let xc = self.xc();
+        let xs = Mat::from_fn(rows.len(), self.n_features(), |i, j| xc[(rows[i], j)]);
         Self::from_f64(
             xs,
             ProblemOptions { fit_intercept: self.fit_intercept, form: Some(self.form), gram: self.precision },
@@ -389,7 +455,7 @@ impl RidgeProblem {
     /// Prepares new rows (`m x p`) for prediction: centred on the training means and, in the
     /// kernel form, reduced to their cross-kernel with the training rows (`m x n`), so that
     /// predictions never need the `p x d` weights.
-    pub fn evaluation_set<T: Copy + Into<f64>>(&self, x: ArrayView2<'_, T>) -> Result<EvaluationSet> {
+    pub fn evaluation_set<T: Copy + Into<f64> + Sync>(&self, x: ArrayView2<'_, T>) -> Result<EvaluationSet> {
         if x.ncols() != self.n_features() {
             return Err(RidgeError::Shape {
                 what: "columns (features) of the evaluation rows".into(),
@@ -398,6 +464,19 @@ impl RidgeProblem {
             });
         }
         validate::finite_matrix("evaluation design matrix", x)?;
+        if let (SolverForm::Kernel, Some(xc32)) = (self.form, self.xc.f32_view()) {
+            // f32 problem: the cross-kernel as an f32 GEMM on the rows centred in f64 and
+            // rounded, as the Gram matrix was formed.
+            let x = x.as_standard_layout();
+            let data = x.as_slice().ok_or_else(|| RidgeError::Invalid("evaluation rows are not contiguous".into()))?;
+            let (m, p) = (x.nrows(), x.ncols());
+            let xe = linalg::shifted_rows_f32(data, p, &self.x_mean);
+            let xe = MatRef::from_column_major_slice(&xe, p, m).transpose();
+            let mut cross = Mat::<f32>::zeros(m, self.n_samples());
+            linalg::gemm(cross.as_mut(), xe, xc32.transpose(), 1.0f32);
+            let design = Mat::from_fn(m, self.n_samples(), |i, j| f64::from(cross[(i, j)]));
+            return Ok(self.evaluation_with_design(design));
+        }
         let xe = Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[[i, j]].into() - self.x_mean[j]);
         Ok(self.evaluation_from_centred(xe))
     }
@@ -405,16 +484,21 @@ impl RidgeProblem {
     /// Evaluation set from rows already expressed in this problem's centred coordinates.
     pub(crate) fn evaluation_from_centred(&self, xe: Mat<f64>) -> EvaluationSet {
         let design = match self.form {
-            SolverForm::Kernel => linalg::mul(xe.as_ref(), self.xc.transpose()),
+            SolverForm::Kernel => linalg::mul(xe.as_ref(), self.xc().transpose()),
             SolverForm::Primal => xe,
         };
+        self.evaluation_with_design(design)
+    }
+
+    fn evaluation_with_design(&self, design: Mat<f64>) -> EvaluationSet {
         EvaluationSet { problem_id: self.id, design, features: Mutex::new(None), smoothers: Mutex::new(Vec::new()) }
     }
 
     /// Evaluation set for some of this problem's own training rows, centred by `mean` of
     /// another (fold) problem: used by k-fold.
     pub(crate) fn rows_as_evaluation_for(&self, rows: &[usize], fold: &RidgeProblem) -> EvaluationSet {
-        let xe = Mat::from_fn(rows.len(), self.n_features(), |i, j| self.xc[(rows[i], j)] - fold.x_mean[j]);
+        let xc = self.xc();
+        let xe = Mat::from_fn(rows.len(), self.n_features(), |i, j| xc[(rows[i], j)] - fold.x_mean[j]);
         fold.evaluation_from_centred(xe)
     }
 }

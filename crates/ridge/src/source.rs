@@ -222,7 +222,8 @@ impl FileMatrix {
             by_rows.resize(n * b, 0.0);
             let read = self.read_row_segments(0..n, cols, &mut by_rows);
             if read.is_ok() {
-                crate::linalg::transpose_tiles(&by_rows, n, b, out, |v| v);
+                let out = faer::MatMut::from_column_major_slice_mut(out, n, b);
+                crate::linalg::transpose_tiles(&by_rows, n, b, out, |v, _| v);
             }
             self.by_rows = by_rows;
             read?;

@@ -2,13 +2,12 @@
 //! full `p x d` matrix.
 
 use crate::error::{Result, RidgeError};
-use crate::fit::{check_targets, column_sums, columns_by_alpha, read_ahead, read_block};
+use crate::fit::{check_targets, columns_by_alpha, read_ahead, read_block};
 use crate::linalg;
 use crate::problem::{RidgeProblem, SolverForm};
 use crate::source::TargetSource;
 use crate::validate;
-use faer::linalg::solvers::Solve;
-use faer::{Mat, MatMut, MatRef};
+use faer::{Accum, Mat, MatMut, MatRef};
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -127,10 +126,11 @@ impl RidgeProblem {
             Ok((cols, data))
         };
         let mut unused = 0.0;
-        read_ahead(ranges, read, &mut unused, |(cols, mut data)| {
+        let bytes_of = |(_, data): &(Range<usize>, Vec<f32>)| data.len() * 4;
+        read_ahead(ranges, crate::fit::ReadAhead::Auto, bytes_of, read, &mut unused, |(cols, mut data)| {
             let b = cols.len();
             let means: Vec<f64> = if self.fit_intercept() {
-                column_sums(&data, b).into_iter().map(|s| s / n as f64).collect()
+                linalg::column_sums(&data, b).into_iter().map(|s| s / n as f64).collect()
             } else {
                 vec![0.0; b]
             };
@@ -148,12 +148,17 @@ impl RidgeProblem {
                     .get(&alpha.to_bits())
                     .ok_or_else(|| RidgeError::Invalid(format!("no weight operator for alpha {alpha}")))?;
                 if group.len() == b {
-                    linalg::gemm(MatMut::from_column_major_slice_mut(&mut coef, p, b), op.as_ref(), yc, 1.0f32);
+                    linalg::gemm_tall(
+                        MatMut::from_column_major_slice_mut(&mut coef, p, b),
+                        op.as_ref(),
+                        yc,
+                        Accum::Replace,
+                    );
                     continue;
                 }
                 let y = Mat::<f32>::from_fn(n, group.len(), |i, k| yc[(i, group[k])]);
                 let mut w = Mat::<f32>::zeros(p, group.len());
-                linalg::gemm(w.as_mut(), op.as_ref(), y.as_ref(), 1.0f32);
+                linalg::gemm_tall(w.as_mut(), op.as_ref(), y.as_ref(), Accum::Replace);
                 for (k, &j) in group.iter().enumerate() {
                     for f in 0..p {
                         coef[j * p + f] = w[(f, k)];

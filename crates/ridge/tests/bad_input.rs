@@ -29,21 +29,27 @@ fn nan_or_infinity_in_x_is_named() {
 
 #[test]
 fn nan_or_infinity_in_targets_is_named_with_its_column() {
-    let (x, mut y) = small();
-    y[[4, 2]] = f32::NEG_INFINITY;
+    let (x, clean) = small();
     let problem = RidgeProblem::new(x.view(), ProblemOptions::default()).unwrap();
-    // Block size 1: the bad value sits in a later block (of columns, or of rows); its global
-    // row and column are still reported.
-    for streaming in [Streaming::Columns, Streaming::Rows] {
-        let options = FitOptions { block_cols: 1, streaming };
-        match problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(1.0), &[], &options) {
-            Err(RidgeError::NonFinite { what, row: 4, col: 2, value }) => {
-                assert!(what.contains("targets"));
-                assert!(value.is_infinite());
+    // Block size 1: the bad value sits in a later block (of columns, or of rows: row blocks
+    // after the first are checked through their shifted sums), or in the first block of rows;
+    // its global row and column and its value are still reported.
+    for (bad_row, bad_col) in [(4, 2), (1, 0)] {
+        let mut y = clean.clone();
+        y[[bad_row, bad_col]] = f32::NEG_INFINITY;
+        for streaming in [Streaming::Columns, Streaming::Rows] {
+            let options = FitOptions { block_cols: 1, streaming, ..FitOptions::default() };
+            match problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(1.0), &[], &options) {
+                Err(RidgeError::NonFinite { what, row, col, value }) if (row, col) == (bad_row, bad_col) => {
+                    assert!(what.contains("targets"));
+                    assert_eq!(value, f64::NEG_INFINITY);
+                }
+                other => panic!("{streaming:?}: expected NonFinite at ({bad_row}, {bad_col}), got {other:?}"),
             }
-            other => panic!("{streaming:?}: expected NonFinite, got {other:?}"),
         }
     }
+    let mut y = clean.clone();
+    y[[4, 2]] = f32::NEG_INFINITY;
     // The weights read blocks of their own.
     match problem.weights_by_block(&mut y.view(), &vec![1.0; y.ncols()], 1, |_| Ok(())) {
         Err(RidgeError::NonFinite { row: 4, col: 2, .. }) => {}

@@ -27,7 +27,7 @@ fn check_case(name: &str, natural: SolverForm) {
             // Both ways of streaming one alpha: row blocks (accumulated, shifted by the first
             // block's means) and column blocks (centred on the exact means).
             for streaming in [Streaming::Rows, Streaming::Columns] {
-                let options = FitOptions { block_cols: 4, streaming };
+                let options = FitOptions { block_cols: 4, streaming, ..FitOptions::default() };
                 let fit = problem.fit_predict(&mut y.view(), &AlphaPolicy::Fixed(alpha), &[&test], &options).unwrap();
                 let e = relative_error(&fit.predictions[0], &want_pred);
                 assert!(e < TOL, "{name} {form:?} alpha {alpha} {streaming:?}: prediction rel. error {e:e}");

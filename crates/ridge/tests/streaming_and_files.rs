@@ -6,8 +6,8 @@ mod common;
 use common::{Fixture, fixture_path, relative_error};
 use ndarray::{Array2, s};
 use ridge::{
-    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, NpyTargets, ProblemOptions, RidgeError, RidgeModel,
-    RidgeProblem, SafetensorsTargets, Streaming, TargetSource,
+    AlphaGrid, AlphaPolicy, AlphaScope, Criterion, FitOptions, NpyTargets, ProblemOptions, ReadAhead, RidgeError,
+    RidgeModel, RidgeProblem, SafetensorsTargets, Streaming, TargetSource,
 };
 
 fn stream_problem() -> (Fixture, RidgeProblem) {
@@ -27,12 +27,18 @@ fn numpy_written_npy_targets_stream_to_sklearn_predictions() {
         assert_eq!(src.n_rows(), problem.n_samples());
         // Rows from the C-order file are its contiguous direction, from the Fortran-order file
         // one segment per column; columns the other way round.
+        // Reading inline or on the reader thread does not change a value.
         for streaming in [Streaming::Auto, Streaming::Rows, Streaming::Columns] {
             for block_cols in [1, 3, 1000] {
-                let options = FitOptions { block_cols, streaming };
-                let fit = problem.fit_predict(&mut src, &AlphaPolicy::Fixed(alpha), &[&test], &options).unwrap();
-                let e = relative_error(&fit.predictions[0], &fx.matrix(want));
-                assert!(e < 1e-4, "{file}, {streaming:?}, block {block_cols}: rel. error {e:e}");
+                let mut by_mode = Vec::new();
+                for read_ahead in [ReadAhead::Auto, ReadAhead::Always, ReadAhead::Never] {
+                    let options = FitOptions { block_cols, streaming, read_ahead };
+                    let fit = problem.fit_predict(&mut src, &AlphaPolicy::Fixed(alpha), &[&test], &options).unwrap();
+                    let e = relative_error(&fit.predictions[0], &fx.matrix(want));
+                    assert!(e < 1e-4, "{file}, {streaming:?}, block {block_cols}, {read_ahead:?}: rel. error {e:e}");
+                    by_mode.push(fit.predictions[0].clone());
+                }
+                assert!(by_mode.windows(2).all(|w| w[0] == w[1]), "{file}, {streaming:?}, block {block_cols}");
             }
         }
     }
