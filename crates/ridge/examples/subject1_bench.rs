@@ -233,7 +233,7 @@ fn weights(args: &Args, problem: &RidgeProblem, build: f64, rate_before: f64, to
         let mut coef = Array2::<f32>::zeros((keep, p));
         let mut intercept = vec![0f32; keep];
         let t = Instant::now();
-        problem.weights_by_block(&mut source, &vec![*alpha; d], args.weight_block, |block| {
+        let parts = problem.weights_by_block(&mut source, &vec![*alpha; d], args.weight_block, |block| {
             for (j, row) in block.coef.rows().into_iter().enumerate() {
                 for (sum, w) in l1.iter_mut().zip(row) {
                     *sum += f64::from(w.abs());
@@ -257,8 +257,14 @@ fn weights(args: &Args, problem: &RidgeProblem, build: f64, rate_before: f64, to
         product_flops += flops;
         write_npy_atomic_1d(&args.workdir.join(format!("ours_l1_{name}.npy")), l1)?;
         println!(
-            "ours weights: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.1} s, {:.1} GFLOP/s",
-            flops / secs / 1e9
+            "ours weights: {name:>6}: {d:>7} targets, alpha {alpha}: {secs:.1} s, {:.1} GFLOP/s (operator {:.1} s, \
+             read {:.1} s, products {:.1} s = {:.1} GFLOP/s, L1 norms {:.1} s)",
+            flops / secs / 1e9,
+            parts.operators_s,
+            parts.read_s,
+            parts.product_s,
+            flops / parts.product_s / 1e9,
+            parts.sink_s
         );
     }
     let rate32 = rate_before.max(f32_rate());

@@ -44,4 +44,4 @@ pub use fit::{FitOptions, FitTimings, ReadAhead, RidgeFit, Streaming};
 pub use model::{MODEL_FORMAT, RidgeModel};
 pub use problem::{EvaluationSet, GramPrecision, ProblemOptions, RidgeProblem, SolverForm};
 pub use source::{NpyTargets, SafetensorsTargets, TargetSource, check_rows_request};
-pub use weights::WeightBlock;
+pub use weights::{WeightBlock, WeightTimings};

@@ -113,6 +113,34 @@ impl Cholesky {
         solve_lower_triangular_in_place(self.l.as_ref(), rhs.as_mut(), par());
         solve_upper_triangular_in_place(self.l.as_ref().transpose(), rhs, par());
     }
+
+    /// `A^-1` (both triangles): `L^-T L^-1`, from faer's triangular inverse and one
+    /// triangular-output product (`2 n^3 / 3` flops), a third of the flops of solving with the
+    /// `n` columns of the identity.
+    pub(crate) fn inverse(&self) -> Mat<f64> {
+        use faer::linalg::matmul::triangular::{BlockStructure, matmul};
+        let n = self.l.nrows();
+        let mut l_inv = Mat::<f64>::zeros(n, n);
+        faer::linalg::triangular_inverse::invert_lower_triangular(l_inv.as_mut(), self.l.as_ref(), par());
+        let mut inv = Mat::<f64>::zeros(n, n);
+        matmul(
+            inv.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Replace,
+            l_inv.transpose(),
+            BlockStructure::TriangularUpper,
+            l_inv.as_ref(),
+            BlockStructure::TriangularLower,
+            1.0,
+            par(),
+        );
+        for j in 1..n {
+            for i in 0..j {
+                inv[(i, j)] = inv[(j, i)];
+            }
+        }
+        inv
+    }
 }
 
 /// Columns per panel of [`shifted_cholesky`].
@@ -346,6 +374,29 @@ mod tests {
         let back = mul(shifted.as_ref(), z.as_ref());
         let worst = (0..3).flat_map(|j| (0..n).map(move |i| (i, j))).map(|(i, j)| (back[(i, j)] - rhs[(i, j)]).abs());
         assert!(worst.fold(0.0, f64::max) < 1e-8, "residual of the solve is not at rounding level");
+    }
+
+    /// The inverse from the factor is the inverse: `A A^-1 = I` to rounding, and symmetric.
+    #[test]
+    fn cholesky_inverse_inverts_the_shifted_matrix() {
+        let n = CHOLESKY_PANEL + 133;
+        let g = gram_of_random(n, 200, 11);
+        let alpha = 2.0;
+        let inv = shifted_cholesky("test Gram", g.as_ref(), alpha).unwrap().inverse();
+        let mut shifted = g.clone();
+        for i in 0..n {
+            shifted[(i, i)] += alpha;
+        }
+        let product = mul(shifted.as_ref(), inv.as_ref());
+        let mut worst = 0.0f64;
+        for j in 0..n {
+            for i in 0..n {
+                let identity = if i == j { 1.0 } else { 0.0 };
+                worst = worst.max((product[(i, j)] - identity).abs());
+                assert_eq!(inv[(i, j)], inv[(j, i)], "inverse not symmetric at ({i}, {j})");
+            }
+        }
+        assert!(worst < 1e-9, "A A^-1 is off the identity by {worst}");
     }
 
     /// An indefinite matrix is reported, naming the columns of the failing panel.

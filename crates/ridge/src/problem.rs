@@ -317,6 +317,11 @@ impl RidgeProblem {
         self.xc.f64_view()
     }
 
+    /// The centred design as held in f32 ([`GramPrecision::F32`]; `None` for an f64 problem).
+    pub(crate) fn xc_f32(&self) -> Option<MatRef<'_, f32>> {
+        self.xc.f32_view()
+    }
+
     /// The Gram matrix to f64 rounding (computed now if the problem's is f32).
     pub(crate) fn gram(&self) -> MatRef<'_, f64> {
         match self.precision {

@@ -2,9 +2,9 @@
 //! full `p x d` matrix.
 
 use crate::error::{Result, RidgeError};
-use crate::fit::{check_targets, columns_by_alpha, read_ahead, read_block};
+use crate::fit::{BufferPool, ReadAhead, check_targets, columns_by_alpha, read_ahead, read_block};
 use crate::linalg;
-use crate::problem::{RidgeProblem, SolverForm};
+use crate::problem::{GramPrecision, RidgeProblem, SolverForm};
 use crate::source::TargetSource;
 use crate::validate;
 use faer::{Accum, Mat, MatMut, MatRef};
@@ -12,6 +12,22 @@ use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ops::Range;
+use std::time::Instant;
+
+/// Where [`RidgeProblem::weights_by_block`] spent its time, in seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WeightTimings {
+    /// Weight operators (one Cholesky factorisation and operator per alpha) or the Gram
+    /// eigendecomposition.
+    pub operators_s: f64,
+    /// Reading and checking target blocks (inline or one block ahead on a reader thread,
+    /// [`ReadAhead::Auto`]).
+    pub read_s: f64,
+    /// Centring the blocks and the weight products and intercepts.
+    pub product_s: f64,
+    /// The caller's `sink`.
+    pub sink_s: f64,
+}
 
 /// Weights of a block of consecutive targets, in scikit-learn's `coef_` layout.
 #[derive(Debug)]
@@ -31,17 +47,18 @@ impl RidgeProblem {
     /// [`RidgeFit::alphas`](crate::RidgeFit)).
     ///
     /// With at most two distinct alphas (and no eigendecomposition computed) each alpha gets a
-    /// weight operator `O_alpha` (`p x n`, f32: `W = O_alpha Yc`, one Cholesky factorisation
-    /// and one solve with the `p` columns of `Xc` in f64), so that a target costs one `2 p n`
-    /// f32 GEMM column; the blocks stream in from a reader thread, row-major (no
-    /// transposition). With more alphas the Gram eigendecomposition serves them all, in f64.
+    /// weight operator `O_alpha` (`p x n`, f32: `W = O_alpha Yc`, from one Cholesky
+    /// factorisation in f64), so that a target costs one `2 p n` f32 GEMM column; the blocks
+    /// are read row-major (no transposition), inline or one block ahead on a reader thread
+    /// ([`ReadAhead::Auto`](crate::ReadAhead)). With more alphas the Gram eigendecomposition
+    /// serves them all, in f64. Returns where the time went.
     pub fn weights_by_block(
         &self,
         targets: &mut dyn TargetSource,
         alphas: &[f64],
         block_cols: usize,
         sink: impl FnMut(WeightBlock<'_>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<WeightTimings> {
         check_targets(self, targets)?;
         let d = targets.n_cols();
         if alphas.len() != d {
@@ -66,15 +83,37 @@ impl RidgeProblem {
     }
 
     /// The weight operator of one alpha, `O` (`p x n`, f32) with `W = O Yc`: kernel form
-    /// `Xc^T (K + alpha I)^-1`, primal form `(Xc^T Xc + alpha I)^-1 Xc^T`, solved in f64 in
-    /// panels of 2,048 right-hand sides (so that no second `n x p` f64 matrix is held).
+    /// `Xc^T (K + alpha I)^-1`, primal form `(Xc^T Xc + alpha I)^-1 Xc^T`.
+    ///
+    /// An f32 problem whose Gram matrix serves `alpha` ([`RidgeProblem::precision_for`]) forms
+    /// the inverse in f64 from the Cholesky factor (`Cholesky::inverse`, `2 n^3 / 3`
+    /// flops past the factorisation), rounds it to f32 once and multiplies it with the f32
+    /// design by one f32 GEMM: the arithmetic its Gram matrix and cross-kernels already use, at
+    /// twice the f64 rate, and no f64 copy of the design. Otherwise the `p` columns of `Xc` are
+    /// solved for in f64, in panels of 2,048 right-hand sides (so that no second `n x p` f64
+    /// matrix is held).
     fn weight_operator(&self, alpha: f64) -> Result<Mat<f32>> {
         const PANEL: usize = 2048;
         let (n, p) = (self.n_samples(), self.n_features());
+        let what = match self.form() {
+            SolverForm::Kernel => "kernel Gram matrix",
+            SolverForm::Primal => "covariance",
+        };
+        let t0 = Instant::now();
+        let llt = linalg::shifted_cholesky(what, self.gram_for(alpha), alpha)?;
+        tracing::debug!(alpha, seconds = t0.elapsed().as_secs_f64(), "ridge: weight operator Cholesky");
         let mut op = Mat::<f32>::zeros(p, n);
+        if let (Some(xc), GramPrecision::F32) = (self.xc_f32(), self.precision_for(alpha)) {
+            let inverse = linalg::to_f32(llt.inverse().as_ref());
+            tracing::debug!(alpha, seconds = t0.elapsed().as_secs_f64(), "ridge: weight operator inverse");
+            match self.form() {
+                SolverForm::Kernel => linalg::gemm_tall(op.as_mut(), xc.transpose(), inverse.as_ref(), Accum::Replace),
+                SolverForm::Primal => linalg::gemm_tall(op.as_mut(), inverse.as_ref(), xc.transpose(), Accum::Replace),
+            }
+            return Ok(op);
+        }
         match self.form() {
             SolverForm::Kernel => {
-                let llt = linalg::shifted_cholesky("kernel Gram matrix", self.gram_for(alpha), alpha)?;
                 for start in (0..p).step_by(PANEL) {
                     let w = PANEL.min(p - start);
                     let mut z = self.xc().subcols(start, w).to_owned();
@@ -88,7 +127,6 @@ impl RidgeProblem {
                 }
             }
             SolverForm::Primal => {
-                let llt = linalg::shifted_cholesky("covariance", self.gram_for(alpha), alpha)?;
                 for start in (0..n).step_by(PANEL) {
                     let w = PANEL.min(n - start);
                     let mut z = self.xc().subrows(start, w).transpose().to_owned();
@@ -111,42 +149,50 @@ impl RidgeProblem {
         alphas: &[f64],
         block_cols: usize,
         mut sink: impl FnMut(WeightBlock<'_>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<WeightTimings> {
         let (n, p, d) = (self.n_samples(), self.n_features(), targets.n_cols());
+        let mut timings = WeightTimings::default();
+        let started = Instant::now();
         let mut operators: HashMap<u64, Mat<f32>> = HashMap::new();
         for (alpha, _) in columns_by_alpha(alphas).into_values() {
             operators.insert(alpha.to_bits(), self.weight_operator(alpha)?);
         }
+        timings.operators_s = started.elapsed().as_secs_f64();
+        tracing::debug!(seconds = timings.operators_s, count = operators.len(), "ridge: weight operators");
         let ranges: Vec<Range<usize>> = (0..d).step_by(block_cols).map(|s| s..(s + block_cols).min(d)).collect();
         let what = format!("targets {}", targets.describe());
+        let pool = BufferPool::default();
         let read = |cols: Range<usize>| -> Result<(Range<usize>, Vec<f32>)> {
-            let mut data = vec![0f32; n * cols.len()];
+            let mut data = pool.take(n * cols.len());
             targets.read_rows(0..n, cols.clone(), &mut data)?;
             validate::finite_rows(&what, &data, cols.len(), 0, cols.start)?;
             Ok((cols, data))
         };
-        let mut unused = 0.0;
         let bytes_of = |(_, data): &(Range<usize>, Vec<f32>)| data.len() * 4;
-        read_ahead(ranges, crate::fit::ReadAhead::Auto, bytes_of, read, &mut unused, |(cols, mut data)| {
-            let b = cols.len();
+        let (mut yc_columns, mut coef) = (Vec::<f32>::new(), Vec::<f32>::new());
+        let (mut product_s, mut sink_s) = (0.0, 0.0);
+        read_ahead(ranges, ReadAhead::Auto, bytes_of, read, &mut timings.read_s, |(cols, data)| {
+            let t = Instant::now();
+            let (first, b) = (cols.start, cols.len());
             let means: Vec<f64> = if self.fit_intercept() {
                 linalg::column_sums(&data, b).into_iter().map(|s| s / n as f64).collect()
             } else {
                 vec![0.0; b]
             };
-            data.par_chunks_mut(b).for_each(|row| {
-                for (v, m) in row.iter_mut().zip(&means) {
-                    *v = (f64::from(*v) - m) as f32;
-                }
-            });
-            // Row-major `n x b` centred targets seen column-major are `Yc^T` (`b x n`); the
-            // row-major `b x p` coef seen column-major is `W` (`p x b`).
-            let yc = MatRef::from_column_major_slice(&data, b, n).transpose();
-            let mut coef = vec![0f32; b * p];
-            for (alpha, group) in columns_by_alpha(&alphas[cols.clone()]).into_values() {
+            // Centred while transposed to column-major: faer's GEMM ran this product at about
+            // twice the rate with column-major targets as with the row-major block as read, on
+            // a 2-core AVX2 (Zen 3) machine (the transposition costs ~1% of the product).
+            yc_columns.resize(n * b, 0.0);
+            let yc_mut = MatMut::from_column_major_slice_mut(&mut yc_columns, n, b);
+            linalg::transpose_tiles(&data, n, b, yc_mut, |v, j| (f64::from(v) - means[j]) as f32);
+            pool.give(data);
+            let yc = MatRef::from_column_major_slice(&yc_columns, n, b);
+            coef.resize(b * p, 0.0);
+            for (alpha, group) in columns_by_alpha(&alphas[first..first + b]).into_values() {
                 let op = operators
                     .get(&alpha.to_bits())
                     .ok_or_else(|| RidgeError::Invalid(format!("no weight operator for alpha {alpha}")))?;
+                // The row-major `b x p` coef seen column-major is `W` (`p x b`).
                 if group.len() == b {
                     linalg::gemm_tall(
                         MatMut::from_column_major_slice_mut(&mut coef, p, b),
@@ -176,10 +222,17 @@ impl RidgeProblem {
             } else {
                 vec![0.0; b]
             };
-            let coef = ArrayView2::from_shape((b, p), &coef[..])
+            let weights = ArrayView2::from_shape((b, p), &coef[..])
                 .map_err(|e| RidgeError::Invalid(format!("weight block of {b} x {p}: {e}")))?;
-            sink(WeightBlock { first_target: cols.start, coef, intercept: &intercept })
-        })
+            let t_sink = Instant::now();
+            product_s += t_sink.duration_since(t).as_secs_f64();
+            let result = sink(WeightBlock { first_target: first, coef: weights, intercept: &intercept });
+            sink_s += t_sink.elapsed().as_secs_f64();
+            result
+        })?;
+        timings.product_s = product_s;
+        timings.sink_s = sink_s;
+        Ok(timings)
     }
 
     /// [`weights_by_block`](RidgeProblem::weights_by_block) through the Gram eigendecomposition
@@ -190,14 +243,20 @@ impl RidgeProblem {
         alphas: &[f64],
         block_cols: usize,
         mut sink: impl FnMut(WeightBlock<'_>) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<WeightTimings> {
+        let mut timings = WeightTimings::default();
+        let started = Instant::now();
         let spec = self.spectrum()?;
+        timings.operators_s = started.elapsed().as_secs_f64();
         let (n, p, d) = (self.n_samples(), self.n_features(), targets.n_cols());
         let mut start = 0;
         while start < d {
             let end = (start + block_cols).min(d);
+            let t = Instant::now();
             let block = read_block(self, targets, start..end)?;
             let yc = block.centred_f64(n);
+            let t_product = Instant::now();
+            timings.read_s += t_product.duration_since(t).as_secs_f64();
             let b = block.cols;
             let mut coef = Array2::<f32>::zeros((b, p));
             let mut intercept = vec![0f32; b];
@@ -223,9 +282,12 @@ impl RidgeProblem {
                     }
                 }
             }
+            let t_sink = Instant::now();
+            timings.product_s += t_sink.duration_since(t_product).as_secs_f64();
             sink(WeightBlock { first_target: start, coef: coef.view(), intercept: &intercept })?;
+            timings.sink_s += t_sink.elapsed().as_secs_f64();
             start = end;
         }
-        Ok(())
+        Ok(timings)
     }
 }

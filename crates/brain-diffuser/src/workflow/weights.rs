@@ -49,7 +49,7 @@ pub fn voxel_weight_norms(
     ];
     let mut norms = VoxelWeightNorms::new(problem.n_features());
     let bar = progress_bar(targets.cols(), &format!("weights {}", group.name()));
-    problem.weights_by_block(&mut targets, &alphas, WEIGHT_BLOCK, |block| {
+    let timings = problem.weights_by_block(&mut targets, &alphas, WEIGHT_BLOCK, |block| {
         norms.add_block(block.coef.t()).map_err(ridge::RidgeError::Invalid)?;
         bar.inc(block.coef.nrows() as u64);
         Ok(())
@@ -57,7 +57,15 @@ pub fn voxel_weight_norms(
     bar.finish_and_clear();
     let l1 = norms.norms().to_owned();
     nsd_io::subject::save_npy(&path, &l1)?;
-    info!(subject = dir.subject, group = group.name(), "weight norms");
+    info!(
+        subject = dir.subject,
+        group = group.name(),
+        operators_s = timings.operators_s,
+        read_s = timings.read_s,
+        products_s = timings.product_s,
+        norms_s = timings.sink_s,
+        "weight norms"
+    );
     Ok(l1)
 }
 
